@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+/*
+ * source_callback.c - a user function fills the worker's bounce buffer
+ * (never registered memory, so the callback cannot fault on itself), which
+ * is then installed with UFFDIO_COPY.
+ */
+#include <errno.h>
+
+#include "source.h"
+
+static int callback_validate(const struct ufault_source *src, const struct ufault__log *log)
+{
+	if (!src->callback.fill) {
+		ufault__warn(log, "callback source: NULL fill function");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int callback_fill(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
+			 const void **data)
+{
+	int ret = src->callback.fill(src->callback.arg, off, buf, len);
+
+	if (ret > 0) /* a positive return is a caller bug; treat as an error */
+		ret = -EIO;
+	if (ret == 0)
+		*data = buf;
+	return ret;
+}
+
+const struct ufault__source_ops ufault__source_callback = {
+	.name = "callback",
+	.validate = callback_validate,
+	.fill = callback_fill,
+};

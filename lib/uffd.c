@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uffd.c - the kernel interface. Everything that talks ioctl to a
+ * userfaultfd lives here, including the judgement of benign races
+ * (ufault__uffd_classify), so no other file interprets a raw errno from the
+ * kernel. Touches no library state besides the cached probe result.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uffd.h"
+
+static uint64_t sys_page(void)
+{
+	static uint64_t page;
+
+	if (!__atomic_load_n(&page, __ATOMIC_RELAXED))
+		__atomic_store_n(&page, (uint64_t)sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
+	return __atomic_load_n(&page, __ATOMIC_RELAXED);
+}
+
+static int uffd_ioctl(int fd, unsigned long req, void *arg)
+{
+	int ret;
+
+	do {
+		ret = ioctl(fd, req, arg);
+	} while (ret < 0 && errno == EINTR);
+	return ret < 0 ? -errno : 0;
+}
+
+int ufault__uffd_open(void)
+{
+	int flags = O_CLOEXEC | O_NONBLOCK;
+	int fd, dev;
+
+	fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	if (fd >= 0)
+		return fd;
+	if (errno == EINVAL) /* kernel without UFFD_USER_MODE_ONLY */
+		fd = (int)syscall(SYS_userfaultfd, flags);
+	if (fd >= 0)
+		return fd;
+	if (errno != EPERM && errno != ENOSYS)
+		return -errno;
+
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return errno == ENOENT ? -ENOSYS : -errno;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	if (fd < 0)
+		fd = -errno;
+	close(dev);
+	return fd;
+}
+
+static int api_call(int fd, uint64_t features, struct ufault__uffd_caps *got)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = features};
+	int ret = uffd_ioctl(fd, UFFDIO_API, &api);
+
+	if (ret == 0 && got) {
+		got->features = api.features;
+		got->ioctls = api.ioctls;
+	}
+	return ret;
+}
+
+/*
+ * The kernel rejects UFFDIO_API with EINVAL when asked for a feature it does
+ * not know, and an fd accepts the handshake only once. So the probe spends a
+ * throwaway fd asking for nothing; the kernel then reports everything it
+ * supports in api.features.
+ */
+static struct ufault__uffd_caps probed;
+static int probe_err;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_run(void)
+{
+	int fd = ufault__uffd_open();
+
+	if (fd < 0) {
+		probe_err = fd;
+		return;
+	}
+	probe_err = api_call(fd, 0, &probed);
+	close(fd);
+}
+
+int ufault__uffd_probe(struct ufault__uffd_caps *out)
+{
+	pthread_once(&probe_once, probe_run);
+	if (probe_err)
+		return probe_err;
+	*out = probed;
+	return 0;
+}
+
+int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got)
+{
+	struct ufault__uffd_caps have;
+	int ret = ufault__uffd_probe(&have);
+
+	if (ret)
+		return ret;
+	return api_call(fd, want & have.features, got);
+}
+
+int ufault__uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls)
+{
+	struct uffdio_register reg = {.range = {.start = start, .len = len}, .mode = mode};
+	int ret = uffd_ioctl(fd, UFFDIO_REGISTER, &reg);
+
+	if (ret == 0 && ioctls)
+		*ioctls = reg.ioctls;
+	return ret;
+}
+
+int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len)
+{
+	struct uffdio_range range = {.start = start, .len = len};
+
+	return uffd_ioctl(fd, UFFDIO_UNREGISTER, &range);
+}
+
+/*
+ * The fill ioctls share one shape: a range, a mode and a progress field the
+ * kernel sets to bytes done or -errno. Continue after partial progress (the
+ * kernel stops at e.g. a pending signal); stop on a real error.
+ */
+static int fill_loop(int fd, unsigned long req, uint64_t dst, const void *src, uint64_t len,
+		     uint64_t mode, uint64_t *done_out)
+{
+	uint64_t pos = 0, done = 0;
+	bool eexist = false;
+	int ret = 0;
+
+	while (pos < len) {
+		int64_t progress;
+
+		switch (req) {
+		case UFFDIO_COPY: {
+			struct uffdio_copy a = {.dst = dst + pos,
+						.src = (uint64_t)(uintptr_t)src + pos,
+						.len = len - pos,
+						.mode = mode};
+			ret = uffd_ioctl(fd, req, &a);
+			progress = a.copy;
+			break;
+		}
+		case UFFDIO_ZEROPAGE: {
+			struct uffdio_zeropage a = {.range = {dst + pos, len - pos}, .mode = mode};
+			ret = uffd_ioctl(fd, req, &a);
+			progress = a.zeropage;
+			break;
+		}
+		case UFFDIO_CONTINUE: {
+			struct uffdio_continue a = {.range = {dst + pos, len - pos}, .mode = mode};
+			ret = uffd_ioctl(fd, req, &a);
+			progress = a.mapped;
+			break;
+		}
+		default: { /* UFFDIO_POISON */
+			struct uffdio_poison a = {.range = {dst + pos, len - pos}, .mode = mode};
+			ret = uffd_ioctl(fd, req, &a);
+			progress = a.updated;
+			break;
+		}
+		}
+		if (progress > 0) {
+			pos += (uint64_t)progress;
+			done += (uint64_t)progress;
+		}
+		if (ret == 0)
+			break;
+		/* Partial progress then EAGAIN: the rest is retried right away;
+		 * with no progress the caller must defer instead of spinning. */
+		if (ret == -EAGAIN && progress > 0)
+			continue;
+		/* One page of a multi-page range already there (someone else
+		 * resolved it): skip it, fill the rest, report EEXIST at the end. */
+		if (ret == -EEXIST && pos + sys_page() < len) {
+			pos += sys_page();
+			eexist = true;
+			continue;
+		}
+		break;
+	}
+	if (done_out)
+		*done_out = done;
+	if (ret == 0 && eexist)
+		ret = -EEXIST;
+	return ret;
+}
+
+int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
+		      uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_COPY, dst, src, len, wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+			 done);
+}
+
+int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_ZEROPAGE, dst, NULL, len,
+			 wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE, done);
+}
+
+int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_CONTINUE, dst, NULL, len,
+			 wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE, done);
+}
+
+int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_POISON, dst, NULL, len, wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE,
+			 done);
+}
+
+int ufault__uffd_wake(int fd, uint64_t start, uint64_t len)
+{
+	struct uffdio_range range = {.start = start, .len = len};
+
+	return uffd_ioctl(fd, UFFDIO_WAKE, &range);
+}
+
+int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool wp, bool wake)
+{
+	struct uffdio_writeprotect a = {.range = {.start = start, .len = len}};
+
+	if (wp)
+		a.mode |= UFFDIO_WRITEPROTECT_MODE_WP;
+	if (!wake)
+		a.mode |= UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
+	return uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &a);
+}
+
+int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
+		      uint64_t *done_out)
+{
+	uint64_t done = 0;
+	int ret;
+
+	for (;;) {
+		struct uffdio_move a = {
+			.dst = dst + done, .src = src + done, .len = len - done, .mode = mode};
+
+		ret = uffd_ioctl(fd, UFFDIO_MOVE, &a);
+		if (a.move > 0)
+			done += (uint64_t)a.move;
+		if (ret == -EAGAIN && a.move > 0 && done < len)
+			continue;
+		break;
+	}
+	if (done_out)
+		*done_out = done;
+	return ret;
+}
+
+enum ufault__uffd_verdict ufault__uffd_classify(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0:
+		return UFAULT__UFFD_OK;
+	case EEXIST:
+		return UFAULT__UFFD_RESOLVED;
+	case EAGAIN:
+		return UFAULT__UFFD_LATER;
+	case ENOENT:
+	case ESRCH:
+		return UFAULT__UFFD_GONE;
+	default:
+		return UFAULT__UFFD_FATAL;
+	}
+}

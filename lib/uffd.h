@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffd.h - the kernel interface: opening a userfaultfd, the UFFDIO_API
+ * handshake, a run-time feature probe, and one wrapper per ioctl. Wrappers
+ * return 0 or -errno and never log; callers judge errors with
+ * ufault__uffd_classify(), the one place benign races are decided.
+ */
+#ifndef UFAULT_LIB_UFFD_H
+#define UFAULT_LIB_UFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compat.h"
+
+/* What the kernel offers (probed once per process) or granted (per fd). */
+struct ufault__uffd_caps {
+	uint64_t features; /* UFFD_FEATURE_* */
+	uint64_t ioctls;   /* 1 << _UFFDIO_* valid on registered ranges */
+};
+
+/*
+ * Open a userfaultfd (O_CLOEXEC | O_NONBLOCK, user-mode faults only): the
+ * syscall first, then /dev/userfaultfd + USERFAULTFD_IOC_NEW (for processes
+ * where vm.unprivileged_userfaultfd forbids the syscall). Returns fd or -errno.
+ */
+int ufault__uffd_open(void);
+
+/*
+ * UFFDIO_API handshake asking for @want features; features the kernel lacks
+ * are dropped rather than failing (the probe tells which). On success fills
+ * @got with the features granted and the ioctls of the fd. Returns 0 / -errno.
+ */
+int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got);
+
+/* Features the running kernel supports (cached after the first call). */
+int ufault__uffd_probe(struct ufault__uffd_caps *out);
+
+/* MISSING-mode registration; returns the range's ioctls in *ioctls. */
+int ufault__uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls);
+int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len);
+
+/*
+ * UFFDIO_COPY of @len bytes. Partial copies are continued; -EAGAIN after some
+ * progress is continued too; -EAGAIN with no progress is returned (the caller
+ * defers and retries after draining events: never spin). *done receives the
+ * bytes copied by this call (also on error).
+ */
+int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
+		      uint64_t *done);
+int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
+int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
+int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
+int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
+int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool wp, bool wake);
+int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
+		      uint64_t *done);
+
+/* How to treat an ioctl's error. */
+enum ufault__uffd_verdict {
+	UFAULT__UFFD_OK = 0,  /* success */
+	UFAULT__UFFD_RESOLVED, /* EEXIST: someone else installed it: success */
+	UFAULT__UFFD_LATER,    /* EAGAIN: events pending (mmap_changing): defer */
+	UFAULT__UFFD_GONE,     /* ENOENT/ESRCH: range unregistered, unmapped, or
+				* the mm is exiting: nobody waits any more */
+	UFAULT__UFFD_FATAL,    /* anything else: a real error */
+};
+enum ufault__uffd_verdict ufault__uffd_classify(int err);
+
+#endif

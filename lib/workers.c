@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+/*
+ * workers.c - worker threads. Worker i reads uffd i % nr_uffds directly (no
+ * dispatcher thread: each hand-off between threads costs a cross-CPU
+ * wake-up), a batch of messages per read(2), and resolves each fault.
+ *
+ * A worker never blocks on a library lock before it has read its messages;
+ * a fault that cannot be resolved now (EAGAIN: events pending) is deferred
+ * and retried after the next read or a short poll timeout, never spun on.
+ * While it sleeps in poll(2) the worker is an offline QSBR reader, so it
+ * never holds up reclamation.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "fault.h"
+
+#define DEFER_POLL_MS 1
+
+static void handle_fault(struct ufault__worker *w, uint64_t addr, uint64_t t0)
+{
+	ufault__stat_add(&w->stats, UFAULT__STAT_FAULTS, 1);
+	if (ufault__fault_resolve(w, addr) == UFAULT__FAULT_DEFER) {
+		ufault__stat_add(&w->stats, UFAULT__STAT_DEFERRED, 1);
+		if (w->nr_deferred < UFAULT__DEFER_MAX) {
+			w->deferred[w->nr_deferred++] = addr;
+			return;
+		}
+		/* Deferred list full: this fault is retried by the thread
+		 * itself — wake it so it faults again and re-queues. */
+		ufault__uffd_wake(w->uffd, addr & ~(w->ctx->sys_page - 1), w->ctx->sys_page);
+	}
+	ufault__stat_latency(&w->stats, ufault__now_ns() - t0);
+}
+
+static void retry_deferred(struct ufault__worker *w)
+{
+	unsigned int n = w->nr_deferred;
+	uint64_t t0 = ufault__now_ns();
+
+	w->nr_deferred = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
+		/* Counted as a fault once, when it was first read. */
+		if (ufault__fault_resolve(w, w->deferred[i]) == UFAULT__FAULT_DEFER)
+			w->deferred[w->nr_deferred++] = w->deferred[i];
+		else
+			ufault__stat_latency(&w->stats, ufault__now_ns() - t0);
+		ufault__qsbr_quiescent(&w->ctx->qsbr, w->id);
+	}
+}
+
+/* Read and handle one batch; returns the number of messages read, 0 when
+ * the queue is empty, -1 on a fatal read error. */
+static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
+{
+	struct ufault_ctx *ctx = w->ctx;
+	ssize_t n = read(w->uffd, msgs, sizeof(*msgs) * ctx->batch);
+	uint64_t t0;
+
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		ufault__err(&ctx->log, "worker %u: read(uffd): %s", w->id, ufault_strerror(errno));
+		return -1;
+	}
+	t0 = ufault__now_ns();
+	for (size_t i = 0; i < (size_t)n / sizeof(*msgs); i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			handle_fault(w, msgs[i].arg.pagefault.address, t0);
+		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
+	}
+	return (int)((size_t)n / sizeof(*msgs));
+}
+
+static void *worker_main(void *arg)
+{
+	struct ufault__worker *w = arg;
+	struct ufault_ctx *ctx = w->ctx;
+	struct uffd_msg msgs[ctx->batch];
+	struct pollfd pfd[2] = {
+		{.fd = w->uffd, .events = POLLIN},
+		{.fd = ctx->stop_fd, .events = POLLIN},
+	};
+
+	for (;;) {
+		int n;
+
+		ufault__qsbr_offline(&ctx->qsbr, w->id);
+		n = poll(pfd, 2, w->nr_deferred ? DEFER_POLL_MS : -1);
+		ufault__qsbr_online(&ctx->qsbr, w->id);
+		if (n < 0 && errno != EINTR) {
+			ufault__err(&ctx->log, "worker %u: poll: %s", w->id, ufault_strerror(errno));
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			ufault__err(&ctx->log, "worker %u: uffd reports an error", w->id);
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			/* A full batch means more may be queued: read again
+			 * before sleeping; a short one means the queue is dry. */
+			while ((n = read_batch(w, msgs)) == (int)ctx->batch)
+				;
+			if (n < 0)
+				break;
+		}
+		if (w->nr_deferred)
+			retry_deferred(w);
+		ufault__qsbr_poll(&ctx->qsbr);
+	}
+	ufault__qsbr_offline(&ctx->qsbr, w->id);
+	return NULL;
+}
+
+int ufault__workers_start(struct ufault_ctx *ctx)
+{
+	size_t bytes = sizeof(struct ufault__worker) * ctx->nr_workers;
+	unsigned int i;
+	int ret;
+
+	ctx->workers = ufault__pages_map(bytes);
+	if (!ctx->workers)
+		return -ENOMEM;
+	ctx->workers_len = bytes;
+	for (i = 0; i < ctx->nr_workers; i++) {
+		struct ufault__worker *w = &ctx->workers[i];
+
+		w->ctx = ctx;
+		w->id = i;
+		w->uffd = ctx->uffds[i % ctx->nr_uffds];
+		w->log_budget = 8;
+		w->buf = ufault__pages_map(ctx->max_page_size);
+		if (!w->buf) {
+			ret = -ENOMEM;
+			goto undo;
+		}
+		ret = -pthread_create(&w->thread, NULL, worker_main, w);
+		if (ret) {
+			ufault__pages_unmap(w->buf, ctx->max_page_size);
+			goto undo;
+		}
+	}
+	return 0;
+
+undo:
+	ufault__err(&ctx->log, "starting worker %u: %s", i, ufault_strerror(ret));
+	ctx->nr_workers = i; /* stop only those that started */
+	ufault__workers_stop(ctx);
+	return ret;
+}
+
+void ufault__workers_stop(struct ufault_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	if (!ctx->workers)
+		return;
+	if (write(ctx->stop_fd, &one, sizeof(one)) != sizeof(one))
+		ufault__err(&ctx->log, "waking workers: %s", ufault_strerror(errno));
+	for (unsigned int i = 0; i < ctx->nr_workers; i++) {
+		pthread_join(ctx->workers[i].thread, NULL);
+		ufault__pages_unmap(ctx->workers[i].buf, ctx->max_page_size);
+	}
+	ufault__pages_unmap(ctx->workers, ctx->workers_len);
+	ctx->workers = NULL;
+}
+
+void ufault__workers_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		ufault__stats_merge(out, &ctx->workers[i].stats);
+}
