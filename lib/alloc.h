@@ -34,9 +34,9 @@ struct ufault__slab {
 };
 
 int ufault__slab_init(struct ufault__slab *s, size_t objsize); /* 0 / -EINVAL */
-void *ufault__slab_alloc(struct ufault__slab *s);	/* zeroed; NULL + errno=ENOMEM */
+void *ufault__slab_alloc(struct ufault__slab *s);	       /* zeroed; NULL + errno=ENOMEM */
 void ufault__slab_free(struct ufault__slab *s, void *obj);
-void ufault__slab_destroy(struct ufault__slab *s);	/* unmaps all chunks */
+void ufault__slab_destroy(struct ufault__slab *s); /* unmaps all chunks */
 /* True if @p points at the start of an object slot (live or free) of this
  * slab. Takes no lock (chunks are only added, with a release store) and
  * never dereferences @p, so any value is safe; O(number of chunks). */

@@ -130,12 +130,12 @@ void ufault__regions_teardown(struct ufault_ctx *ctx);
 /* --- lock modes: the writer side, used by register and proxies ----------- */
 
 struct ufault__wlock {
-	struct ufault_range r[2];
-	int n;
+	struct ufault_range r;
+	int n; /* 0: the global rwlock is held, 1: the range lock */
 };
 /* Lock [start, end) for writing (the global rwlock in GLOBAL mode). */
 void ufault__wlock(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t start, uint64_t end);
-/* Lock two ranges, in ascending order (or their union if they overlap). */
+/* Lock two ranges at once: one request over their union (never nested). */
 void ufault__wlock2(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1, uint64_t e1,
 		    uint64_t s2, uint64_t e2);
 void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w);

@@ -18,6 +18,7 @@ struct ufault__worker {
 	struct ufault_ctx *ctx;
 	unsigned int id;
 	int uffd;
+	int epfd; /* this worker's epoll set: its uffd (exclusive) + stop */
 	pthread_t thread;
 	void *buf; /* bounce buffer, ctx->max_page_size bytes */
 	uint64_t deferred[UFAULT__DEFER_MAX];

@@ -23,7 +23,8 @@ struct ufault__rb_node {
 };
 
 /* Embed in the indexed object; start/end are set before insert and never
- * change while the node is in the index. */
+ * change while the node is in the index, nor after its removal until a QSBR
+ * grace period has passed (lockless readers may still be looking at it). */
 struct ufault__index_node {
 	struct ufault__rb_node rb[2];
 	uint64_t start;
@@ -43,15 +44,13 @@ void ufault__index_init(struct ufault__index *ix);
 int ufault__index_insert(struct ufault__index *ix, struct ufault__index_node *n);
 void ufault__index_remove(struct ufault__index *ix, struct ufault__index_node *n);
 /* Node containing @addr, or NULL. */
-struct ufault__index_node *ufault__index_find_locked(struct ufault__index *ix,
-						      uint64_t addr);
+struct ufault__index_node *ufault__index_find_locked(struct ufault__index *ix, uint64_t addr);
 /* Lowest node overlapping [start, end), or NULL; then ufault__index_next_locked
  * walks nodes in address order (the caller stops when node->start >= end). */
 struct ufault__index_node *ufault__index_first_overlap_locked(struct ufault__index *ix,
-							       uint64_t start,
-							       uint64_t end);
+							      uint64_t start, uint64_t end);
 struct ufault__index_node *ufault__index_next_locked(struct ufault__index *ix,
-						      struct ufault__index_node *n);
+						     struct ufault__index_node *n);
 static inline size_t ufault__index_count(const struct ufault__index *ix)
 {
 	return ix->count;
@@ -62,15 +61,13 @@ static inline size_t ufault__index_count(const struct ufault__index *ix)
  * loops forever; it retries internally while a writer changes the copy it
  * reads. The caller must be inside a QSBR read-side section (online).
  */
-struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix,
-						 uint64_t addr);
+struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix, uint64_t addr);
 
 /*
  * Lockless lookup that reports whether it had to retry (for statistics):
  * *retried is set to true if the latch sequence changed at least once.
  */
-struct ufault__index_node *ufault__index_lookup_stat(const struct ufault__index *ix,
-						      uint64_t addr,
-						      bool *retried);
+struct ufault__index_node *ufault__index_lookup_stat(const struct ufault__index *ix, uint64_t addr,
+						     bool *retried);
 
 #endif

@@ -15,31 +15,20 @@ void ufault__wlock(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t sta
 		w->n = 0;
 		return;
 	}
-	ufault_range_write_lock(&ctx->range, &w->r[0], start, end);
+	ufault_range_write_lock(&ctx->range, &w->r, start, end);
 	w->n = 1;
 }
 
 void ufault__wlock2(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1, uint64_t e1,
 		    uint64_t s2, uint64_t e2)
 {
-	if (ctx->mode == UFAULT_LOCK_GLOBAL || (s1 < e2 && s2 < e1)) {
-		ufault__wlock(ctx, w, s1 < s2 ? s1 : s2, e1 > e2 ? e1 : e2);
-		return;
-	}
-	/* Disjoint: two requests in ascending address order, the order every
-	 * multi-range locker uses, so two of them cannot deadlock. */
-	if (s2 < s1) {
-		uint64_t t = s1;
-
-		s1 = s2;
-		s2 = t;
-		t = e1;
-		e1 = e2;
-		e2 = t;
-	}
-	ufault_range_write_lock(&ctx->range, &w->r[0], s1, e1);
-	ufault_range_write_lock(&ctx->range, &w->r[1], s2, e2);
-	w->n = 2;
+	/*
+	 * One request over the union, even when the two ranges are far apart:
+	 * with a FIFO range lock, taking two ranges one after the other can
+	 * deadlock even in address order (a request queued between them
+	 * conflicts with both), so a multi-range locker must not nest.
+	 */
+	ufault__wlock(ctx, w, s1 < s2 ? s1 : s2, e1 > e2 ? e1 : e2);
 }
 
 void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w)
@@ -48,6 +37,5 @@ void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w)
 		pthread_rwlock_unlock(&ctx->global);
 		return;
 	}
-	while (w->n > 0)
-		ufault_range_write_unlock(&ctx->range, &w->r[--w->n]);
+	ufault_range_write_unlock(&ctx->range, &w->r);
 }

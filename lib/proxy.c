@@ -364,7 +364,7 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 
 	pthread_mutex_lock(&ctx->tree_lock);
 	a = ufault__region_first_locked(ctx, old, old_end);
-	if (a && (a->node.start > old || a->node.end < old_end ||
+	if (!a || (a->node.start > old || a->node.end < old_end ||
 		  (old - a->node.start) % a->page_size || old_len % a->page_size ||
 		  new_len % a->page_size))
 		ret = -EINVAL;
@@ -374,16 +374,14 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 			     (unsigned long long)old, old_len);
 		goto unlock;
 	}
-	if (a) {
-		/* The region loses [old, old_end); keep its outside pieces. */
-		ret = cut_prepare(ctx, old, old_end, &src_cut);
-		if (ret)
-			goto unlock;
-		moved = ufault__region_alloc(ctx);
-		if (!moved) {
-			ret = -ENOMEM;
-			goto unlock;
-		}
+	/* The region loses [old, old_end); keep its outside pieces. */
+	ret = cut_prepare(ctx, old, old_end, &src_cut);
+	if (ret)
+		goto unlock;
+	moved = ufault__region_alloc(ctx);
+	if (!moved) {
+		ret = -ENOMEM;
+		goto unlock;
 	}
 	if (fixed) {
 		ret = cut_prepare(ctx, dst, dst_end, &dst_cut);
@@ -399,22 +397,18 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 	res_start = (uint64_t)(uintptr_t)res;
 	if (fixed)
 		cut_commit(ctx, &dst_cut, NULL);
-	if (a) {
-		ufault__region_init_piece(moved, a, old, old + new_len);
-		moved->node.start = res_start;
-		moved->node.end = res_start + new_len;
-		cut_commit(ctx, &src_cut, moved);
-		/* A moved VMA loses its registration; a grown one may have
-		 * new pages: (re-)register the result (a no-op where it is). */
-		ret = ufault__uffd_register(ctx->uffds[moved->uffd_idx], res_start, new_len,
-					    UFFDIO_REGISTER_MODE_MISSING, NULL);
-		if (ret)
-			ufault__err(&ctx->log, "mremap: re-registering [%#llx, +%zu): %s",
-				    (unsigned long long)res_start, new_len, ufault_strerror(ret));
-		ret = 0;
-		moved = NULL;
-		cut_finish(ctx, &src_cut, old, old_end);
-	}
+	ufault__region_init_piece(moved, a, old, old + new_len);
+	moved->node.start = res_start;
+	moved->node.end = res_start + new_len;
+	cut_commit(ctx, &src_cut, moved);
+	/* A moved VMA loses its registration; a grown one may have new pages:
+	 * (re-)register the result (a no-op where it already is). */
+	ret = ufault__uffd_register(ctx->uffds[moved->uffd_idx], res_start, new_len,
+				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+	if (ret)
+		ufault__err(&ctx->log, "mremap: re-registering [%#llx, +%zu): %s",
+			    (unsigned long long)res_start, new_len, ufault_strerror(ret));
+	cut_finish(ctx, &src_cut, old, old_end);
 	if (fixed)
 		cut_finish(ctx, &dst_cut, dst, dst_end);
 	ufault__wunlock(ctx, &w);

@@ -38,7 +38,7 @@ struct ufault__qsbr_item {
 struct ufault__qsbr {
 	struct ufault__qsbr_slot *slots;
 	unsigned int nr_slots;
-	pthread_mutex_t lock; /* protects retired, waiting and snap */
+	pthread_mutex_t lock;		   /* protects retired, waiting and snap */
 	struct ufault__qsbr_item *retired; /* not yet covered by a snapshot */
 	struct ufault__qsbr_item *waiting; /* covered by snap */
 	uint64_t *snap;			   /* slot counters when waiting was formed */

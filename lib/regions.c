@@ -78,7 +78,9 @@ void ufault__region_init_piece(struct ufault_region *piece, const struct ufault_
 
 struct ufault_region *ufault__region_lookup(struct ufault_ctx *ctx, uint64_t addr, bool *retried)
 {
-	struct ufault__index_node *n = ufault__index_lookup_stat(&ctx->index, addr, retried);
+	bool dummy;
+	struct ufault__index_node *n =
+		ufault__index_lookup_stat(&ctx->index, addr, retried ? retried : &dummy);
 
 	return n ? ufault__container_of(n, struct ufault_region, node) : NULL;
 }
@@ -276,8 +278,12 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 	uint64_t start, end;
 	int ret = 0;
 
-	if (!ctx || !region)
+	if (!ctx)
 		return -EINVAL;
+	if (!region) {
+		ufault__warn(&ctx->log, "unregister: NULL region");
+		return -EINVAL;
+	}
 	/*
 	 * The handle may be stale (retired, its slot reused): slab memory stays
 	 * mapped, so reading it is safe, and it is trusted only if the index

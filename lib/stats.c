@@ -29,6 +29,8 @@ uint64_t ufault_stats_bucket_ns(unsigned int i)
 		return UINT64_MAX;
 	log = i / SUB + UFAULT_HIST_SUB_BITS - 1;
 	sub = i % SUB;
+	if (log > 63) /* past the largest 64-bit value: never used */
+		return UINT64_MAX;
 	return ((uint64_t)SUB + sub) << (log - UFAULT_HIST_SUB_BITS);
 }
 

@@ -6,12 +6,13 @@
  *
  * A worker never blocks on a library lock before it has read its messages;
  * a fault that cannot be resolved now (EAGAIN: events pending) is deferred
- * and retried after the next read or a short poll timeout, never spun on.
- * While it sleeps in poll(2) the worker is an offline QSBR reader, so it
+ * and retried after the next read or a short epoll timeout, never spun on.
+ * While it sleeps in epoll_wait(2) the worker is an offline QSBR reader, so it
  * never holds up reclamation.
  */
 #include <errno.h>
-#include <poll.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -76,33 +77,63 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
 	return (int)((size_t)n / sizeof(*msgs));
 }
 
+/*
+ * Each worker waits in its own epoll set, with its uffd added EPOLLEXCLUSIVE:
+ * when several workers share a uffd, one fault wakes one of them instead of
+ * all (every needless wake-up costs a cross-CPU IPI on a VM).
+ */
+static int worker_epoll(struct ufault__worker *w)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0)
+		return -errno;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->uffd, &ev))
+		goto fail;
+	ev.events = EPOLLIN;
+	ev.data.u32 = 1;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->ctx->stop_fd, &ev))
+		goto fail;
+	return ep;
+fail:
+	close(ep);
+	return -errno;
+}
+
 static void *worker_main(void *arg)
 {
 	struct ufault__worker *w = arg;
 	struct ufault_ctx *ctx = w->ctx;
 	struct uffd_msg msgs[ctx->batch];
-	struct pollfd pfd[2] = {
-		{.fd = w->uffd, .events = POLLIN},
-		{.fd = ctx->stop_fd, .events = POLLIN},
-	};
 
+	/* Slots start offline; each loop goes offline to sleep and back. */
+	ufault__qsbr_online(&ctx->qsbr, w->id);
 	for (;;) {
+		struct epoll_event ev[2];
+		bool stop = false, ready = false;
 		int n;
 
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
-		n = poll(pfd, 2, w->nr_deferred ? DEFER_POLL_MS : -1);
+		n = epoll_wait(w->epfd, ev, 2, w->nr_deferred ? DEFER_POLL_MS : -1);
 		ufault__qsbr_online(&ctx->qsbr, w->id);
 		if (n < 0 && errno != EINTR) {
-			ufault__err(&ctx->log, "worker %u: poll: %s", w->id, ufault_strerror(errno));
+			ufault__err(&ctx->log, "worker %u: epoll_wait: %s", w->id,
+				    ufault_strerror(errno));
 			break;
 		}
-		if (pfd[1].revents)
-			break;
-		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			ufault__err(&ctx->log, "worker %u: uffd reports an error", w->id);
-			break;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u32 == 1)
+				stop = true;
+			else if (ev[i].events & EPOLLERR) {
+				ufault__err(&ctx->log, "worker %u: uffd error", w->id);
+				stop = true;
+			} else
+				ready = true;
 		}
-		if (pfd[0].revents & POLLIN) {
+		if (stop)
+			break;
+		if (ready) {
 			/* A full batch means more may be queued: read again
 			 * before sleeping; a short one means the queue is dry. */
 			while ((n = read_batch(w, msgs)) == (int)ctx->batch)
@@ -140,8 +171,15 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 			ret = -ENOMEM;
 			goto undo;
 		}
+		w->epfd = worker_epoll(w);
+		if (w->epfd < 0) {
+			ret = w->epfd;
+			ufault__pages_unmap(w->buf, ctx->max_page_size);
+			goto undo;
+		}
 		ret = -pthread_create(&w->thread, NULL, worker_main, w);
 		if (ret) {
+			close(w->epfd);
 			ufault__pages_unmap(w->buf, ctx->max_page_size);
 			goto undo;
 		}
@@ -165,6 +203,7 @@ void ufault__workers_stop(struct ufault_ctx *ctx)
 		ufault__err(&ctx->log, "waking workers: %s", ufault_strerror(errno));
 	for (unsigned int i = 0; i < ctx->nr_workers; i++) {
 		pthread_join(ctx->workers[i].thread, NULL);
+		close(ctx->workers[i].epfd);
 		ufault__pages_unmap(ctx->workers[i].buf, ctx->max_page_size);
 	}
 	ufault__pages_unmap(ctx->workers, ctx->workers_len);

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian packages ufault needs, if any is missing. Idempotent.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
