@@ -268,10 +268,12 @@ UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len,
 UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
 
 /**
- * ufault_mremap() - mremap(2) of memory inside one region (grow, shrink,
- * move: MREMAP_MAYMOVE, MREMAP_FIXED). The region follows the memory; pages
- * added by growing fill from the source at the matching offsets. Returns the
- * new address, or MAP_FAILED with errno.
+ * ufault_mremap() - mremap(2) of whole region pages inside one region
+ * (grow, shrink, move: MREMAP_MAYMOVE, MREMAP_FIXED; MREMAP_DONTUNMAP is not
+ * supported). The region follows the memory; pages added by growing fill
+ * from the source at the matching offsets; with MREMAP_FIXED, regions under
+ * the destination are unmapped first. A range that is not inside one region
+ * fails with EINVAL. Returns the new address, or MAP_FAILED with errno.
  */
 UFAULT_API void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr,
 			       size_t old_len, size_t new_len, int flags,
@@ -282,9 +284,9 @@ UFAULT_API int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len,
 			       int prot);
 
 /**
- * ufault_madvise() - madvise(2) under the lock mode's write lock.
- * MADV_DONTNEED (and MADV_REMOVE, MADV_FREE treated as DONTNEED on regions)
- * drops pages so that the next touch fills them again from the source.
+ * ufault_madvise() - madvise(2) under the lock mode's write lock. On a
+ * region, MADV_DONTNEED drops pages so that the next touch fills them again
+ * from the source (writes to them are lost, as for private anonymous memory).
  */
 UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len,
 			      int advice);
