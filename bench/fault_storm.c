@@ -1123,8 +1123,9 @@ static void print_header(void)
 					: "ufault defaults (nr_workers = CPUs, 1 uffd)",
 	       opt.workers || opt.uffds ? "as --workers/--uffds say"
 					: "nr_workers = nr_uffds = max(fault threads, CPUs)");
-	printf("minimal: one handler thread, poll -> read 1 msg -> UFFDIO_ZEROPAGE (zero) or "
-	       "sleep + UFFDIO_COPY (slow); EEXIST = resolved (+UFFDIO_WAKE)\n");
+	printf("minimal: one handler thread, poll -> read 1 msg -> zero: UFFDIO_COPY of a zeroed "
+	       "page on a write fault (UFFDIO_ZEROPAGE on a read), as ufault; slow: sleep + "
+	       "UFFDIO_COPY; EEXIST = resolved (+UFFDIO_WAKE)\n");
 	printf("us/f mean = T x elapsed / faults (per-thread time per fault); p50/p99 from "
 	       "per-thread histograms of each first write, clock read before and after\n");
 	printf("proxy ops/s = ufault_mmap+ufault_munmap calls of whole map/write/unmap cycles over "

@@ -7,7 +7,8 @@
  * One uffd (the userfaultfd syscall, else /dev/userfaultfd +
  * USERFAULTFD_IOC_NEW), UFFDIO_API with no features, UFFDIO_REGISTER MISSING,
  * and one handler thread: poll -> read ONE message -> resolve with the same
- * ioctl ufault's source uses (UFFDIO_ZEROPAGE for zeros; for the slow source
+ * ioctl ufault's source uses (zeros: UFFDIO_ZEROPAGE for a read fault,
+ * UFFDIO_COPY of a zeroed page for a write fault; for the slow source
  * sleep the same latency, write the same pattern into a bounce buffer and
  * UFFDIO_COPY it) -> loop. EEXIST means someone resolved the page first:
  * success, and a UFFDIO_WAKE so no waiter is left parked.
@@ -58,13 +59,19 @@ static int minimal_open_uffd(void)
 	return fd;
 }
 
-/* Resolve one fault at page-aligned @addr; any error but a benign race is fatal. */
-static void minimal_resolve(struct minimal *m, uint64_t addr)
+/*
+ * Resolve one fault at page-aligned @addr; any error but a benign race is
+ * fatal. Zero source: the same rule as ufault's (and the kernel's anonymous
+ * faults): a write fault gets a zeroed page copied in (the bounce buffer is
+ * all zeros then), a read fault the shared zero page.
+ */
+static void minimal_resolve(struct minimal *m, uint64_t addr, bool write)
 {
+	bool copy = m->slow || write;
 	int r;
 
 	for (;;) {
-		if (m->slow) {
+		if (copy) {
 			struct uffdio_copy c = {.dst = addr,
 						.src = (uint64_t)(uintptr_t)m->bounce,
 						.len = m->page,
@@ -91,7 +98,7 @@ static void minimal_resolve(struct minimal *m, uint64_t addr)
 			die("minimal: UFFDIO_WAKE: %s", strerror(errno));
 		return;
 	}
-	die("minimal: %s at 0x%llx: %s", m->slow ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE",
+	die("minimal: %s at 0x%llx: %s", copy ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE",
 	    (unsigned long long)addr, strerror(errno));
 }
 
@@ -131,7 +138,7 @@ static void *minimal_thread(void *arg)
 				sleep_ns((uint64_t)m->src.latency_us * 1000u);
 			fill_pattern(m->bounce, addr, m->page);
 		}
-		minimal_resolve(m, addr);
+		minimal_resolve(m, addr, msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		m->handled++;
 	}
 	return NULL;
@@ -168,13 +175,12 @@ static void minimal_register(struct minimal *m, void *addr, size_t len)
 	    .range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
 	    .mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	uint64_t need = 1ull << (m->slow ? _UFFDIO_COPY : _UFFDIO_ZEROPAGE);
+	uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
 
 	if (ioctl(m->uffd, UFFDIO_REGISTER, &reg))
 		die("minimal: UFFDIO_REGISTER %p+%zu: %s", addr, len, strerror(errno));
 	if ((reg.ioctls & need) != need)
-		die("minimal: the kernel does not offer %s on this range",
-		    m->slow ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE");
+		die("minimal: the kernel does not offer UFFDIO_COPY and UFFDIO_ZEROPAGE here");
 }
 
 /* Stop the handler (every fault thread has been joined); returns faults handled. */

@@ -170,6 +170,8 @@ static void ctx_free(struct ufault_ctx *ctx, unsigned int built)
 	}
 	if (ctx->stop_fd >= 0)
 		close(ctx->stop_fd);
+	if (ctx->zero_buf)
+		ufault__pages_unmap(ctx->zero_buf, ctx->max_page_size);
 	close_uffds(ctx);
 	ufault__pages_unmap(ctx, sizeof(*ctx));
 }
@@ -242,6 +244,11 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->stop_fd < 0) {
 		ret = -errno;
+		goto fail;
+	}
+	ctx->zero_buf = ufault__pages_map(ctx->max_page_size);
+	if (!ctx->zero_buf) {
+		ret = -ENOMEM;
 		goto fail;
 	}
 	built = 1;

@@ -75,6 +75,7 @@ struct ufault_ctx {
 	uint64_t features; /* granted by the kernel (same on every uffd) */
 	int *uffds;
 	int stop_fd; /* eventfd: readable when the workers must stop */
+	void *zero_buf; /* max_page_size of zeros, never written: write faults copy it */
 	struct ufault__worker *workers;
 	size_t workers_len; /* bytes mapped for the workers array */
 

@@ -74,7 +74,8 @@ static int apply_error_policy(struct ufault__worker *w, struct ufault_region *r,
 
 /* Install the filled page. The caller holds whatever its mode requires. */
 static enum ufault__fault_result install(struct ufault__worker *w, struct ufault_region *r,
-					 uint64_t page, uint64_t len, const struct fill *f)
+					 uint64_t page, uint64_t len, const struct fill *f,
+					 unsigned int flags)
 {
 	struct ufault_ctx *ctx = w->ctx;
 	int fd = ctx->uffds[r->uffd_idx];
@@ -85,6 +86,11 @@ static enum ufault__fault_result install(struct ufault__worker *w, struct ufault
 		ufault__stat_add(&w->stats, UFAULT__STAT_SOURCE_ERRORS, 1);
 		log_source_error(w, r, page, f->ret);
 		ret = apply_error_policy(w, r, fd, page, len, &done);
+	} else if (f->ret == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
+		/* As the kernel's do_anonymous_page: a write gets its own
+		 * zeroed page at once; the shared zero page would cost a
+		 * second (copy-on-write) fault right after this one. */
+		ret = ufault__uffd_copy(fd, page, ctx->zero_buf, len, true, &done);
 	} else if (f->ret == UFAULT__FILL_ZERO) {
 		ret = ufault__uffd_zeropage(fd, page, len, true, &done);
 	} else {
@@ -147,7 +153,8 @@ static struct ufault_region *lookup(struct ufault__worker *w, uint64_t addr, boo
 }
 
 /* Lookup, fill and install with the caller's lock mode already held. */
-static enum ufault__fault_result resolve_locked(struct ufault__worker *w, uint64_t addr)
+static enum ufault__fault_result resolve_locked(struct ufault__worker *w, uint64_t addr,
+						unsigned int flags)
 {
 	struct ufault_region *r = lookup(w, addr, NULL);
 	struct fill f;
@@ -157,7 +164,7 @@ static enum ufault__fault_result resolve_locked(struct ufault__worker *w, uint64
 		return UFAULT__FAULT_DONE; /* removed; its remover woke the thread */
 	page = page_of(r, addr);
 	fill_page(w, r, page, r->page_size, &f);
-	return install(w, r, page, r->page_size, &f);
+	return install(w, r, page, r->page_size, &f, flags);
 }
 
 static inline int region_gone(struct ufault_region *r)
@@ -171,7 +178,8 @@ static void spec_abort(struct ufault__worker *w, enum ufault_spec_abort why)
 }
 
 /* Returns true if done (*res set), false to retry from the lookup. */
-static bool resolve_region(struct ufault__worker *w, uint64_t addr, enum ufault__fault_result *res)
+static bool resolve_region(struct ufault__worker *w, uint64_t addr, unsigned int flags,
+			   enum ufault__fault_result *res)
 {
 	struct ufault_region *r = lookup(w, addr, NULL);
 	struct fill f;
@@ -188,12 +196,13 @@ static bool resolve_region(struct ufault__worker *w, uint64_t addr, enum ufault_
 	}
 	page = page_of(r, addr);
 	fill_page(w, r, page, r->page_size, &f);
-	*res = install(w, r, page, r->page_size, &f);
+	*res = install(w, r, page, r->page_size, &f, flags);
 	pthread_rwlock_unlock(&r->lock);
 	return true;
 }
 
-static bool resolve_spec(struct ufault__worker *w, uint64_t addr, enum ufault__fault_result *res)
+static bool resolve_spec(struct ufault__worker *w, uint64_t addr, unsigned int flags,
+			 enum ufault__fault_result *res)
 {
 	bool retried = false;
 	struct ufault_region *r = lookup(w, addr, &retried);
@@ -230,12 +239,13 @@ static bool resolve_spec(struct ufault__worker *w, uint64_t addr, enum ufault__f
 		spec_abort(w, UFAULT_SPEC_ABORT_GEN);
 		return false;
 	}
-	*res = install(w, r, page, r->page_size, &f);
+	*res = install(w, r, page, r->page_size, &f, flags);
 	pthread_rwlock_unlock(&r->lock);
 	return true;
 }
 
-enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64_t addr)
+enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64_t addr,
+						unsigned int flags)
 {
 	struct ufault_ctx *ctx = w->ctx;
 	enum ufault__fault_result res = UFAULT__FAULT_DONE;
@@ -244,7 +254,7 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64
 	switch (ctx->mode) {
 	case UFAULT_LOCK_GLOBAL:
 		pthread_rwlock_rdlock(&ctx->global);
-		res = resolve_locked(w, addr);
+		res = resolve_locked(w, addr, flags);
 		pthread_rwlock_unlock(&ctx->global);
 		return res;
 	case UFAULT_LOCK_RANGE: {
@@ -253,16 +263,16 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64
 		uint64_t p = addr & ~(ctx->sys_page - 1);
 
 		ufault_range_read_lock(&ctx->range, &range, p, p + ctx->sys_page);
-		res = resolve_locked(w, addr);
+		res = resolve_locked(w, addr, flags);
 		ufault_range_read_unlock(&ctx->range, &range);
 		return res;
 	}
 	case UFAULT_LOCK_REGION:
-		while (!resolve_region(w, addr, &res))
+		while (!resolve_region(w, addr, flags, &res))
 			ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
 		return res;
 	default:
-		while (!resolve_spec(w, addr, &res))
+		while (!resolve_spec(w, addr, flags, &res))
 			ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
 		return res;
 	}

@@ -21,7 +21,7 @@ struct ufault__worker {
 	int epfd; /* this worker's epoll set: its uffd (exclusive) + stop */
 	pthread_t thread;
 	void *buf; /* bounce buffer, ctx->max_page_size bytes */
-	uint64_t deferred[UFAULT__DEFER_MAX];
+	uint64_t deferred[UFAULT__DEFER_MAX]; /* page address | UFAULT__FAULT_WRITE */
 	unsigned int nr_deferred;
 	unsigned int log_budget; /* source-error lines left before going quiet */
 };
@@ -35,6 +35,9 @@ enum ufault__fault_result {
  * Resolve the fault at @addr. The worker is an online QSBR reader. May sleep
  * in the source's fill and, outside spec mode, on the mode's read lock.
  */
-enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64_t addr);
+/* @flags: UFAULT__FAULT_WRITE if the thread faulted on a write. */
+#define UFAULT__FAULT_WRITE 1u
+enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64_t addr,
+						unsigned int flags);
 
 #endif

@@ -366,7 +366,8 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 	a = ufault__region_first_locked(ctx, old, old_end);
 	if (!a || (a->node.start > old || a->node.end < old_end ||
 		  (old - a->node.start) % a->page_size || old_len % a->page_size ||
-		  new_len % a->page_size))
+		  new_len % a->page_size ||
+		  a->src.offset + (old - a->node.start) + new_len < a->src.offset))
 		ret = -EINVAL;
 	pthread_mutex_unlock(&ctx->tree_lock);
 	if (ret) {

@@ -144,6 +144,11 @@ int ufault__region_check_args(struct ufault_ctx *ctx, uint64_t start, uint64_t l
 		ufault__warn(&ctx->log, "register: range wraps around");
 		return -EINVAL;
 	}
+	if (src->offset + len < src->offset) {
+		ufault__warn(&ctx->log, "register: source offset %llu + length %llu wraps around",
+			     (unsigned long long)src->offset, (unsigned long long)len);
+		return -EINVAL;
+	}
 	ops = ufault__source_ops(src);
 	if (!ops) {
 		ufault__warn(&ctx->log, "register: unknown source type %d", (int)src->type);

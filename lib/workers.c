@@ -21,18 +21,22 @@
 
 #define DEFER_POLL_MS 1
 
-static void handle_fault(struct ufault__worker *w, uint64_t addr, uint64_t t0)
+static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, uint64_t t0)
 {
+	uint64_t addr = msg->arg.pagefault.address & ~(w->ctx->sys_page - 1);
+	unsigned int flags =
+		(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
+
 	ufault__stat_add(&w->stats, UFAULT__STAT_FAULTS, 1);
-	if (ufault__fault_resolve(w, addr) == UFAULT__FAULT_DEFER) {
+	if (ufault__fault_resolve(w, addr, flags) == UFAULT__FAULT_DEFER) {
 		ufault__stat_add(&w->stats, UFAULT__STAT_DEFERRED, 1);
 		if (w->nr_deferred < UFAULT__DEFER_MAX) {
-			w->deferred[w->nr_deferred++] = addr;
+			w->deferred[w->nr_deferred++] = addr | flags;
 			return;
 		}
 		/* Deferred list full: this fault is retried by the thread
 		 * itself — wake it so it faults again and re-queues. */
-		ufault__uffd_wake(w->uffd, addr & ~(w->ctx->sys_page - 1), w->ctx->sys_page);
+		ufault__uffd_wake(w->uffd, addr, w->ctx->sys_page);
 	}
 	ufault__stat_latency(&w->stats, ufault__now_ns() - t0);
 }
@@ -44,10 +48,14 @@ static void retry_deferred(struct ufault__worker *w)
 
 	w->nr_deferred = 0;
 	for (unsigned int i = 0; i < n; i++) {
-		ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
+		uint64_t d = w->deferred[i];
+
 		/* Counted as a fault once, when it was first read. */
-		if (ufault__fault_resolve(w, w->deferred[i]) == UFAULT__FAULT_DEFER)
-			w->deferred[w->nr_deferred++] = w->deferred[i];
+		ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
+		if (ufault__fault_resolve(w, d & ~(uint64_t)UFAULT__FAULT_WRITE,
+					  (unsigned int)(d & UFAULT__FAULT_WRITE)) ==
+		    UFAULT__FAULT_DEFER)
+			w->deferred[w->nr_deferred++] = d;
 		else
 			ufault__stat_latency(&w->stats, ufault__now_ns() - t0);
 		ufault__qsbr_quiescent(&w->ctx->qsbr, w->id);
@@ -71,7 +79,7 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
 	t0 = ufault__now_ns();
 	for (size_t i = 0; i < (size_t)n / sizeof(*msgs); i++) {
 		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-			handle_fault(w, msgs[i].arg.pagefault.address, t0);
+			handle_fault(w, &msgs[i], t0);
 		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
 	}
 	return (int)((size_t)n / sizeof(*msgs));
