@@ -3,6 +3,7 @@
  * log.c - formatting and routing of log lines, and ufault_strerror().
  * Formats into a stack buffer: no allocation, usable on the fault path.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,11 +60,12 @@ void ufault__logf(const struct ufault__log *log, enum ufault_log_level level, co
 
 const char *ufault_strerror(int err)
 {
-	if (err < 0)
-		err = -err;
+	const char *s;
+
 	if (err == 0)
 		return "Success";
-	const char *s = strerrordesc_np(err); /* thread-safe, unlike strerror */
-
+	if (err == INT_MIN) /* -INT_MIN overflows */
+		return "Unknown error";
+	s = strerrordesc_np(err < 0 ? -err : err); /* thread-safe, unlike strerror */
 	return s ? s : "Unknown error";
 }

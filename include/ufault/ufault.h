@@ -43,7 +43,8 @@ struct ufault_region;
 
 /**
  * enum ufault_lock_mode - how faults and proxies synchronise (DESIGN.md).
- * @UFAULT_LOCK_DEFAULT: $UFAULT_LOCK_MODE if set and valid, else spec.
+ * @UFAULT_LOCK_DEFAULT: $UFAULT_LOCK_MODE if set (an invalid value makes
+ *                       ufault_ctx_create() fail with -EINVAL), else spec.
  * @UFAULT_LOCK_SPEC:    faults fill with no lock held, then validate under a
  *                       region read *trylock* and install.
  * @UFAULT_LOCK_REGION:  faults find their region locklessly and hold that
@@ -74,7 +75,9 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level,
 /**
  * struct ufault_config - options for ufault_ctx_create().
  * @size:         sizeof(struct ufault_config); set by ufault_config_init().
- *                Lets the struct grow without breaking old callers.
+ *                Lets the struct grow without breaking old callers: a
+ *                smaller size (an older caller's struct) is accepted and the
+ *                fields past it take their defaults; a larger one is -EINVAL.
  * @nr_workers:   worker threads; 0 means the number of online CPUs.
  * @nr_uffds:     userfaultfds the regions are spread over (round robin at
  *                registration); worker i reads uffd i % nr_uffds, with no
@@ -218,14 +221,17 @@ struct ufault_source {
  * @flags: UFAULT_REGION_* flags.
  * @out:   receives the region handle (may be NULL).
  *
- * The range must be mapped private anonymous memory whose pages are not yet
- * populated (populated pages stay as they are: ufault only fills missing
- * pages). Takes the range lock and the tree lock; may block.
+ * The range must be mapped anonymous memory (private, or shared/memfd shmem
+ * where the kernel supports uffd on it); ufault fills only missing pages and
+ * leaves populated ones as they are. Takes the range lock and the tree
+ * lock; may block.
  *
  * Errors (nothing changes): -EINVAL (NULL, unaligned, zero length, bad flags,
  * bad source, page size out of range), -EEXIST (overlaps a region of this
  * context), -ENOMEM (range not fully mapped), -EOPNOTSUPP (kernel lacks a
- * feature the flags need, or the memory type cannot be registered).
+ * feature the flags need, or the memory type cannot be registered), -EBUSY
+ * (the range is already registered with another userfaultfd, e.g. another
+ * context's region).
  */
 UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr,
 				      size_t len, const struct ufault_source *src,

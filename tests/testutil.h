@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testutil.h - small helpers shared by the integration and stress test
+ * programs. Header-only (everything is static inline), no CMocka dependency,
+ * so any test_*.c may include it as "../testutil.h".
+ *
+ * What is here, and the contract each helper keeps (keep it stable: other
+ * test files depend on these names):
+ *
+ *  Skipping
+ *    TU_SKIP             exit code 77: ctest reports "skipped".
+ *    tu_skip(why)        print why and exit(77).
+ *    tu_is_unavailable(rc)  rc is -EPERM/-ENOSYS: no userfaultfd here.
+ *    tu_die(what, err)   print "what: strerror(|err|)" and exit(1): for
+ *                        failures of the machine, not of the library.
+ *
+ *  Contexts
+ *    tu_lock_mode(i), TU_NR_LOCK_MODES   iterate spec, region, range, global.
+ *    tu_ctx_create(&ctx, mode, nr_workers, nr_uffds)
+ *                        ufault_ctx_create() with those options (0 = library
+ *                        default); exits 77 when userfaultfd is unavailable,
+ *                        otherwise returns ufault_ctx_create()'s result.
+ *    tu_ctx_create_cfg(&ctx, &cfg)   same, with a full config.
+ *
+ *  Memory
+ *    tu_page_size()      the system page size.
+ *    tu_map_anon(len, align)  private anonymous mapping of @len bytes whose
+ *                        start is aligned to @align (0 = system page);
+ *                        pages are not populated. Exits 1 on failure (the
+ *                        machine, not the library, is broken then).
+ *    tu_unmap(addr, len) munmap, exits 1 on failure.
+ *    tu_read_byte(p)     one volatile read (a touch the compiler keeps).
+ *
+ *  Data oracle
+ *    tu_pattern(offset, seed)  byte of a pseudo-random but deterministic
+ *                        pattern; NEVER 0, so a zero byte always means "this
+ *                        was not filled from the pattern".
+ *    tu_pattern_fill(buf, len, offset, seed)
+ *    tu_pattern_check(buf, len, offset, seed)  -1 if every byte matches,
+ *                        else the index of the first mismatch.
+ *    tu_zero_check(buf, len)   -1 if every byte is 0, else first non-zero.
+ *    tu_pattern_fill_cb  a ufault_fill_fn; its arg is the seed cast to a
+ *                        pointer: (void *)(uintptr_t)seed.
+ *
+ *  Time (tests assert behaviour, never timing; these only bound run time)
+ *    tu_now_ns()         CLOCK_MONOTONIC in ns.
+ *    tu_test_seconds(def)  $UFAULT_TEST_SECONDS if set and > 0, else @def.
+ *    tu_slowdown()       1, or 5 under TSan, 3 under ASan: scale watchdogs.
+ *    tu_watchdog(secs)   arm alarm(): when it fires the process prints a
+ *                        message and _exit(1)s, so a hang fails the test
+ *                        instead of stalling ctest. secs is scaled by
+ *                        tu_slowdown(); tu_watchdog(0) disarms. Per process
+ *                        (fork children must arm their own).
+ */
+#ifndef UFAULT_TESTUTIL_H
+#define UFAULT_TESTUTIL_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ufault/ufault.h>
+
+#define TU_SKIP 77
+
+static inline void tu_skip(const char *why)
+{
+	fprintf(stderr, "SKIP: %s\n", why);
+	fflush(NULL);
+	exit(TU_SKIP);
+}
+
+static inline void tu_die(const char *what, int err)
+{
+	fprintf(stderr, "test infrastructure failure: %s: %s\n", what,
+		strerror(err < 0 ? -err : err));
+	fflush(NULL);
+	exit(1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Contexts                                                             */
+/* ------------------------------------------------------------------ */
+
+#define TU_NR_LOCK_MODES 4
+
+/* The four concrete lock modes, i in [0, TU_NR_LOCK_MODES). */
+static inline enum ufault_lock_mode tu_lock_mode(unsigned int i)
+{
+	switch (i) {
+	case 0:
+		return UFAULT_LOCK_SPEC;
+	case 1:
+		return UFAULT_LOCK_REGION;
+	case 2:
+		return UFAULT_LOCK_RANGE;
+	default:
+		return UFAULT_LOCK_GLOBAL;
+	}
+}
+
+static inline int tu_is_unavailable(int rc)
+{
+	return rc == -EPERM || rc == -ENOSYS;
+}
+
+static inline int tu_ctx_create_cfg(struct ufault_ctx **out,
+				    const struct ufault_config *cfg)
+{
+	int rc = ufault_ctx_create(out, cfg);
+
+	if (tu_is_unavailable(rc))
+		tu_skip("userfaultfd is not available to this process");
+	return rc;
+}
+
+static inline int tu_ctx_create(struct ufault_ctx **out,
+				enum ufault_lock_mode mode,
+				unsigned int nr_workers, unsigned int nr_uffds)
+{
+	struct ufault_config cfg;
+
+	ufault_config_init(&cfg);
+	cfg.lock_mode = mode;
+	cfg.nr_workers = nr_workers;
+	cfg.nr_uffds = nr_uffds;
+	return tu_ctx_create_cfg(out, &cfg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory                                                               */
+/* ------------------------------------------------------------------ */
+
+static inline size_t tu_page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static inline void *tu_map_anon(size_t len, size_t align)
+{
+	size_t ps = tu_page_size();
+	size_t span;
+	char *p, *start;
+
+	if (align < ps)
+		align = ps;
+	span = len + align - ps;
+	p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		tu_die("mmap", errno);
+	start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (start > p)
+		munmap(p, (size_t)(start - p));
+	if (start + len < p + span)
+		munmap(start + len, (size_t)(p + span - (start + len)));
+	return start;
+}
+
+static inline void tu_unmap(void *addr, size_t len)
+{
+	if (munmap(addr, len))
+		tu_die("munmap", errno);
+}
+
+static inline unsigned char tu_read_byte(const void *p)
+{
+	return *(const volatile unsigned char *)p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Data oracle                                                          */
+/* ------------------------------------------------------------------ */
+
+static inline unsigned char tu_pattern(uint64_t offset, uint64_t seed)
+{
+	uint64_t x = offset ^ (seed * 0x9e3779b97f4a7c15ull);
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (unsigned char)(x | 1); /* never 0 */
+}
+
+static inline void tu_pattern_fill(void *buf, size_t len, uint64_t offset,
+				   uint64_t seed)
+{
+	unsigned char *b = buf;
+
+	for (size_t i = 0; i < len; i++)
+		b[i] = tu_pattern(offset + i, seed);
+}
+
+static inline long tu_pattern_check(const void *buf, size_t len,
+				    uint64_t offset, uint64_t seed)
+{
+	const volatile unsigned char *b = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != tu_pattern(offset + i, seed))
+			return (long)i;
+	return -1;
+}
+
+static inline long tu_zero_check(const void *buf, size_t len)
+{
+	const volatile unsigned char *b = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return (long)i;
+	return -1;
+}
+
+/* A ufault_fill_fn producing tu_pattern(offset, seed); arg is the seed. */
+static inline int tu_pattern_fill_cb(void *arg, uint64_t offset, void *buf,
+				     size_t len)
+{
+	tu_pattern_fill(buf, len, offset, (uint64_t)(uintptr_t)arg);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Time                                                                 */
+/* ------------------------------------------------------------------ */
+
+static inline uint64_t tu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline double tu_test_seconds(double def)
+{
+	const char *s = getenv("UFAULT_TEST_SECONDS");
+	double v;
+
+	if (!s || !*s)
+		return def;
+	v = strtod(s, NULL);
+	return v > 0 ? v : def;
+}
+
+static inline unsigned int tu_slowdown(void)
+{
+#if defined(__SANITIZE_THREAD__)
+	return 5;
+#elif defined(__SANITIZE_ADDRESS__)
+	return 3;
+#else
+	return 1;
+#endif
+}
+
+static inline void tu_watchdog_fired(int sig)
+{
+	static const char msg[] = "WATCHDOG: test hung, failing it\n";
+	ssize_t r = write(2, msg, sizeof(msg) - 1);
+
+	(void)sig;
+	(void)r;
+	_exit(1);
+}
+
+static inline void tu_watchdog(unsigned int secs)
+{
+	struct sigaction sa;
+
+	if (!secs) {
+		alarm(0);
+		return;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tu_watchdog_fired;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(secs * tu_slowdown());
+}
+
+#endif /* UFAULT_TESTUTIL_H */
