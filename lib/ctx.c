@@ -19,10 +19,10 @@
 #define MAX_PAGE (1ull << 30)
 
 static const char *const mode_names[] = {
-	[UFAULT_LOCK_SPEC] = "spec",
-	[UFAULT_LOCK_REGION] = "region",
-	[UFAULT_LOCK_RANGE] = "range",
-	[UFAULT_LOCK_GLOBAL] = "global",
+    [UFAULT_LOCK_SPEC] = "spec",
+    [UFAULT_LOCK_REGION] = "region",
+    [UFAULT_LOCK_RANGE] = "range",
+    [UFAULT_LOCK_GLOBAL] = "global",
 };
 
 const char *ufault_lock_mode_name(enum ufault_lock_mode mode)
@@ -124,10 +124,11 @@ static int open_uffds(struct ufault_ctx *ctx)
 	for (unsigned int i = 0; i < ctx->nr_uffds; i++) {
 		ret = ufault__uffd_open();
 		if (ret < 0) {
-			ufault__err(&ctx->log, "cannot open a userfaultfd: %s%s",
-				    ufault_strerror(ret),
-				    ret == -EPERM ? " (needs CAP_SYS_PTRACE, access to /dev/userfaultfd or vm.unprivileged_userfaultfd=1)"
-						  : "");
+			ufault__err(
+			    &ctx->log, "cannot open a userfaultfd: %s%s", ufault_strerror(ret),
+			    ret == -EPERM ? " (needs CAP_SYS_PTRACE, access to /dev/userfaultfd or "
+					    "vm.unprivileged_userfaultfd=1)"
+					  : "");
 			return ret;
 		}
 		ctx->uffds[i] = ret;
@@ -139,7 +140,8 @@ static int open_uffds(struct ufault_ctx *ctx)
 		ctx->features = caps.features;
 	}
 	if (!(ctx->features & UFFD_FEATURE_POISON))
-		ufault__info(&ctx->log, "kernel lacks UFFDIO_POISON: the SIGBUS error policy is unavailable");
+		ufault__info(&ctx->log,
+			     "kernel lacks UFFDIO_POISON: the SIGBUS error policy is unavailable");
 	return 0;
 }
 

@@ -28,7 +28,7 @@
 #include "stats.h"
 #include "uffd.h"
 
-#define ufault__container_of(ptr, type, member) \
+#define ufault__container_of(ptr, type, member)                                                    \
 	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
 
 /*
@@ -46,8 +46,8 @@ struct ufault_region {
 	unsigned int flags;
 	unsigned int uffd_idx;
 	uint64_t page_size;
-	uint64_t gen;	  /* bumped when detached; read atomically */
-	int detached;	  /* read atomically; written under lock (write) */
+	uint64_t gen; /* bumped when detached; read atomically */
+	int detached; /* read atomically; written under lock (write) */
 	pthread_rwlock_t lock;
 	struct ufault_region *next_victim; /* proxy-local list, under the range lock */
 };
@@ -74,7 +74,7 @@ struct ufault_ctx {
 	uint64_t max_page_size;
 	uint64_t features; /* granted by the kernel (same on every uffd) */
 	int *uffds;
-	int stop_fd; /* eventfd: readable when the workers must stop */
+	int stop_fd;	/* eventfd: readable when the workers must stop */
 	void *zero_buf; /* max_page_size of zeros, never written: write faults copy it */
 	struct ufault__worker *workers;
 	size_t workers_len; /* bytes mapped for the workers array */
@@ -83,7 +83,7 @@ struct ufault_ctx {
 	struct ufault_rangelock range; /* proxies (all modes but GLOBAL), RANGE faults */
 	pthread_mutex_t tree_lock;     /* index writers, gen, next_uffd */
 	struct ufault__index index;
-	struct ufault__qsbr qsbr;      /* one slot per worker */
+	struct ufault__qsbr qsbr; /* one slot per worker */
 	struct ufault__slab region_slab;
 	uint64_t next_gen;
 	unsigned int next_uffd;
@@ -105,13 +105,12 @@ void ufault__region_detach(struct ufault_region *r);
 void ufault__region_init_piece(struct ufault_region *piece, const struct ufault_region *r,
 			       uint64_t start, uint64_t end);
 /* Lockless: the region containing @addr, or NULL. Caller is a QSBR reader. */
-struct ufault_region *ufault__region_lookup(struct ufault_ctx *ctx, uint64_t addr,
-					    bool *retried);
+struct ufault_region *ufault__region_lookup(struct ufault_ctx *ctx, uint64_t addr, bool *retried);
 /* Under the tree lock. */
 struct ufault_region *ufault__region_first_locked(struct ufault_ctx *ctx, uint64_t start,
 						  uint64_t end);
-struct ufault_region *ufault__region_next_locked(struct ufault_ctx *ctx,
-						 struct ufault_region *r, uint64_t end);
+struct ufault_region *ufault__region_next_locked(struct ufault_ctx *ctx, struct ufault_region *r,
+						 uint64_t end);
 /* Validation of user arguments shared by register and ufault_mmap. */
 int ufault__region_check_args(struct ufault_ctx *ctx, uint64_t start, uint64_t len,
 			      const struct ufault_source *src, unsigned int flags,

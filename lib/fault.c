@@ -63,7 +63,8 @@ static int apply_error_policy(struct ufault__worker *w, struct ufault_region *r,
 	if (r->flags & UFAULT_REGION_ON_ERROR_ZERO) {
 		ret = ufault__uffd_zeropage(fd, page, len, true, done);
 		if (!ret)
-			ufault__stat_add(&w->stats, UFAULT__STAT_ZERO_FILLED, *done / ctx->sys_page);
+			ufault__stat_add(&w->stats, UFAULT__STAT_ZERO_FILLED,
+					 *done / ctx->sys_page);
 	} else {
 		ret = ufault__uffd_poison(fd, page, len, true, done);
 		if (!ret)

@@ -20,7 +20,7 @@ struct ufault__worker {
 	int uffd;
 	int epfd; /* this worker's epoll set: its uffd (exclusive) + stop */
 	pthread_t thread;
-	void *buf; /* bounce buffer, ctx->max_page_size bytes */
+	void *buf;			      /* bounce buffer, ctx->max_page_size bytes */
 	uint64_t deferred[UFAULT__DEFER_MAX]; /* page address | UFAULT__FAULT_WRITE */
 	unsigned int nr_deferred;
 	unsigned int log_budget; /* source-error lines left before going quiet */

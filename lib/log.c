@@ -35,8 +35,7 @@ void ufault__log_init(struct ufault__log *log, const struct ufault_config *cfg)
 	level_from_env(&log->level);
 }
 
-void ufault__logf(const struct ufault__log *log, enum ufault_log_level level, const char *fmt,
-		  ...)
+void ufault__logf(const struct ufault__log *log, enum ufault_log_level level, const char *fmt, ...)
 {
 	static const char *const tags[] = {"error", "warning", "info", "debug"};
 	enum ufault_log_level max = UFAULT_LOG_WARN;

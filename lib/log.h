@@ -18,9 +18,8 @@ struct ufault__log {
 /* Defaults: stderr, UFAULT_LOG_WARN, overridden by $UFAULT_LOG. */
 void ufault__log_init(struct ufault__log *log, const struct ufault_config *cfg);
 
-__attribute__((format(printf, 3, 4))) void ufault__logf(const struct ufault__log *log,
-							 enum ufault_log_level level,
-							 const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void
+ufault__logf(const struct ufault__log *log, enum ufault_log_level level, const char *fmt, ...);
 
 #define ufault__err(log, ...) ufault__logf((log), UFAULT_LOG_ERROR, __VA_ARGS__)
 #define ufault__warn(log, ...) ufault__logf((log), UFAULT_LOG_WARN, __VA_ARGS__)

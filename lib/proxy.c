@@ -24,8 +24,7 @@ static uint64_t round_up(uint64_t x, uint64_t a)
 }
 
 /* Span of [start, end) widened to the regions it overlaps. */
-static void span_of(struct ufault_ctx *ctx, uint64_t start, uint64_t end, uint64_t *s,
-		    uint64_t *e)
+static void span_of(struct ufault_ctx *ctx, uint64_t start, uint64_t end, uint64_t *s, uint64_t *e)
 {
 	struct ufault_region *r, *last = NULL;
 
@@ -228,7 +227,9 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 	if (!ctx)
 		return map_failed(EINVAL);
 	if ((flags & need) != need || (flags & ~allowed)) {
-		ufault__warn(&ctx->log, "mmap: flags %#x: only MAP_PRIVATE|MAP_ANONYMOUS memory, with MAP_FIXED, MAP_FIXED_NOREPLACE or MAP_NORESERVE",
+		ufault__warn(&ctx->log,
+			     "mmap: flags %#x: only MAP_PRIVATE|MAP_ANONYMOUS memory, with "
+			     "MAP_FIXED, MAP_FIXED_NOREPLACE or MAP_NORESERVE",
 			     flags);
 		return map_failed(EINVAL);
 	}
@@ -364,14 +365,15 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 
 	pthread_mutex_lock(&ctx->tree_lock);
 	a = ufault__region_first_locked(ctx, old, old_end);
-	if (!a || (a->node.start > old || a->node.end < old_end ||
-		  (old - a->node.start) % a->page_size || old_len % a->page_size ||
-		  new_len % a->page_size ||
-		  a->src.offset + (old - a->node.start) + new_len < a->src.offset))
+	if (!a ||
+	    (a->node.start > old || a->node.end < old_end || (old - a->node.start) % a->page_size ||
+	     old_len % a->page_size || new_len % a->page_size ||
+	     a->src.offset + (old - a->node.start) + new_len < a->src.offset))
 		ret = -EINVAL;
 	pthread_mutex_unlock(&ctx->tree_lock);
 	if (ret) {
-		ufault__warn(&ctx->log, "mremap: [%#llx, +%zu) is not whole region pages of one region",
+		ufault__warn(&ctx->log,
+			     "mremap: [%#llx, +%zu) is not whole region pages of one region",
 			     (unsigned long long)old, old_len);
 		goto unlock;
 	}

@@ -58,8 +58,7 @@ void ufault__region_detach(struct ufault_region *r)
 {
 	pthread_rwlock_wrlock(&r->lock);
 	__atomic_store_n(&r->detached, 1, __ATOMIC_RELEASE);
-	__atomic_store_n(&r->gen, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) + 1,
-			 __ATOMIC_RELEASE);
+	__atomic_store_n(&r->gen, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&r->lock);
 }
 
@@ -80,7 +79,7 @@ struct ufault_region *ufault__region_lookup(struct ufault_ctx *ctx, uint64_t add
 {
 	bool dummy;
 	struct ufault__index_node *n =
-		ufault__index_lookup_stat(&ctx->index, addr, retried ? retried : &dummy);
+	    ufault__index_lookup_stat(&ctx->index, addr, retried ? retried : &dummy);
 
 	return n ? ufault__container_of(n, struct ufault_region, node) : NULL;
 }
@@ -123,20 +122,24 @@ int ufault__region_check_args(struct ufault_ctx *ctx, uint64_t start, uint64_t l
 	if (shift) {
 		if (shift >= 63 || (1ull << shift) < ctx->sys_page ||
 		    (1ull << shift) > ctx->max_page_size) {
-			ufault__warn(&ctx->log,
-				     "register: page shift %u outside [system page, max_page_size %llu]",
-				     shift, (unsigned long long)ctx->max_page_size);
+			ufault__warn(
+			    &ctx->log,
+			    "register: page shift %u outside [system page, max_page_size %llu]",
+			    shift, (unsigned long long)ctx->max_page_size);
 			return -EINVAL;
 		}
 		ps = 1ull << shift;
 	}
 	if (!len || len % ps) {
-		ufault__warn(&ctx->log, "register: length %llu is not a non-zero multiple of the region page %llu",
-			     (unsigned long long)len, (unsigned long long)ps);
+		ufault__warn(
+		    &ctx->log,
+		    "register: length %llu is not a non-zero multiple of the region page %llu",
+		    (unsigned long long)len, (unsigned long long)ps);
 		return -EINVAL;
 	}
 	if (start % ps) { /* start 0: not chosen yet (ufault_mmap) */
-		ufault__warn(&ctx->log, "register: address %#llx is not aligned to the region page %llu",
+		ufault__warn(&ctx->log,
+			     "register: address %#llx is not aligned to the region page %llu",
 			     (unsigned long long)start, (unsigned long long)ps);
 		return -EINVAL;
 	}
@@ -157,7 +160,8 @@ int ufault__region_check_args(struct ufault_ctx *ctx, uint64_t start, uint64_t l
 	if (ops->validate(src, &ctx->log))
 		return -EINVAL;
 	if (!(flags & UFAULT_REGION_ON_ERROR_ZERO) && !(ctx->features & UFFD_FEATURE_POISON)) {
-		ufault__warn(&ctx->log, "register: SIGBUS error policy needs UFFDIO_POISON, which this kernel lacks; use UFAULT_REGION_ON_ERROR_ZERO");
+		ufault__warn(&ctx->log, "register: SIGBUS error policy needs UFFDIO_POISON, which "
+					"this kernel lacks; use UFAULT_REGION_ON_ERROR_ZERO");
 		return -EOPNOTSUPP;
 	}
 	*page_size = ps;

@@ -30,7 +30,7 @@ static int callback_fill(const struct ufault_source *src, uint64_t off, size_t l
 }
 
 const struct ufault__source_ops ufault__source_callback = {
-	.name = "callback",
-	.validate = callback_validate,
-	.fill = callback_fill,
+    .name = "callback",
+    .validate = callback_validate,
+    .fill = callback_fill,
 };

@@ -37,7 +37,7 @@ static int snapshot_fill(const struct ufault_source *src, uint64_t off, size_t l
 }
 
 const struct ufault__source_ops ufault__source_snapshot = {
-	.name = "snapshot",
-	.validate = snapshot_validate,
-	.fill = snapshot_fill,
+    .name = "snapshot",
+    .validate = snapshot_validate,
+    .fill = snapshot_fill,
 };

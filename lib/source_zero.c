@@ -19,9 +19,9 @@ static int zero_fill(const struct ufault_source *src, uint64_t off, size_t len, 
 }
 
 const struct ufault__source_ops ufault__source_zero = {
-	.name = "zero",
-	.validate = zero_validate,
-	.fill = zero_fill,
+    .name = "zero",
+    .validate = zero_validate,
+    .fill = zero_fill,
 };
 
 const struct ufault__source_ops *ufault__source_ops(const struct ufault_source *src)

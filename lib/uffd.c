@@ -249,7 +249,7 @@ int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t
 
 	for (;;) {
 		struct uffdio_move a = {
-			.dst = dst + done, .src = src + done, .len = len - done, .mode = mode};
+		    .dst = dst + done, .src = src + done, .len = len - done, .mode = mode};
 
 		ret = uffd_ioctl(fd, UFFDIO_MOVE, &a);
 		if (a.move > 0)

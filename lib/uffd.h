@@ -59,7 +59,7 @@ int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t
 
 /* How to treat an ioctl's error. */
 enum ufault__uffd_verdict {
-	UFAULT__UFFD_OK = 0,  /* success */
+	UFAULT__UFFD_OK = 0,   /* success */
 	UFAULT__UFFD_RESOLVED, /* EEXIST: someone else installed it: success */
 	UFAULT__UFFD_LATER,    /* EAGAIN: events pending (mmap_changing): defer */
 	UFAULT__UFFD_GONE,     /* ENOENT/ESRCH: range unregistered, unmapped, or

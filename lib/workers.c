@@ -25,7 +25,7 @@ static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, u
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(w->ctx->sys_page - 1);
 	unsigned int flags =
-		(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
+	    (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
 
 	ufault__stat_add(&w->stats, UFAULT__STAT_FAULTS, 1);
 	if (ufault__fault_resolve(w, addr, flags) == UFAULT__FAULT_DEFER) {

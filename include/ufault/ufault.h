@@ -69,8 +69,7 @@ enum ufault_log_level {
 };
 
 /** Log callback: @msg is one line without a trailing newline. */
-typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level,
-			      const char *msg);
+typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char *msg);
 
 /**
  * struct ufault_config - options for ufault_ctx_create().
@@ -114,8 +113,7 @@ UFAULT_API void ufault_config_init(struct ufault_config *cfg);
  * -ENOSYS/-EPERM (no userfaultfd available to this process), -ENOMEM,
  * -EAGAIN (thread creation).
  */
-UFAULT_API int ufault_ctx_create(struct ufault_ctx **out,
-				 const struct ufault_config *cfg);
+UFAULT_API int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg);
 
 /**
  * ufault_ctx_destroy() - unregister every region, wake every thread parked in
@@ -141,17 +139,16 @@ UFAULT_API uint64_t ufault_ctx_features(const struct ufault_ctx *ctx);
 UFAULT_API const char *ufault_lock_mode_name(enum ufault_lock_mode mode);
 
 /** Parse a lock mode name; returns 0 or -EINVAL. */
-UFAULT_API int ufault_lock_mode_parse(const char *name,
-				      enum ufault_lock_mode *out);
+UFAULT_API int ufault_lock_mode_parse(const char *name, enum ufault_lock_mode *out);
 
 /* ------------------------------------------------------------------ */
 /* Sources                                                              */
 /* ------------------------------------------------------------------ */
 
 enum ufault_source_type {
-	UFAULT_SOURCE_ZERO = 1,	/* zero pages (UFFDIO_ZEROPAGE) */
-	UFAULT_SOURCE_SNAPSHOT,	/* bytes copied from a caller's buffer */
-	UFAULT_SOURCE_CALLBACK,	/* a user function fills a bounce buffer */
+	UFAULT_SOURCE_ZERO = 1, /* zero pages (UFFDIO_ZEROPAGE) */
+	UFAULT_SOURCE_SNAPSHOT, /* bytes copied from a caller's buffer */
+	UFAULT_SOURCE_CALLBACK, /* a user function fills a bounce buffer */
 };
 
 /**
@@ -167,8 +164,7 @@ enum ufault_source_type {
  * proxies on the same context. Return 0 or a negative errno; a failure
  * applies the region's error policy to the faulting page.
  */
-typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf,
-			      size_t len);
+typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len);
 
 /**
  * struct ufault_source - where a region's bytes come from.
@@ -201,8 +197,8 @@ struct ufault_source {
 /* ------------------------------------------------------------------ */
 
 /** Region flags. Error policy when the source fails: */
-#define UFAULT_REGION_ON_ERROR_SIGBUS 0u	/* default: UFFDIO_POISON, the thread gets SIGBUS */
-#define UFAULT_REGION_ON_ERROR_ZERO (1u << 0)	/* install zeros and go on */
+#define UFAULT_REGION_ON_ERROR_SIGBUS 0u      /* default: UFFDIO_POISON, the thread gets SIGBUS */
+#define UFAULT_REGION_ON_ERROR_ZERO (1u << 0) /* install zeros and go on */
 /*
  * Region page size, as log2 in the top bits (like MAP_HUGE_SHIFT): every
  * fault fills and installs one whole region page. 0 means the system page.
@@ -210,7 +206,8 @@ struct ufault_source {
  */
 #define UFAULT_REGION_PAGE_SHIFT_BIT 26
 #define UFAULT_REGION_PAGE_SHIFT(s) ((unsigned int)(s) << UFAULT_REGION_PAGE_SHIFT_BIT)
-#define UFAULT_REGION_FLAGS_MASK (UFAULT_REGION_ON_ERROR_ZERO | (63u << UFAULT_REGION_PAGE_SHIFT_BIT))
+#define UFAULT_REGION_FLAGS_MASK                                                                   \
+	(UFAULT_REGION_ON_ERROR_ZERO | (63u << UFAULT_REGION_PAGE_SHIFT_BIT))
 
 /**
  * ufault_region_register() - hand [@addr, @addr + @len) to ufault.
@@ -233,9 +230,8 @@ struct ufault_source {
  * (the range is already registered with another userfaultfd, e.g. another
  * context's region).
  */
-UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr,
-				      size_t len, const struct ufault_source *src,
-				      unsigned int flags,
+UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
+				      const struct ufault_source *src, unsigned int flags,
 				      struct ufault_region **out);
 
 /**
@@ -245,8 +241,7 @@ UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr,
  * it, mremap) retires its handle too: unregister then returns -ENOENT.
  * Errors: -EINVAL (NULL), -ENOENT (not a live region of @ctx).
  */
-UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx,
-					struct ufault_region *region);
+UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *region);
 
 /* ------------------------------------------------------------------ */
 /* Proxies for the mmap family (mirror the syscalls: return and errno)  */
@@ -260,10 +255,8 @@ UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx,
  * kernel does. Returns the address, or MAP_FAILED with errno set; a failure
  * leaves regions and mappings as they were.
  */
-UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len,
-			     int prot, int flags,
-			     const struct ufault_source *src,
-			     unsigned int region_flags);
+UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
+			     const struct ufault_source *src, unsigned int region_flags);
 
 /**
  * ufault_munmap() - munmap(2) that also retires the regions it covers; a
@@ -281,21 +274,18 @@ UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
  * the destination are unmapped first. A range that is not inside one region
  * fails with EINVAL. Returns the new address, or MAP_FAILED with errno.
  */
-UFAULT_API void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr,
-			       size_t old_len, size_t new_len, int flags,
-			       void *new_addr);
+UFAULT_API void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len,
+			       size_t new_len, int flags, void *new_addr);
 
 /** ufault_mprotect() - mprotect(2) under the lock mode's write lock. */
-UFAULT_API int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len,
-			       int prot);
+UFAULT_API int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len, int prot);
 
 /**
  * ufault_madvise() - madvise(2) under the lock mode's write lock. On a
  * region, MADV_DONTNEED drops pages so that the next touch fills them again
  * from the source (writes to them are lost, as for private anonymous memory).
  */
-UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len,
-			      int advice);
+UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, int advice);
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
@@ -303,10 +293,10 @@ UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len,
 
 /** Why a speculative fault gave up its speculation. */
 enum ufault_spec_abort {
-	UFAULT_SPEC_ABORT_SEQ = 0,	/* index changed during the lookup */
-	UFAULT_SPEC_ABORT_TRYLOCK,	/* region write-locked by a proxy */
-	UFAULT_SPEC_ABORT_DETACHED,	/* region removed or replaced */
-	UFAULT_SPEC_ABORT_GEN,		/* region generation changed */
+	UFAULT_SPEC_ABORT_SEQ = 0,  /* index changed during the lookup */
+	UFAULT_SPEC_ABORT_TRYLOCK,  /* region write-locked by a proxy */
+	UFAULT_SPEC_ABORT_DETACHED, /* region removed or replaced */
+	UFAULT_SPEC_ABORT_GEN,	    /* region generation changed */
 	UFAULT_SPEC_ABORT_NR,
 };
 
