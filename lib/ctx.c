@@ -111,8 +111,13 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 
 static int open_uffds(struct ufault_ctx *ctx)
 {
-	/* Only what the fault path needs; POISON for the SIGBUS error policy. */
-	uint64_t want = UFFD_FEATURE_POISON;
+	/*
+	 * POISON for the SIGBUS error policy; EVENT_REMAP so that a range
+	 * moved by mremap(2) stays registered (without it the kernel drops
+	 * the registration of the moved VMA and of any registered neighbour
+	 * it merges with) and MAP_FIXED can replace a range atomically.
+	 */
+	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP;
 	struct ufault__uffd_caps caps;
 	int ret;
 
@@ -166,12 +171,15 @@ static void ctx_free(struct ufault_ctx *ctx, unsigned int built)
 	if (built >= 3)
 		ufault__slab_destroy(&ctx->region_slab);
 	if (built >= 2) {
+		pthread_mutex_destroy(&ctx->remap_lock);
 		pthread_mutex_destroy(&ctx->tree_lock);
 		ufault_rangelock_destroy(&ctx->range);
 		pthread_rwlock_destroy(&ctx->global);
 	}
 	if (ctx->stop_fd >= 0)
 		close(ctx->stop_fd);
+	if (ctx->retry_fd >= 0)
+		close(ctx->retry_fd);
 	if (ctx->zero_buf)
 		ufault__pages_unmap(ctx->zero_buf, ctx->max_page_size);
 	close_uffds(ctx);
@@ -197,6 +205,11 @@ static int init_locks(struct ufault_ctx *ctx)
 		return ret;
 	}
 	ret = -pthread_mutex_init(&ctx->tree_lock, NULL);
+	if (!ret) {
+		ret = -pthread_mutex_init(&ctx->remap_lock, NULL);
+		if (ret)
+			pthread_mutex_destroy(&ctx->tree_lock);
+	}
 	if (ret) {
 		ufault_rangelock_destroy(&ctx->range);
 		pthread_rwlock_destroy(&ctx->global);
@@ -222,6 +235,7 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->stop_fd = -1;
+	ctx->retry_fd = -1;
 	ufault__log_init(&ctx->log, cfg);
 	if (cfg->size < sizeof(size_t) || cfg->size > sizeof(*cfg)) {
 		/* A larger size is a newer caller asking for options we lack. */
@@ -244,7 +258,8 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (ret)
 		goto fail;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->stop_fd < 0) {
+	ctx->retry_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->stop_fd < 0 || ctx->retry_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}

@@ -64,6 +64,8 @@ static inline uint64_t ufault__region_end(const struct ufault_region *r)
 
 struct ufault__worker;
 
+#define UFAULT__MAX_REMAPS 64
+
 struct ufault_ctx {
 	struct ufault__log log;
 	enum ufault_lock_mode mode;
@@ -74,8 +76,10 @@ struct ufault_ctx {
 	uint64_t max_page_size;
 	uint64_t features; /* granted by the kernel (same on every uffd) */
 	int *uffds;
-	int stop_fd;	/* eventfd: readable when the workers must stop */
-	void *zero_buf; /* max_page_size of zeros, never written: write faults copy it */
+	int stop_fd;  /* eventfd: readable when the workers must stop */
+	int retry_fd; /* eventfd (edge-triggered): a proxy finished; retry deferred faults */
+	unsigned int deferring; /* atomic: workers holding deferred faults */
+	void *zero_buf;		/* max_page_size of zeros, never written: write faults copy it */
 	struct ufault__worker *workers;
 	size_t workers_len; /* bytes mapped for the workers array */
 
@@ -86,8 +90,16 @@ struct ufault_ctx {
 	struct ufault__qsbr qsbr; /* one slot per worker */
 	struct ufault__slab region_slab;
 	uint64_t next_gen;
-	unsigned int next_uffd;
-	uint64_t proxy_ops; /* atomic; proxies are not the fault fast path */
+	unsigned int next_uffd; /* atomic */
+	uint64_t proxy_ops;	/* atomic; proxies are not the fault fast path */
+
+	/* mremap(2) calls of the proxies in flight (UFFD_EVENT_REMAP with
+	 * another origin means the application moved registered memory
+	 * behind ufault's back). Under remap_lock; workers only look. */
+	pthread_mutex_t remap_lock;
+	struct {
+		uint64_t from, len;
+	} remaps[UFAULT__MAX_REMAPS];
 };
 
 /* --- regions.c ----------------------------------------------------------- */
@@ -101,6 +113,13 @@ void ufault__region_retire(struct ufault_region *r);
 /* Mark detached under the write lock: waits for installs in flight, and
  * every later validation of a snapshot of @r fails. */
 void ufault__region_detach(struct ufault_region *r);
+/* Undo a detach when the change it prepared for failed (the generation
+ * moves on, so snapshots taken before the detach still fail). */
+void ufault__region_undetach(struct ufault_region *r);
+/* Describe a brand-new region (not indexed): range, source, flags, uffd. */
+void ufault__region_init_new(struct ufault_ctx *ctx, struct ufault_region *r, uint64_t start,
+			     uint64_t len, const struct ufault_source *src, unsigned int flags,
+			     uint64_t page_size);
 /* Fill a copy of @r restricted to [start, end) (source offset follows). */
 void ufault__region_init_piece(struct ufault_region *piece, const struct ufault_region *r,
 			       uint64_t start, uint64_t end);
@@ -141,6 +160,12 @@ void ufault__wlock2(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1
 void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w);
 
 /* --- workers.c ----------------------------------------------------------- */
+/* Tell workers holding deferred faults that a proxy finished a change. */
+void ufault__workers_poke(struct ufault_ctx *ctx);
+/* Announce / withdraw a proxy mremap, so its UFFD_EVENT_REMAP is recognised
+ * (the worker that reads the event withdraws the announcement itself). */
+void ufault__remap_begin(struct ufault_ctx *ctx, uint64_t from, uint64_t len);
+void ufault__remap_end(struct ufault_ctx *ctx, uint64_t from, uint64_t len);
 int ufault__workers_start(struct ufault_ctx *ctx);
 void ufault__workers_stop(struct ufault_ctx *ctx);
 void ufault__workers_stats(struct ufault_ctx *ctx, struct ufault_stats *out);

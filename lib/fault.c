@@ -178,7 +178,11 @@ static void spec_abort(struct ufault__worker *w, enum ufault_spec_abort why)
 	ufault__stat_add(&w->stats, UFAULT__STAT_SPEC_ABORT + why, 1);
 }
 
-/* Returns true if done (*res set), false to retry from the lookup. */
+/*
+ * A detached region is being replaced by a proxy that has not finished:
+ * set the fault aside (its worker is poked when the proxy unlocks) rather
+ * than spin on the lookup. Returns true if done (*res set), false to retry.
+ */
 static bool resolve_region(struct ufault__worker *w, uint64_t addr, unsigned int flags,
 			   enum ufault__fault_result *res)
 {
@@ -193,7 +197,8 @@ static bool resolve_region(struct ufault__worker *w, uint64_t addr, unsigned int
 	pthread_rwlock_rdlock(&r->lock);
 	if (region_gone(r)) {
 		pthread_rwlock_unlock(&r->lock);
-		return false;
+		*res = UFAULT__FAULT_DEFER;
+		return true;
 	}
 	page = page_of(r, addr);
 	fill_page(w, r, page, r->page_size, &f);
@@ -219,7 +224,8 @@ static bool resolve_spec(struct ufault__worker *w, uint64_t addr, unsigned int f
 	gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
 	if (region_gone(r)) {
 		spec_abort(w, UFAULT_SPEC_ABORT_DETACHED);
-		return false;
+		*res = UFAULT__FAULT_DEFER;
+		return true;
 	}
 	page = page_of(r, addr);
 	fill_page(w, r, page, r->page_size, &f); /* no lock held: may be slow */
@@ -233,7 +239,8 @@ static bool resolve_spec(struct ufault__worker *w, uint64_t addr, unsigned int f
 	if (region_gone(r)) {
 		pthread_rwlock_unlock(&r->lock);
 		spec_abort(w, UFAULT_SPEC_ABORT_DETACHED);
-		return false;
+		*res = UFAULT__FAULT_DEFER;
+		return true;
 	}
 	if (__atomic_load_n(&r->gen, __ATOMIC_ACQUIRE) != gen) {
 		pthread_rwlock_unlock(&r->lock);
@@ -253,8 +260,15 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64
 	struct ufault_range range;
 
 	switch (ctx->mode) {
+	/*
+	 * global and range: a proxy holds the write side across its syscall,
+	 * and with UFFD_EVENT_REMAP that syscall waits for a worker to read
+	 * the event. So a worker never waits for the write side: it defers
+	 * the fault, and the proxy pokes it when it unlocks.
+	 */
 	case UFAULT_LOCK_GLOBAL:
-		pthread_rwlock_rdlock(&ctx->global);
+		if (pthread_rwlock_tryrdlock(&ctx->global))
+			return UFAULT__FAULT_DEFER;
 		res = resolve_locked(w, addr, flags);
 		pthread_rwlock_unlock(&ctx->global);
 		return res;
@@ -263,7 +277,8 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64
 		 * system page conflicts with every proxy that affects it. */
 		uint64_t p = addr & ~(ctx->sys_page - 1);
 
-		ufault_range_read_lock(&ctx->range, &range, p, p + ctx->sys_page);
+		if (!ufault_range_read_trylock(&ctx->range, &range, p, p + ctx->sys_page))
+			return UFAULT__FAULT_DEFER;
 		res = resolve_locked(w, addr, flags);
 		ufault_range_read_unlock(&ctx->range, &range);
 		return res;

@@ -33,9 +33,11 @@ void ufault__wlock2(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1
 
 void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w)
 {
-	if (w->n == 0) {
+	if (w->n == 0)
 		pthread_rwlock_unlock(&ctx->global);
-		return;
-	}
-	ufault_range_write_unlock(&ctx->range, &w->r);
+	else
+		ufault_range_write_unlock(&ctx->range, &w->r);
+	/* Faults that found this range locked or its regions detached were
+	 * set aside, not waited for: tell their workers to try again. */
+	ufault__workers_poke(ctx);
 }

@@ -126,6 +126,24 @@ static void cut_abort(struct cut *c)
 	c->victims = c->left = c->right = NULL;
 }
 
+/*
+ * Detach the victims before the syscall: from then on a fault that finds
+ * one is deferred until the proxy unlocks, so no fault can fill the changed
+ * range from an old source, and none is left to a lookup that finds
+ * nothing. If the syscall fails, the victims are undetached.
+ */
+static void cut_detach(struct cut *c)
+{
+	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
+		ufault__region_detach(r);
+}
+
+static void cut_undetach(struct cut *c)
+{
+	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
+		ufault__region_undetach(r);
+}
+
 static void insert_locked(struct ufault_ctx *ctx, struct ufault_region *r)
 {
 	int ret;
@@ -138,11 +156,9 @@ static void insert_locked(struct ufault_ctx *ctx, struct ufault_region *r)
 			    ufault_strerror(ret));
 }
 
-/* Swap the victims for their pieces (and @extra, if any) in the index. */
-static void cut_commit(struct ufault_ctx *ctx, struct cut *c, struct ufault_region *extra)
+/* Swap the (detached) victims for their pieces and @extra in the index. */
+static void cut_swap(struct ufault_ctx *ctx, struct cut *c, struct ufault_region *extra)
 {
-	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
-		ufault__region_detach(r);
 	pthread_mutex_lock(&ctx->tree_lock);
 	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
 		ufault__index_remove(&ctx->index, &r->node);
@@ -153,13 +169,15 @@ static void cut_commit(struct ufault_ctx *ctx, struct cut *c, struct ufault_regi
 	if (extra)
 		insert_locked(ctx, extra);
 	pthread_mutex_unlock(&ctx->tree_lock);
+	c->left = c->right = NULL; /* the index owns them now */
 }
 
 /*
- * Threads parked on the changed range wait on the old regions' uffds and
- * nobody else will wake them (the kernel does not on munmap or mremap
- * without non-cooperative events). Woken, they fault again on whatever is
- * mapped now. Then the old regions are retired.
+ * Threads parked on the changed range wait on the old regions' uffds, and
+ * the kernel does not wake them on munmap, mmap or mremap; a fault message
+ * for the range that a worker dropped (its lookup found no region while the
+ * change was under way) left its thread parked too. Woken, they fault again
+ * on whatever is mapped now. Then the old regions are retired.
  */
 static void cut_finish(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end)
 {
@@ -174,6 +192,12 @@ static void cut_finish(struct ufault_ctx *ctx, struct cut *c, uint64_t start, ui
 		ufault__region_retire(r);
 	}
 	c->victims = NULL;
+}
+
+/* The same for faults on a new region's range before it was indexed. */
+static void wake_region(struct ufault_ctx *ctx, struct ufault_region *r)
+{
+	ufault__uffd_wake(ctx->uffds[r->uffd_idx], r->node.start, r->node.end - r->node.start);
 }
 
 static void proxy_done(struct ufault_ctx *ctx)
@@ -211,16 +235,185 @@ static void *map_aligned(void *hint, uint64_t len, uint64_t align, int prot, int
 	return (void *)(uintptr_t)a;
 }
 
+/*
+ * mremap(2) of a proxy, announced so its UFFD_EVENT_REMAP is recognised. A
+ * move returns once a worker has read the event, possibly before that worker
+ * looked the announcement up, so the worker withdraws it; when nothing moved
+ * there is no event and the proxy withdraws it.
+ */
+static void *proxy_mremap(struct ufault_ctx *ctx, void *old, size_t old_len, size_t new_len,
+			  int flags, void *new_addr)
+{
+	void *res;
+
+	ufault__remap_begin(ctx, (uint64_t)(uintptr_t)old, old_len);
+	res = mremap(old, old_len, new_len, flags, new_addr);
+	if (res == MAP_FAILED || res == old)
+		ufault__remap_end(ctx, (uint64_t)(uintptr_t)old, old_len);
+	return res;
+}
+
+/* Regions made for a replacement, chained through next_victim. */
+static void free_chain(struct ufault_region *r)
+{
+	while (r) {
+		struct ufault_region *next = r->next_victim;
+
+		ufault__region_free_now(r);
+		r = next;
+	}
+}
+
+/*
+ * Add [s, e) on uffd @idx to the replacement's regions; extends the last
+ * one when it is contiguous on the same uffd, so a replaced range is one
+ * region again whenever its VMAs share a uffd.
+ */
+static int chain_add(struct ufault_ctx *ctx, struct ufault_region ***tail,
+		     struct ufault_region *last, uint64_t start, uint64_t s, uint64_t e,
+		     unsigned int idx, const struct ufault_source *src, unsigned int region_flags,
+		     uint64_t ps)
+{
+	struct ufault_source piece_src = *src;
+	struct ufault_region *n;
+
+	if ((s - start) % ps || (e - start) % ps)
+		return -EINVAL; /* an old boundary would split a new region page */
+	if (last && last->uffd_idx == idx && last->node.end == s) {
+		last->node.end = e;
+		return 0;
+	}
+	n = ufault__region_alloc(ctx);
+	if (!n)
+		return -ENOMEM;
+	piece_src.offset = src->offset + (s - start);
+	ufault__region_init_new(ctx, n, s, e - s, &piece_src, region_flags, ps);
+	n->uffd_idx = idx;
+	**tail = n;
+	*tail = &n->next_victim;
+	return 0;
+}
+
+/* Map (or, undoing, unmap) the parts of [start, end) no victim covers. */
+static int map_gaps(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end, int flags,
+		    unsigned int idx, bool undo)
+{
+	struct ufault_region *v = c->victims;
+	uint64_t at = start;
+
+	while (at < end) {
+		uint64_t gap_end = v ? (v->node.start > start ? v->node.start : start) : end;
+
+		if (gap_end > at) {
+			void *p = (void *)(uintptr_t)at;
+
+			if (undo) {
+				munmap(p, gap_end - at);
+			} else {
+				int ret = 0;
+
+				if (mmap(p, gap_end - at, PROT_NONE, flags, -1, 0) == MAP_FAILED)
+					ret = -errno;
+				else
+					ret = ufault__uffd_register(
+					    ctx->uffds[idx], at, gap_end - at,
+					    UFFDIO_REGISTER_MODE_MISSING, NULL);
+				if (ret)
+					return ret;
+			}
+		}
+		if (!v)
+			break;
+		at = v->node.end < end ? v->node.end : end;
+		v = v->next_victim;
+	}
+	return 0;
+}
+
+/*
+ * MAP_FIXED and MAP_FIXED_NOREPLACE. A new mapping must never be visible
+ * unregistered: a thread touching it then would get a kernel zero page
+ * that no fill replaces. So the parts that regions cover keep their
+ * registered VMAs and only get new contents: old regions detached, pages
+ * dropped (MADV_DONTNEED), new regions indexed on the same uffds; a thread
+ * touching them meanwhile parks and is served from the new source once the
+ * proxy unlocks. The gaps (holes, foreign mappings) are mapped PROT_NONE,
+ * registered, and only then given their protection, so a thread touching
+ * them early gets SIGSEGV as before, never zeros.
+ */
+static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end, int prot,
+		     int flags, const struct ufault_source *src, unsigned int region_flags,
+		     uint64_t ps)
+{
+	struct ufault_region *v, *chain = NULL, *last = NULL, **tail = &chain;
+	void *addr = (void *)(uintptr_t)start;
+	unsigned int gap_idx;
+	uint64_t at = start;
+	int ret = 0;
+
+	/* Gaps go on the first old region's uffd, so the pieces can merge. */
+	gap_idx = c->victims
+		      ? c->victims->uffd_idx
+		      : __atomic_fetch_add(&ctx->next_uffd, 1, __ATOMIC_RELAXED) % ctx->nr_uffds;
+	for (v = c->victims; v && !ret; v = v->next_victim) {
+		uint64_t s = v->node.start > start ? v->node.start : start;
+		uint64_t e = v->node.end < end ? v->node.end : end;
+
+		if (s > at)
+			ret = chain_add(ctx, &tail, last, start, at, s, gap_idx, src, region_flags,
+					ps);
+		last = tail == &chain
+			   ? NULL
+			   : ufault__container_of(tail, struct ufault_region, next_victim);
+		if (!ret)
+			ret = chain_add(ctx, &tail, last, start, s, e, v->uffd_idx, src,
+					region_flags, ps);
+		last = ufault__container_of(tail, struct ufault_region, next_victim);
+		at = e;
+	}
+	if (!ret && at < end)
+		ret = chain_add(ctx, &tail, last, start, at, end, gap_idx, src, region_flags, ps);
+	if (ret) {
+		ufault__warn(&ctx->log, "mmap: [%#llx, %#llx): %s", (unsigned long long)start,
+			     (unsigned long long)end, ufault_strerror(ret));
+		free_chain(chain);
+		return ret;
+	}
+
+	cut_detach(c);
+	ret = map_gaps(ctx, c, start, end, flags, gap_idx, false);
+	if (!ret && mprotect(addr, end - start, prot))
+		ret = -errno;
+	if (!ret && madvise(addr, end - start, MADV_DONTNEED))
+		ret = -errno;
+	if (ret) {
+		/* The gaps were holes (NOREPLACE) or foreign mappings that
+		 * are gone now, as after a failed MAP_FIXED mmap(2). */
+		map_gaps(ctx, c, start, end, flags, gap_idx, true);
+		cut_undetach(c);
+		free_chain(chain);
+		return ret;
+	}
+	cut_swap(ctx, c, NULL);
+	pthread_mutex_lock(&ctx->tree_lock);
+	for (v = chain; v; v = v->next_victim)
+		insert_locked(ctx, v);
+	pthread_mutex_unlock(&ctx->tree_lock);
+	cut_finish(ctx, c, start, end);
+	for (v = chain; v; v = v->next_victim)
+		wake_region(ctx, v);
+	return 0;
+}
+
 void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 		  const struct ufault_source *src, unsigned int region_flags)
 {
 	const struct ufault_source zero = {.type = UFAULT_SOURCE_ZERO};
 	const int need = MAP_PRIVATE | MAP_ANONYMOUS;
 	const int allowed = need | MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
-	uint64_t start = (uint64_t)(uintptr_t)addr, ps, end;
-	struct ufault_region *r = NULL;
+	uint64_t start = (uint64_t)(uintptr_t)addr, ps;
 	struct ufault__wlock w;
-	struct cut c = {0};
+	struct cut c;
 	void *m;
 	int ret;
 
@@ -262,45 +455,21 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		return m;
 	}
 
-	end = start + len;
-	if (end < start)
+	if (start + len < start)
 		return map_failed(EINVAL);
-	lock_spans(ctx, &w, start, end, 0, 0);
-	if (flags & MAP_FIXED_NOREPLACE) {
-		m = mmap(addr, len, prot, flags, -1, 0);
-		if (m == MAP_FAILED) {
-			ret = -errno;
-			goto unlock;
-		}
-		ret = ufault__region_create_locked(ctx, start, len, src, region_flags, ps, NULL);
-		if (ret)
-			munmap(m, len);
-		goto unlock;
-	}
-
-	ret = cut_prepare(ctx, start, end, &c);
+	lock_spans(ctx, &w, start, start + len, 0, 0);
+	ret = cut_prepare(ctx, start, start + len, &c);
+	if (!ret && (flags & MAP_FIXED_NOREPLACE) && c.victims)
+		ret = -EEXIST;
+	if (!ret)
+		ret = map_fixed(ctx, &c, start, start + len, prot, flags, src, region_flags, ps);
 	if (ret)
-		goto unlock;
-	m = mmap(addr, len, prot, flags, -1, 0); /* replaces atomically */
-	if (m == MAP_FAILED) {
-		ret = -errno;
 		cut_abort(&c);
-		goto unlock;
-	}
-	cut_commit(ctx, &c, NULL);
-	ret = ufault__region_create_locked(ctx, start, len, src, region_flags, ps, &r);
-	if (ret) {
-		/* The old mapping is already gone, as after a failed
-		 * MAP_FIXED mmap(2); leave no unregistered memory behind. */
-		munmap(m, len);
-	}
-	cut_finish(ctx, &c, start, end);
-unlock:
 	ufault__wunlock(ctx, &w);
 	if (ret)
 		return map_failed(ret);
 	proxy_done(ctx);
-	return (void *)(uintptr_t)start;
+	return addr;
 }
 
 int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
@@ -319,12 +488,14 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 	ret = cut_prepare(ctx, start, end, &c);
 	if (ret)
 		goto unlock;
+	cut_detach(&c);
 	if (munmap(addr, end - start)) {
 		ret = -errno;
+		cut_undetach(&c);
 		cut_abort(&c);
 		goto unlock;
 	}
-	cut_commit(ctx, &c, NULL);
+	cut_swap(ctx, &c, NULL);
 	cut_finish(ctx, &c, start, end);
 unlock:
 	ufault__wunlock(ctx, &w);
@@ -350,6 +521,11 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || (fixed && !(flags & MREMAP_MAYMOVE)) ||
 	    (fixed && dst % ctx->sys_page))
 		return map_failed(EINVAL);
+	if ((flags & MREMAP_MAYMOVE) && !(ctx->features & UFFD_FEATURE_EVENT_REMAP)) {
+		/* Without it the kernel unregisters the moved range. */
+		ufault__warn(&ctx->log, "mremap: moving needs UFFD_FEATURE_EVENT_REMAP");
+		return map_failed(EOPNOTSUPP);
+	}
 	old_len = round_up(old_len, ctx->sys_page);
 	new_len = round_up(new_len, ctx->sys_page);
 	old_end = old + old_len;
@@ -358,8 +534,9 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 		return map_failed(EINVAL);
 	if (fixed) {
 		dst_end = dst + new_len;
-		if (dst_end < dst || (dst < grow_end && old < dst_end))
-			return map_failed(EINVAL); /* the kernel refuses overlap too */
+		/* mremap(2) refuses a destination overlapping the old range. */
+		if (dst_end < dst || (dst < old_end && old < dst_end))
+			return map_failed(EINVAL);
 	}
 	lock_spans(ctx, &w, old, grow_end, dst, dst_end);
 
@@ -392,28 +569,26 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 			goto unlock;
 	}
 
-	res = mremap(old_addr, old_len, new_len, flags, new_addr);
+	cut_detach(&src_cut);
+	cut_detach(&dst_cut);
+	res = proxy_mremap(ctx, old_addr, old_len, new_len, flags, new_addr);
 	if (res == MAP_FAILED) {
 		ret = -errno;
+		cut_undetach(&src_cut);
+		cut_undetach(&dst_cut);
 		goto unlock;
 	}
 	res_start = (uint64_t)(uintptr_t)res;
-	if (fixed)
-		cut_commit(ctx, &dst_cut, NULL);
 	ufault__region_init_piece(moved, a, old, old + new_len);
 	moved->node.start = res_start;
 	moved->node.end = res_start + new_len;
-	cut_commit(ctx, &src_cut, moved);
-	/* A moved VMA loses its registration; a grown one may have new pages:
-	 * (re-)register the result (a no-op where it already is). */
-	ret = ufault__uffd_register(ctx->uffds[moved->uffd_idx], res_start, new_len,
-				    UFFDIO_REGISTER_MODE_MISSING, NULL);
-	if (ret)
-		ufault__err(&ctx->log, "mremap: re-registering [%#llx, +%zu): %s",
-			    (unsigned long long)res_start, new_len, ufault_strerror(ret));
+	cut_swap(ctx, &dst_cut, NULL);
+	cut_swap(ctx, &src_cut, moved);
+	/* In place, a grown VMA keeps its registration; a moved one keeps it
+	 * thanks to UFFD_EVENT_REMAP. Nothing to register again. */
+	cut_finish(ctx, &dst_cut, dst, dst_end);
 	cut_finish(ctx, &src_cut, old, old_end);
-	if (fixed)
-		cut_finish(ctx, &dst_cut, dst, dst_end);
+	wake_region(ctx, moved);
 	ufault__wunlock(ctx, &w);
 	proxy_done(ctx);
 	return res;

@@ -62,6 +62,14 @@ void ufault__region_detach(struct ufault_region *r)
 	pthread_rwlock_unlock(&r->lock);
 }
 
+void ufault__region_undetach(struct ufault_region *r)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	__atomic_store_n(&r->gen, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->detached, 0, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&r->lock);
+}
+
 void ufault__region_init_piece(struct ufault_region *piece, const struct ufault_region *r,
 			       uint64_t start, uint64_t end)
 {
@@ -73,6 +81,20 @@ void ufault__region_init_piece(struct ufault_region *piece, const struct ufault_
 	piece->flags = r->flags;
 	piece->uffd_idx = r->uffd_idx;
 	piece->page_size = r->page_size;
+}
+
+void ufault__region_init_new(struct ufault_ctx *ctx, struct ufault_region *r, uint64_t start,
+			     uint64_t len, const struct ufault_source *src, unsigned int flags,
+			     uint64_t page_size)
+{
+	r->node.start = start;
+	r->node.end = start + len;
+	r->src = *src;
+	r->ops = ufault__source_ops(src);
+	r->flags = flags;
+	r->page_size = page_size;
+	/* Spread regions over the uffds, round robin. */
+	r->uffd_idx = __atomic_fetch_add(&ctx->next_uffd, 1, __ATOMIC_RELAXED) % ctx->nr_uffds;
 }
 
 struct ufault_region *ufault__region_lookup(struct ufault_ctx *ctx, uint64_t addr, bool *retried)
@@ -199,16 +221,10 @@ int ufault__region_create_locked(struct ufault_ctx *ctx, uint64_t start, uint64_
 	r = ufault__region_alloc(ctx);
 	if (!r)
 		return -ENOMEM;
-	r->node.start = start;
-	r->node.end = start + len;
-	r->src = *src;
-	r->ops = ufault__source_ops(src);
-	r->flags = flags;
-	r->page_size = page_size;
+	ufault__region_init_new(ctx, r, start, len, src, flags, page_size);
 
 	pthread_mutex_lock(&ctx->tree_lock);
 	r->gen = ++ctx->next_gen;
-	r->uffd_idx = ctx->next_uffd++ % ctx->nr_uffds;
 	ret = ufault__index_insert(&ctx->index, &r->node);
 	pthread_mutex_unlock(&ctx->tree_lock);
 	if (ret) {

@@ -21,6 +21,25 @@
 
 #define DEFER_POLL_MS 1
 
+/* The first deferred fault of a worker makes proxies poke on unlock. */
+static void defer(struct ufault__worker *w, uint64_t entry)
+{
+	if (!w->nr_deferred)
+		__atomic_fetch_add(&w->ctx->deferring, 1, __ATOMIC_SEQ_CST);
+	w->deferred[w->nr_deferred++] = entry;
+}
+
+void ufault__workers_poke(struct ufault_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	/* Pairs with defer(): a worker that defers after this load retries
+	 * on its epoll timeout at the latest. */
+	if (__atomic_load_n(&ctx->deferring, __ATOMIC_SEQ_CST) &&
+	    write(ctx->retry_fd, &one, sizeof(one)) != sizeof(one))
+		ufault__err(&ctx->log, "poking workers: %s", ufault_strerror(errno));
+}
+
 static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, uint64_t t0)
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(w->ctx->sys_page - 1);
@@ -31,7 +50,7 @@ static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, u
 	if (ufault__fault_resolve(w, addr, flags) == UFAULT__FAULT_DEFER) {
 		ufault__stat_add(&w->stats, UFAULT__STAT_DEFERRED, 1);
 		if (w->nr_deferred < UFAULT__DEFER_MAX) {
-			w->deferred[w->nr_deferred++] = addr | flags;
+			defer(w, addr | flags);
 			return;
 		}
 		/* Deferred list full: this fault is retried by the thread
@@ -47,6 +66,7 @@ static void retry_deferred(struct ufault__worker *w)
 	uint64_t t0 = ufault__now_ns();
 
 	w->nr_deferred = 0;
+	__atomic_fetch_sub(&w->ctx->deferring, 1, __ATOMIC_SEQ_CST);
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t d = w->deferred[i];
 
@@ -55,11 +75,64 @@ static void retry_deferred(struct ufault__worker *w)
 		if (ufault__fault_resolve(w, d & ~(uint64_t)UFAULT__FAULT_WRITE,
 					  (unsigned int)(d & UFAULT__FAULT_WRITE)) ==
 		    UFAULT__FAULT_DEFER)
-			w->deferred[w->nr_deferred++] = d;
+			defer(w, d);
 		else
 			ufault__stat_latency(&w->stats, ufault__now_ns() - t0);
 		ufault__qsbr_quiescent(&w->ctx->qsbr, w->id);
 	}
+}
+
+void ufault__remap_begin(struct ufault_ctx *ctx, uint64_t from, uint64_t len)
+{
+	pthread_mutex_lock(&ctx->remap_lock);
+	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS; i++) {
+		if (!ctx->remaps[i].len) {
+			ctx->remaps[i].from = from;
+			ctx->remaps[i].len = len;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ctx->remap_lock);
+}
+
+void ufault__remap_end(struct ufault_ctx *ctx, uint64_t from, uint64_t len)
+{
+	pthread_mutex_lock(&ctx->remap_lock);
+	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS; i++) {
+		if (ctx->remaps[i].from == from && ctx->remaps[i].len == len) {
+			ctx->remaps[i].len = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ctx->remap_lock);
+}
+
+/*
+ * UFFD_EVENT_REMAP: reading it is what lets the mremap(2) return. A proxy's
+ * own move updates the index itself. A move the application made with plain
+ * mremap(2) leaves registered memory that no region describes, where a fault
+ * would park forever: unregister it so it behaves as ordinary memory.
+ */
+static void handle_remap(struct ufault__worker *w, const struct uffd_msg *msg)
+{
+	struct ufault_ctx *ctx = w->ctx;
+	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to, len = msg->arg.remap.len;
+	bool ours = false;
+
+	pthread_mutex_lock(&ctx->remap_lock);
+	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS && !ours; i++) {
+		ours = ctx->remaps[i].len && ctx->remaps[i].from == from;
+		if (ours)
+			ctx->remaps[i].len = 0; /* consumed: one event per move */
+	}
+	pthread_mutex_unlock(&ctx->remap_lock);
+	if (ours)
+		return;
+	ufault__warn(&ctx->log,
+		     "registered memory [%#llx, +%llu) was moved to %#llx by mremap(2), not "
+		     "ufault_mremap: unregistering it there",
+		     (unsigned long long)from, (unsigned long long)len, (unsigned long long)to);
+	ufault__uffd_unregister(w->uffd, to, len);
 }
 
 /* Read and handle one batch; returns the number of messages read, 0 when
@@ -80,6 +153,8 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
 	for (size_t i = 0; i < (size_t)n / sizeof(*msgs); i++) {
 		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 			handle_fault(w, &msgs[i], t0);
+		else if (msgs[i].event == UFFD_EVENT_REMAP)
+			handle_remap(w, &msgs[i]);
 		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
 	}
 	return (int)((size_t)n / sizeof(*msgs));
@@ -103,6 +178,11 @@ static int worker_epoll(struct ufault__worker *w)
 	ev.data.u32 = 1;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->ctx->stop_fd, &ev))
 		goto fail;
+	/* Edge-triggered and never read: every poke is one wake-up. */
+	ev.events = EPOLLIN | EPOLLET;
+	ev.data.u32 = 2;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->ctx->retry_fd, &ev))
+		goto fail;
 	return ep;
 fail:
 	close(ep);
@@ -118,12 +198,12 @@ static void *worker_main(void *arg)
 	/* Slots start offline; each loop goes offline to sleep and back. */
 	ufault__qsbr_online(&ctx->qsbr, w->id);
 	for (;;) {
-		struct epoll_event ev[2];
+		struct epoll_event ev[3];
 		bool stop = false, ready = false;
 		int n;
 
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
-		n = epoll_wait(w->epfd, ev, 2, w->nr_deferred ? DEFER_POLL_MS : -1);
+		n = epoll_wait(w->epfd, ev, 3, w->nr_deferred ? DEFER_POLL_MS : -1);
 		ufault__qsbr_online(&ctx->qsbr, w->id);
 		if (n < 0 && errno != EINTR) {
 			ufault__err(&ctx->log, "worker %u: epoll_wait: %s", w->id,
@@ -131,13 +211,16 @@ static void *worker_main(void *arg)
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			if (ev[i].data.u32 == 1)
+			if (ev[i].data.u32 == 1) {
 				stop = true;
-			else if (ev[i].events & EPOLLERR) {
+			} else if (ev[i].data.u32 == 2) {
+				/* a poke: only the deferred retry below */
+			} else if (ev[i].events & EPOLLERR) {
 				ufault__err(&ctx->log, "worker %u: uffd error", w->id);
 				stop = true;
-			} else
+			} else {
 				ready = true;
+			}
 		}
 		if (stop)
 			break;

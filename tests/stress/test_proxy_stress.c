@@ -1,0 +1,1204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_proxy_stress.c - fault threads read pages while proxy threads remap
+ * the same and neighbouring ranges, in every lock mode, with an oracle.
+ *
+ * The arena: NR_SLOTS slots of SLOT_CAP pages, reserved PROT_NONE up front.
+ * A slot is FREE (all reservation) or MAPPED: ufault memory over its first
+ * len pages (one or more regions), our PROT_NONE reservation behind it.
+ * Every ufault mapping gets a fresh generation g and a random source offset
+ * so; its callback source fills the page at source offset o with page(o, g):
+ * word 0 = g << 32 | o / page size, the other words a hash of (o, g, i). So
+ * any page read tells which (o, g) it came from, and whether it is whole.
+ *
+ * Per slot, a history ring of the (g, so) the slot has shown: a proxy
+ * announces an entry (seq_hi) before the call that makes it visible and
+ * completes it (seq_lo) after. A reader notes seq_lo before reading a page
+ * and seq_hi after; the page must equal page(so + p * ps, g) for an entry in
+ * [lo, hi]: a generation retired before the read began is never accepted.
+ * A page that matches no entry while a replacement overlapped the read is
+ * "torn" (a concurrent MAP_FIXED can legitimately tear a read, as with the
+ * kernel) and is read again; with no overlap it is a failure.
+ *
+ * Proxy operations (per slot serialised by the test's op mutex; readers are
+ * excluded by the slot rwlock only where memory they may read is unmapped):
+ *   replace   ufault_mmap MAP_FIXED over the slot, new g     (no exclusion)
+ *   remap     ufault_munmap of the slot + reservation, ufault_mmap
+ *             MAP_FIXED_NOREPLACE, new g                       (exclusive)
+ *   move      ufault_mremap MAYMOVE|FIXED to a free slot, maybe resized,
+ *             later maybe back                                 (exclusive)
+ *   grow      ufault_mremap of the last region in place        (no exclusion)
+ *   shrink    ufault_mremap in place, or ufault_munmap of the tail
+ *                                                              (exclusive)
+ *   split     ufault_munmap of the middle, refilled with
+ *             MAP_FIXED_NOREPLACE from the same source function (exclusive)
+ *   mprotect  RW -> R -> RW over part of the slot              (no exclusion)
+ *   madvise   MADV_DONTNEED over part of the slot              (no exclusion)
+ * An mremap over a slot made of several regions must fail (not within one
+ * region) and change nothing; that is checked too.
+ *
+ * After the run, every mapped page is read once more single-threaded and must
+ * equal its slot's current entry exactly. Holes the test makes are refilled
+ * with MAP_FIXED_NOREPLACE: if something else landed in one, the slot is
+ * retired ("dead") rather than clobbering somebody's memory.
+ *
+ * An mremap the kernel refuses with EFAULT because the region has become two
+ * VMAs it cannot merge (mprotect split them, their pages got different
+ * anon_vmas) is what mremap(2) does too: counted, not a failure.
+ *
+ * $UFAULT_TEST_SECONDS: seconds per mode (default 3; 2 under sanitizers).
+ * $UFAULT_STRESS_OPS: comma-separated subset of the operations above (e.g.
+ * "replace" or "move,madvise") to narrow a failure down; default all.
+ * A failure prints the slot, page, what was read (zero page, retired
+ * generation, other page, mixture), the history window and the proxy op in
+ * progress / last completed on the slot.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "../testutil.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+#define NR_SLOTS 16
+#define NR_MAPPED_AT_START 12
+#define SLOT_CAP 8 /* pages */
+#define MIN_LEN 2
+#define HIST 256
+#define NR_READERS 3
+#define NR_PROXIES 2
+#define MAX_BOUNDS SLOT_CAP
+
+enum slot_state { SLOT_FREE, SLOT_MAPPED, SLOT_DEAD };
+
+enum op {
+	OP_REPLACE,
+	OP_REMAP,
+	OP_MOVE,
+	OP_GROW,
+	OP_SHRINK,
+	OP_SPLIT,
+	OP_MPROTECT,
+	OP_MADVISE,
+	OP_NR
+};
+
+static const char *const op_names[OP_NR] = {
+	"replace", "remap", "move", "grow", "shrink", "split", "mprotect",
+	"madvise",
+};
+static const unsigned int op_weight[OP_NR] = { 20, 10, 15, 10, 10, 5, 10, 15 };
+
+/*
+ * Readers copy pages while a proxy may replace the mapping under them
+ * (MAP_FIXED, madvise): that race is the workload. TSan models mmap and
+ * madvise as writes to the range, so it is told to ignore the copy; the
+ * oracle checks it instead.
+ */
+#if defined(__SANITIZE_THREAD__)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define IGNORE_READS_BEGIN() do { } while (0)
+#define IGNORE_READS_END() do { } while (0)
+#endif
+
+struct hent {
+	uint64_t g;
+	uint64_t so;
+};
+
+struct slot {
+	pthread_rwlock_t rw;	/* readers shared; unmapping windows exclusive */
+	pthread_mutex_t op;	/* serialises proxies on this slot */
+	int state;		/* atomic: enum slot_state */
+	unsigned int len;	/* atomic: mapped pages */
+	uint64_t seq_lo, seq_hi; /* atomic */
+	struct hent hist[HIST]; /* atomic fields */
+	int busy;		/* atomic: op in progress + 1, for diagnostics */
+	int last_op;		/* atomic: last op completed + 1, for diagnostics */
+	/* proxy-only (under op) */
+	uint64_t g, so;
+	unsigned int bounds[MAX_BOUNDS]; /* first page of each region */
+	unsigned int nbounds;
+};
+
+struct counters {
+	uint64_t reads, checked, torn, skipped, unmapped_skips;
+	uint64_t ops[OP_NR], expected_failures, dead, efault;
+};
+
+static struct {
+	struct ufault_ctx *ctx;
+	enum ufault_lock_mode mode;
+	char *arena;
+	size_t ps;
+	struct slot slots[NR_SLOTS];
+	uint64_t next_g;	/* atomic */
+	int stop;		/* atomic */
+	int failed;		/* atomic */
+	char fail_msg[1024];	/* first failure, under fail_lock */
+	pthread_mutex_t fail_lock;
+	struct counters cnt[NR_READERS + NR_PROXIES];
+} S;
+
+/* ---------------------------------------------------------------- */
+/* The page function                                                 */
+/* ---------------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t page_word(uint64_t o, uint64_t g, size_t i)
+{
+	if (i == 0)
+		return g << 32 | (o / S.ps);
+	return mix64(o * 0x9e3779b97f4a7c15ull ^ (g << 17) ^ i) | 1;
+}
+
+static int gen_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	uint64_t g = (uint64_t)(uintptr_t)arg;
+	uint64_t *w = buf;
+
+	for (size_t pg = 0; pg < len / S.ps; pg++)
+		for (size_t i = 0; i < S.ps / 8; i++)
+			w[pg * (S.ps / 8) + i] = page_word(off + pg * S.ps, g, i);
+	return 0;
+}
+
+/* -1 if @w is page(o, g), else the first differing word. */
+static long page_mismatch(const uint64_t *w, uint64_t o, uint64_t g)
+{
+	for (size_t i = 0; i < S.ps / 8; i++)
+		if (w[i] != page_word(o, g, i))
+			return (long)i;
+	return -1;
+}
+
+static struct ufault_source gen_src(uint64_t g, uint64_t so)
+{
+	struct ufault_source s;
+
+	memset(&s, 0, sizeof(s));
+	s.type = UFAULT_SOURCE_CALLBACK;
+	s.offset = so;
+	s.callback.fill = gen_fill;
+	s.callback.arg = (void *)(uintptr_t)g;
+	return s;
+}
+
+/* ---------------------------------------------------------------- */
+/* Failures                                                          */
+/* ---------------------------------------------------------------- */
+
+static void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void failf(const char *fmt, ...)
+{
+	va_list ap;
+	char buf[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "FAIL [%s]: %s\n", ufault_lock_mode_name(S.mode), buf);
+	pthread_mutex_lock(&S.fail_lock);
+	if (!S.failed)
+		snprintf(S.fail_msg, sizeof(S.fail_msg), "%s", buf);
+	__atomic_store_n(&S.failed, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&S.fail_lock);
+	__atomic_store_n(&S.stop, 1, __ATOMIC_SEQ_CST);
+}
+
+static char *slot_base(unsigned int i)
+{
+	return S.arena + (size_t)i * SLOT_CAP * S.ps;
+}
+
+/* Diagnostics: the kernel's view (VMAs) of slots [i - 1, i + 1]. */
+static void dump_maps(unsigned int i)
+{
+	uintptr_t lo = (uintptr_t)slot_base(i ? i - 1 : 0);
+	uintptr_t hi = (uintptr_t)slot_base(i + 2 < NR_SLOTS ? i + 2 : NR_SLOTS);
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[256];
+
+	if (!f)
+		return;
+	fprintf(stderr, "  VMAs around slot %u (slot base %p, %zu bytes a slot):\n",
+		i, (void *)slot_base(i), SLOT_CAP * S.ps);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && b > lo && a < hi)
+			fprintf(stderr, "    %s", line);
+	}
+	fclose(f);
+}
+
+/* A reader touched memory that should have been there: report and die
+ * (the state is no longer trustworthy). */
+static void crash_handler(int sig, siginfo_t *si, void *uc)
+{
+	char msg[512];
+	uintptr_t a = (uintptr_t)si->si_addr, b = (uintptr_t)S.arena;
+	int n;
+
+	(void)uc;
+	if (a >= b && a < b + (uintptr_t)NR_SLOTS * SLOT_CAP * S.ps) {
+		unsigned int i = (unsigned int)((a - b) / (SLOT_CAP * S.ps));
+		unsigned int pg = (unsigned int)((a - b) / S.ps % SLOT_CAP);
+		struct slot *s = &S.slots[i];
+		int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
+
+		n = snprintf(msg, sizeof(msg),
+			     "FAIL [%s]: %s at %p: slot %u page %u, slot state %d "
+			     "len %u, proxy op in progress: %s\n",
+			     ufault_lock_mode_name(S.mode),
+			     sig == SIGSEGV ? "SIGSEGV" : "SIGBUS", si->si_addr,
+			     i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+			     __atomic_load_n(&s->len, __ATOMIC_RELAXED),
+			     busy ? op_names[busy - 1] : "none");
+	} else {
+		n = snprintf(msg, sizeof(msg), "FAIL [%s]: %s at %p (outside "
+			     "the arena)\n", ufault_lock_mode_name(S.mode),
+			     sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
+			     si->si_addr);
+	}
+	if (n > 0 && write(2, msg, (size_t)n) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+/* ---------------------------------------------------------------- */
+/* Slot history                                                      */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Load @p after every memory access before it (the page copy, the history
+ * entries): a fence, or under TSan (which does not model fences) an RMW
+ * that does the same job.
+ */
+static uint64_t load_after(uint64_t *p)
+{
+#if defined(__SANITIZE_THREAD__)
+	return __atomic_fetch_add(p, 0, __ATOMIC_ACQ_REL);
+#else
+	__atomic_thread_fence(__ATOMIC_ACQ_REL);
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+#endif
+}
+
+static void hist_announce(struct slot *s, uint64_t g, uint64_t so)
+{
+	uint64_t n = __atomic_load_n(&s->seq_hi, __ATOMIC_RELAXED) + 1;
+	struct hent *e = &s->hist[n % HIST];
+
+	/* Release: a reader that sees this entry also sees seq_hi >= n - 1,
+	 * which tells it the entry it wanted may have been overwritten. */
+	__atomic_store_n(&e->g, g, __ATOMIC_RELEASE);
+	__atomic_store_n(&e->so, so, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->seq_hi, n, __ATOMIC_RELEASE);
+}
+
+static void hist_complete(struct slot *s)
+{
+	__atomic_store_n(&s->seq_lo, __atomic_load_n(&s->seq_hi, __ATOMIC_RELAXED),
+			 __ATOMIC_RELEASE);
+}
+
+static void hist_publish(struct slot *s, uint64_t g, uint64_t so)
+{
+	hist_announce(s, g, so);
+	hist_complete(s);
+	s->g = g;
+	s->so = so;
+}
+
+static uint64_t new_gen(void)
+{
+	return __atomic_add_fetch(&S.next_g, 1, __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------------- */
+/* Fault threads                                                     */
+/* ---------------------------------------------------------------- */
+
+static uint64_t rnd(uint64_t *st)
+{
+	*st ^= *st << 13;
+	*st ^= *st >> 7;
+	*st ^= *st << 17;
+	return *st;
+}
+
+enum verdict { V_OK, V_TORN, V_SKIP, V_BAD };
+
+static enum verdict judge(const uint64_t *w, struct slot *s, unsigned int pg,
+			  uint64_t lo, uint64_t hi)
+{
+	bool match = false;
+	uint64_t now;
+
+	if (hi - lo + 1 >= HIST - 1)
+		return V_SKIP;
+	for (uint64_t e = lo; e <= hi && !match; e++) {
+		uint64_t g = __atomic_load_n(&s->hist[e % HIST].g, __ATOMIC_ACQUIRE);
+		uint64_t so = __atomic_load_n(&s->hist[e % HIST].so, __ATOMIC_ACQUIRE);
+
+		match = page_mismatch(w, so + (uint64_t)pg * S.ps, g) < 0;
+	}
+	now = load_after(&s->seq_hi);
+	if (now + 1 - lo >= HIST)
+		return V_SKIP; /* entries may have been overwritten meanwhile */
+	if (match)
+		return V_OK;
+	return hi != lo ? V_TORN : V_BAD;
+}
+
+static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg,
+		       uint64_t lo, uint64_t hi, const char *who)
+{
+	struct slot *s = &S.slots[i];
+	uint64_t g = __atomic_load_n(&s->hist[lo % HIST].g, __ATOMIC_ACQUIRE);
+	uint64_t so = __atomic_load_n(&s->hist[lo % HIST].so, __ATOMIC_ACQUIRE);
+	uint64_t o = so + (uint64_t)pg * S.ps;
+	uint64_t fg = w[0] >> 32, fo = (w[0] & 0xffffffffu) * S.ps;
+	long bad = page_mismatch(w, o, g);
+	bool zero = tu_zero_check(w, S.ps) < 0;
+	const char *what;
+	bool old_gen = false;
+
+	/* Did the page come whole from a retired generation of this slot? */
+	for (uint64_t e = lo > HIST - 2 ? lo - (HIST - 2) : 1; e < lo; e++) {
+		uint64_t og = __atomic_load_n(&s->hist[e % HIST].g, __ATOMIC_RELAXED);
+		uint64_t oso = __atomic_load_n(&s->hist[e % HIST].so, __ATOMIC_RELAXED);
+
+		if (og == fg && page_mismatch(w, oso + (uint64_t)pg * S.ps, og) < 0)
+			old_gen = true;
+	}
+	if (zero)
+		what = "a ZERO page (filled by the kernel, not the source)";
+	else if (old_gen)
+		what = "a RETIRED generation's page (stale install: ABA)";
+	else if (page_mismatch(w, fo, fg) < 0)
+		what = "a whole page of another (offset, generation)";
+	else
+		what = "a mixture / corrupted page";
+	failf("%s: slot %u page %u (%p): read %s: expected g %llu offset "
+	      "0x%llx (history window %llu..%llu), found word0 g %llu offset "
+	      "0x%llx, first bad word %ld (0x%016llx, want 0x%016llx); proxy "
+	      "op on the slot now: %s, last completed: %s",
+	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps), what,
+	      (unsigned long long)g, (unsigned long long)o,
+	      (unsigned long long)lo, (unsigned long long)hi,
+	      (unsigned long long)fg, (unsigned long long)fo, bad,
+	      bad >= 0 ? (unsigned long long)w[bad] : 0ull,
+	      bad >= 0 ? (unsigned long long)page_word(o, g, (size_t)bad) : 0ull,
+	      __atomic_load_n(&s->busy, __ATOMIC_RELAXED)
+		      ? op_names[__atomic_load_n(&s->busy, __ATOMIC_RELAXED) - 1]
+		      : "none",
+	      __atomic_load_n(&s->last_op, __ATOMIC_RELAXED)
+		      ? op_names[__atomic_load_n(&s->last_op, __ATOMIC_RELAXED) - 1]
+		      : "initial mmap");
+}
+
+struct thr {
+	pthread_t t;
+	unsigned int id;
+};
+
+static void *reader_main(void *arg)
+{
+	struct thr *me = arg;
+	struct counters *c = &S.cnt[me->id];
+	uint64_t st = 0x9e3779b97f4a7c15ull * (me->id + 1);
+	uint64_t *buf = aligned_alloc(64, S.ps);
+
+	while (!__atomic_load_n(&S.stop, __ATOMIC_RELAXED)) {
+		unsigned int i = (unsigned int)(rnd(&st) % NR_SLOTS), pg, len;
+		struct slot *s = &S.slots[i];
+		uint64_t lo, hi;
+		enum verdict v;
+		int tries = 0;
+
+		pthread_rwlock_rdlock(&s->rw);
+		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SLOT_MAPPED) {
+			pthread_rwlock_unlock(&s->rw);
+			c->unmapped_skips++;
+			continue;
+		}
+		len = __atomic_load_n(&s->len, __ATOMIC_ACQUIRE);
+		pg = (unsigned int)(rnd(&st) % len);
+		do {
+			lo = __atomic_load_n(&s->seq_lo, __ATOMIC_ACQUIRE);
+			IGNORE_READS_BEGIN();
+			memcpy(buf, slot_base(i) + (size_t)pg * S.ps, S.ps);
+			IGNORE_READS_END();
+			hi = load_after(&s->seq_hi);
+			c->reads++;
+			v = judge(buf, s, pg, lo, hi);
+			if (v == V_TORN)
+				c->torn++;
+		} while (v == V_TORN && ++tries < 100);
+		pthread_rwlock_unlock(&s->rw);
+		if (v == V_OK)
+			c->checked++;
+		else if (v == V_SKIP || v == V_TORN)
+			c->skipped++;
+		else
+			report_bad(buf, i, pg, lo, hi, "reader");
+	}
+	free(buf);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Proxy threads                                                     */
+/* ---------------------------------------------------------------- */
+
+static uint64_t rand_so(uint64_t *st)
+{
+	return (rnd(st) % (1u << 20)) * S.ps;
+}
+
+/* Our PROT_NONE reservation back over a hole; false if somebody else's
+ * mapping landed there meanwhile. */
+static bool rereserve(char *addr, size_t len)
+{
+	void *r;
+
+	if (!len)
+		return true;
+	r = mmap(addr, len, PROT_NONE, PA | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	if (r == addr)
+		return true;
+	if (r != MAP_FAILED)
+		munmap(r, len); /* old kernel ignoring NOREPLACE: not here */
+	return false;
+}
+
+static void slot_kill(struct slot *s, struct counters *c)
+{
+	__atomic_store_n(&s->state, SLOT_DEAD, __ATOMIC_RELEASE);
+	c->dead++;
+}
+
+static void wrlock2(struct slot *a, struct slot *b)
+{
+	if (b && b < a) {
+		struct slot *t = a;
+
+		a = b;
+		b = t;
+	}
+	pthread_rwlock_wrlock(&a->rw);
+	if (b)
+		pthread_rwlock_wrlock(&b->rw);
+}
+
+static void set_single_region(struct slot *s)
+{
+	s->bounds[0] = 0;
+	s->nbounds = 1;
+}
+
+#define PFAIL(...)                                                            \
+	do {                                                                  \
+		failf(__VA_ARGS__);                                           \
+		return;                                                       \
+	} while (0)
+#define PFAILB(...)                                                           \
+	do {                                                                  \
+		failf(__VA_ARGS__);                                           \
+		return false;                                                 \
+	} while (0)
+
+/* mremap over a slot of several regions: must fail and change nothing. */
+static void expect_mremap_fails(struct slot *s, unsigned int i,
+				size_t new_len, int flags, void *to,
+				struct counters *c)
+{
+	void *r;
+
+	errno = 0;
+	r = ufault_mremap(S.ctx, slot_base(i), s->len * S.ps, new_len, flags, to);
+	if (r != MAP_FAILED)
+		PFAIL("slot %u: ufault_mremap over %u regions succeeded (%p); "
+		      "expected a failure (not within one region)", i,
+		      s->nbounds, r);
+	if (!errno)
+		PFAIL("slot %u: ufault_mremap over %u regions failed with "
+		      "errno 0", i, s->nbounds);
+	c->expected_failures++;
+}
+
+static bool op_replace(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len, len2 = len + (unsigned int)(rnd(st) % (SLOT_CAP - len + 1));
+	uint64_t g = new_gen(), so = rand_so(st);
+	struct ufault_source src = gen_src(g, so);
+	void *r;
+
+	hist_announce(s, g, so);
+	r = ufault_mmap(S.ctx, slot_base(i), len2 * S.ps, RW, PA | MAP_FIXED,
+			&src, 0);
+	if (r != slot_base(i)) {
+		int e = errno;
+
+		/* The old mapping must be intact: re-announce it. */
+		hist_publish(s, s->g, s->so);
+		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u pages) over our own "
+		      "mapping failed: %s", i, len2, strerror(e));
+	}
+	hist_complete(s);
+	s->g = g;
+	s->so = so;
+	set_single_region(s);
+	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
+	return true;
+}
+
+static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len;
+	uint64_t g = new_gen(), so = rand_so(st);
+	struct ufault_source src = gen_src(g, so);
+	bool whole = rnd(st) & 1;
+	void *r;
+
+	wrlock2(s, NULL);
+	/* Either the mapping alone, or the whole slot: mapping + our
+	 * reservation (a non-ufault mapping in the range). */
+	if (ufault_munmap(S.ctx, slot_base(i), (whole ? SLOT_CAP : len) * S.ps)) {
+		int e = errno;
+
+		pthread_rwlock_unlock(&s->rw);
+		PFAILB("slot %u: ufault_munmap: %s", i, strerror(e));
+	}
+	r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW,
+			PA | MAP_FIXED_NOREPLACE, &src, 0);
+	if (r != slot_base(i)) {
+		int e = errno;
+
+		if (e == EEXIST) {
+			slot_kill(s, c);
+		} else {
+			pthread_rwlock_unlock(&s->rw);
+			PFAILB("slot %u: ufault_mmap(NOREPLACE) into a hole: %s",
+			      i, strerror(e));
+		}
+	} else {
+		hist_publish(s, g, so);
+		set_single_region(s);
+		if (whole && !rereserve(slot_base(i) + len * S.ps,
+					(SLOT_CAP - len) * S.ps))
+			slot_kill(s, c);
+	}
+	pthread_rwlock_unlock(&s->rw);
+	return true;
+}
+
+static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i], *d = NULL;
+	unsigned int j = 0, len = s->len, len2;
+	unsigned int start = (unsigned int)(rnd(st) % NR_SLOTS);
+	bool done = false;
+	void *r;
+
+	for (unsigned int k = 0; k < NR_SLOTS; k++) {
+		j = (start + k) % NR_SLOTS;
+		if (j == i || pthread_mutex_trylock(&S.slots[j].op))
+			continue;
+		if (__atomic_load_n(&S.slots[j].state, __ATOMIC_ACQUIRE) == SLOT_FREE) {
+			d = &S.slots[j];
+			break;
+		}
+		pthread_mutex_unlock(&S.slots[j].op);
+	}
+	if (!d)
+		return false;
+	__atomic_store_n(&d->busy, OP_MOVE + 1, __ATOMIC_RELAXED);
+	len2 = MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
+	wrlock2(s, d);
+	if (s->nbounds > 1) {
+		expect_mremap_fails(s, i, len2 * S.ps,
+				    MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j), c);
+		done = true;
+		goto out;
+	}
+	r = ufault_mremap(S.ctx, slot_base(i), len * S.ps, len2 * S.ps,
+			  MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j));
+	if (r == MAP_FAILED && errno == EFAULT) {
+		c->efault++; /* two VMAs, as with mremap(2) */
+		done = true;
+		goto out;
+	}
+	if (r != slot_base(j)) {
+		failf("slot %u -> %u: ufault_mremap(%u -> %u pages, "
+		      "MAYMOVE|FIXED): %s", i, j, len, len2,
+		      r == MAP_FAILED ? strerror(errno) : "wrong address");
+		goto out;
+	}
+	/* d takes over the memory, its generation and source offset. */
+	hist_publish(d, s->g, s->so);
+	set_single_region(d);
+	__atomic_store_n(&d->len, len2, __ATOMIC_RELEASE);
+	__atomic_store_n(&d->state, SLOT_MAPPED, __ATOMIC_RELEASE);
+	if (rereserve(slot_base(i), len * S.ps))
+		__atomic_store_n(&s->state, SLOT_FREE, __ATOMIC_RELEASE);
+	else
+		slot_kill(s, c);
+	done = true;
+out:
+	pthread_rwlock_unlock(&d->rw);
+	pthread_rwlock_unlock(&s->rw);
+	__atomic_store_n(&d->last_op, OP_MOVE + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->busy, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&d->op);
+	return done;
+}
+
+static bool op_grow(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len, len2, last;
+	void *r;
+
+	if (len == SLOT_CAP)
+		return false;
+	len2 = len + 1 + (unsigned int)(rnd(st) % (SLOT_CAP - len));
+	last = s->bounds[s->nbounds - 1];
+	/* Room to grow in place: give back that much of our reservation. */
+	tu_unmap(slot_base(i) + len * S.ps, (len2 - len) * S.ps);
+	if (rnd(st) % 4 == 0 && s->nbounds > 1) {
+		/* The whole slot is not one region: must fail. */
+		expect_mremap_fails(s, i, len2 * S.ps, 0, NULL, c);
+		if (!rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps))
+			slot_kill(s, c);
+		return true;
+	}
+	/* Readers never read past the published len: no exclusion. */
+	r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps, (len - last) * S.ps,
+			  (len2 - last) * S.ps, 0, NULL);
+	if (r == MAP_FAILED && errno == EFAULT) {
+		/* As mremap(2): the region spans two VMAs the kernel could not
+		 * merge back (mprotect split them and their pages got
+		 * different anon_vmas). Nothing changed. */
+		c->efault++;
+		if (!rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps))
+			slot_kill(s, c);
+		return true;
+	}
+	if (r == MAP_FAILED) {
+		int e = errno;
+
+		if (rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps)) {
+			dump_maps(i);
+			PFAILB("slot %u: ufault_mremap grow in place %u -> %u "
+			      "pages (last region at page %u) failed although "
+			      "the space was free: %s", i, len, len2, last,
+			      strerror(e));
+		}
+		if (e != ENOMEM)
+			PFAILB("slot %u: ufault_mremap grow in place: %s", i,
+			      strerror(e));
+		/* ENOMEM: somebody else's mapping took the hole. */
+		slot_kill(s, c);
+		return false;
+	}
+	if (r != slot_base(i) + last * S.ps)
+		PFAILB("slot %u: grow in place moved the region to %p", i, r);
+	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
+	return true;
+}
+
+static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len, len2, last, k;
+	bool by_munmap, done = false;
+	void *r;
+
+	if (len <= MIN_LEN)
+		return false;
+	len2 = MIN_LEN + (unsigned int)(rnd(st) % (len - MIN_LEN));
+	last = s->bounds[s->nbounds - 1];
+	by_munmap = last >= len2 || (rnd(st) & 1);
+	wrlock2(s, NULL);
+	if (by_munmap) {
+		if (ufault_munmap(S.ctx, slot_base(i) + len2 * S.ps,
+				  (len - len2) * S.ps)) {
+			failf("slot %u: ufault_munmap of the tail [%u, %u): %s",
+			      i, len2, len, strerror(errno));
+			goto out;
+		}
+		for (k = 0; k < s->nbounds && s->bounds[k] < len2; k++)
+			;
+		s->nbounds = k;
+	} else {
+		r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps,
+				  (len - last) * S.ps, (len2 - last) * S.ps, 0,
+				  NULL);
+		if (r == MAP_FAILED && errno == EFAULT) {
+			c->efault++; /* two VMAs, as with mremap(2) */
+			done = true;
+			goto out;
+		}
+		if (r != slot_base(i) + last * S.ps) {
+			failf("slot %u: ufault_mremap shrink %u -> %u pages "
+			      "(last region at page %u): %s", i, len, len2,
+			      last, r == MAP_FAILED ? strerror(errno) : "moved");
+			goto out;
+		}
+	}
+	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
+	if (!rereserve(slot_base(i) + len2 * S.ps, (len - len2) * S.ps))
+		slot_kill(s, c);
+	done = true;
+out:
+	pthread_rwlock_unlock(&s->rw);
+	return done;
+}
+
+static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len, a, b, k, nb;
+	unsigned int nbounds[MAX_BOUNDS + 2];
+	struct ufault_source src;
+	bool done = false;
+	void *r;
+
+	if (len < 3)
+		return false;
+	a = 1 + (unsigned int)(rnd(st) % (len - 2));
+	b = 1 + (unsigned int)(rnd(st) % (len - 1 - a));
+	src = gen_src(s->g, s->so + a * S.ps);
+	wrlock2(s, NULL);
+	if (ufault_munmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps)) {
+		failf("slot %u: ufault_munmap of the middle [%u, %u): %s", i, a,
+		      a + b, strerror(errno));
+		goto out;
+	}
+	/* Refill the hole with a region serving the same bytes. */
+	r = ufault_mmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps, RW,
+			PA | MAP_FIXED_NOREPLACE, &src, 0);
+	if (r != slot_base(i) + a * S.ps) {
+		if (errno == EEXIST)
+			slot_kill(s, c);
+		else
+			failf("slot %u: ufault_mmap(NOREPLACE) into the split "
+			      "hole: %s", i, strerror(errno));
+		goto out;
+	}
+	/* Region starts: the old ones, plus a and a + b. */
+	nb = 0;
+	for (k = 0; k < s->nbounds; k++)
+		if (s->bounds[k] < a)
+			nbounds[nb++] = s->bounds[k];
+	nbounds[nb++] = a;
+	if (a + b < len) {
+		/* The region that contained a + b - 1 continues at a + b. */
+		nbounds[nb++] = a + b;
+		for (k = 0; k < s->nbounds; k++)
+			if (s->bounds[k] > a + b)
+				nbounds[nb++] = s->bounds[k];
+	}
+	memcpy(s->bounds, nbounds, nb * sizeof(nbounds[0]));
+	s->nbounds = nb;
+	done = true;
+out:
+	pthread_rwlock_unlock(&s->rw);
+	return done;
+}
+
+static bool op_mprotect(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len;
+	unsigned int a = (unsigned int)(rnd(st) % len);
+	unsigned int n = 1 + (unsigned int)(rnd(st) % (len - a));
+	char *p = slot_base(i) + a * S.ps;
+
+	if (ufault_mprotect(S.ctx, p, n * S.ps, PROT_READ))
+		PFAILB("slot %u: ufault_mprotect(R) [%u, %u): %s", i, a, a + n,
+		      strerror(errno));
+	for (int k = 0; k < 3; k++)
+		sched_yield();
+	if (ufault_mprotect(S.ctx, p, n * S.ps, RW))
+		PFAILB("slot %u: ufault_mprotect(RW) [%u, %u): %s", i, a, a + n,
+		      strerror(errno));
+	return true;
+}
+
+static bool op_madvise(unsigned int i, uint64_t *st, struct counters *c)
+{
+	struct slot *s = &S.slots[i];
+	unsigned int len = s->len;
+	unsigned int a = (unsigned int)(rnd(st) % len);
+	unsigned int n = 1 + (unsigned int)(rnd(st) % (len - a));
+
+	if (ufault_madvise(S.ctx, slot_base(i) + a * S.ps, n * S.ps,
+			   MADV_DONTNEED))
+		PFAILB("slot %u: ufault_madvise(DONTNEED) [%u, %u): %s", i, a,
+		      a + n, strerror(errno));
+	return true;
+}
+
+static unsigned int weights[OP_NR];
+
+/*
+ * $UFAULT_STRESS_OPS: a comma-separated subset of op_names to run only
+ * those (to narrow a failure down); default all.
+ */
+static void parse_ops(void)
+{
+	const char *env = getenv("UFAULT_STRESS_OPS");
+
+	for (int k = 0; k < OP_NR; k++)
+		weights[k] = env && *env ? 0 : op_weight[k];
+	if (!env || !*env)
+		return;
+	for (int k = 0; k < OP_NR; k++) {
+		const char *p = env;
+		size_t n = strlen(op_names[k]);
+
+		while ((p = strstr(p, op_names[k]))) {
+			if ((p == env || p[-1] == ',') && (p[n] == ',' || !p[n]))
+				weights[k] = op_weight[k];
+			p += n;
+		}
+	}
+}
+
+static enum op pick_op(uint64_t *st)
+{
+	unsigned int total = 0, x;
+
+	for (int k = 0; k < OP_NR; k++)
+		total += weights[k];
+	if (!total)
+		return OP_MADVISE;
+	x = (unsigned int)(rnd(st) % total);
+	for (int k = 0; k < OP_NR; k++) {
+		if (x < weights[k])
+			return (enum op)k;
+		x -= weights[k];
+	}
+	return OP_MADVISE;
+}
+
+static void *proxy_main(void *arg)
+{
+	struct thr *me = arg;
+	struct counters *c = &S.cnt[me->id];
+	uint64_t st = 0x2545f4914f6cdd1dull * (me->id + 7);
+
+	while (!__atomic_load_n(&S.stop, __ATOMIC_RELAXED)) {
+		unsigned int i = (unsigned int)(rnd(&st) % NR_SLOTS);
+		struct slot *s = &S.slots[i];
+		enum op op = pick_op(&st);
+		bool done;
+
+		if (pthread_mutex_trylock(&s->op))
+			continue;
+		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SLOT_MAPPED) {
+			pthread_mutex_unlock(&s->op);
+			continue;
+		}
+		__atomic_store_n(&s->busy, op + 1, __ATOMIC_RELAXED);
+		switch (op) {
+		case OP_REPLACE:
+			done = op_replace(i, &st, c);
+			break;
+		case OP_REMAP:
+			done = op_remap(i, &st, c);
+			break;
+		case OP_MOVE:
+			done = op_move(i, &st, c);
+			break;
+		case OP_GROW:
+			done = op_grow(i, &st, c);
+			break;
+		case OP_SHRINK:
+			done = op_shrink(i, &st, c);
+			break;
+		case OP_SPLIT:
+			done = op_split(i, &st, c);
+			break;
+		case OP_MPROTECT:
+			done = op_mprotect(i, &st, c);
+			break;
+		default:
+			done = op_madvise(i, &st, c);
+			break;
+		}
+		if (done) {
+			c->ops[op]++;
+			__atomic_store_n(&s->last_op, op + 1, __ATOMIC_RELAXED);
+		}
+		__atomic_store_n(&s->busy, 0, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&s->op);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* One mode                                                          */
+/* ---------------------------------------------------------------- */
+
+static void arena_setup(uint64_t *st)
+{
+	S.arena = mmap(NULL, NR_SLOTS * SLOT_CAP * S.ps, PROT_NONE,
+		       PA | MAP_NORESERVE, -1, 0);
+	if (S.arena == MAP_FAILED)
+		tu_die("mmap arena", errno);
+	for (unsigned int i = 0; i < NR_SLOTS; i++) {
+		struct slot *s = &S.slots[i];
+		pthread_rwlockattr_t ra;
+
+		memset(s, 0, sizeof(*s));
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&s->rw, &ra);
+		pthread_rwlockattr_destroy(&ra);
+		pthread_mutex_init(&s->op, NULL);
+		s->state = SLOT_FREE;
+		if (i < NR_MAPPED_AT_START) {
+			uint64_t g = new_gen(), so = rand_so(st);
+			struct ufault_source src = gen_src(g, so);
+			unsigned int len = MIN_LEN + (unsigned int)(rnd(st) %
+						     (SLOT_CAP - MIN_LEN + 1));
+			void *r = ufault_mmap(S.ctx, slot_base(i), len * S.ps,
+					      RW, PA | MAP_FIXED, &src, 0);
+
+			if (r != slot_base(i))
+				fail_msg("initial ufault_mmap(MAP_FIXED) of slot "
+					 "%u: %s", i, strerror(errno));
+			hist_publish(s, g, so);
+			set_single_region(s);
+			s->len = len;
+			s->state = SLOT_MAPPED;
+		}
+	}
+}
+
+/* Single-threaded: every mapped page equals its slot's current entry. */
+static uint64_t final_check(void)
+{
+	uint64_t *buf = aligned_alloc(64, S.ps), n = 0;
+
+	for (unsigned int i = 0; i < NR_SLOTS && !S.failed; i++) {
+		struct slot *s = &S.slots[i];
+
+		if (s->state != SLOT_MAPPED)
+			continue;
+		for (unsigned int pg = 0; pg < s->len && !S.failed; pg++) {
+			memcpy(buf, slot_base(i) + (size_t)pg * S.ps, S.ps);
+			if (page_mismatch(buf, s->so + (uint64_t)pg * S.ps, s->g) >= 0)
+				report_bad(buf, i, pg, s->seq_lo, s->seq_lo,
+					   "final check");
+			n++;
+		}
+	}
+	free(buf);
+	return n;
+}
+
+static void arena_teardown(void)
+{
+	unsigned int i = 0;
+
+	/* ufault_munmap over runs of live slots (regions, reservations and
+	 * the holes between); dead slots may hold somebody else's memory. */
+	while (i < NR_SLOTS) {
+		unsigned int j = i;
+
+		while (j < NR_SLOTS && S.slots[j].state != SLOT_DEAD)
+			j++;
+		if (j > i && ufault_munmap(S.ctx, slot_base(i),
+					   (size_t)(j - i) * SLOT_CAP * S.ps))
+			failf("final ufault_munmap of slots [%u, %u): %s", i, j,
+			      strerror(errno));
+		i = j + 1;
+	}
+	for (i = 0; i < NR_SLOTS; i++) {
+		pthread_rwlock_destroy(&S.slots[i].rw);
+		pthread_mutex_destroy(&S.slots[i].op);
+	}
+}
+
+static void run_mode(enum ufault_lock_mode mode)
+{
+	struct thr thr[NR_READERS + NR_PROXIES];
+	struct counters tot;
+	struct ufault_stats st0, st1;
+	struct sigaction sa, old_segv, old_bus;
+	double secs = tu_test_seconds(tu_slowdown() > 1 ? 2.0 : 3.0);
+	uint64_t seed = 0x1234567ull + (uint64_t)mode, proxy_calls, finals, t0;
+	int rc;
+
+	memset(&S.cnt, 0, sizeof(S.cnt));
+	S.mode = mode;
+	S.stop = 0;
+	S.failed = 0;
+	S.fail_msg[0] = 0;
+	S.ps = tu_page_size();
+	pthread_mutex_init(&S.fail_lock, NULL);
+	tu_watchdog((unsigned int)secs + 60);
+
+	rc = tu_ctx_create(&S.ctx, mode, 0, 0);
+	if (rc)
+		fail_msg("ufault_ctx_create(%s): %s", ufault_lock_mode_name(mode),
+			 ufault_strerror(rc));
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+
+	arena_setup(&seed);
+	memset(&st0, 0, sizeof(st0));
+	st0.size = sizeof(st0);
+	ufault_stats(S.ctx, &st0);
+
+	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++) {
+		thr[k].id = k;
+		pthread_create(&thr[k].t, NULL,
+			       k < NR_READERS ? reader_main : proxy_main, &thr[k]);
+	}
+	t0 = tu_now_ns();
+	for (uint64_t end = t0 + (uint64_t)(secs * 1e9);
+	     tu_now_ns() < end && !__atomic_load_n(&S.stop, __ATOMIC_RELAXED);)
+		usleep(10 * 1000);
+	secs = (double)(tu_now_ns() - t0) / 1e9;
+	__atomic_store_n(&S.stop, 1, __ATOMIC_SEQ_CST);
+	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++)
+		pthread_join(thr[k].t, NULL);
+
+	finals = final_check();
+	memset(&st1, 0, sizeof(st1));
+	st1.size = sizeof(st1);
+	ufault_stats(S.ctx, &st1);
+	arena_teardown();
+	ufault_ctx_destroy(S.ctx);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	sigaction(SIGBUS, &old_bus, NULL);
+	tu_watchdog(0);
+
+	memset(&tot, 0, sizeof(tot));
+	proxy_calls = 0;
+	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++) {
+		struct counters *c = &S.cnt[k];
+
+		tot.reads += c->reads;
+		tot.checked += c->checked;
+		tot.torn += c->torn;
+		tot.skipped += c->skipped;
+		tot.expected_failures += c->expected_failures;
+		tot.dead += c->dead;
+		tot.efault += c->efault;
+		for (int o = 0; o < OP_NR; o++) {
+			tot.ops[o] += c->ops[o];
+			proxy_calls += c->ops[o];
+		}
+	}
+	printf("[%s] %.1fs: %llu page reads, %llu checked OK, %llu torn "
+	       "(re-read), %llu unjudged, %llu final pages OK; ops:",
+	       ufault_lock_mode_name(mode), secs,
+	       (unsigned long long)tot.reads, (unsigned long long)tot.checked,
+	       (unsigned long long)tot.torn, (unsigned long long)tot.skipped,
+	       (unsigned long long)finals);
+	for (int o = 0; o < OP_NR; o++)
+		printf(" %s %llu", op_names[o], (unsigned long long)tot.ops[o]);
+	printf("; expected mremap failures %llu (not one region) + %llu "
+	       "(EFAULT: several VMAs); dead slots %llu\n",
+	       (unsigned long long)tot.expected_failures,
+	       (unsigned long long)tot.efault, (unsigned long long)tot.dead);
+	printf("[%s] library: faults %llu, installed %llu, eexist %llu, "
+	       "retries %llu, deferred %llu, proxy_ops %llu, spec aborts "
+	       "seq %llu trylock %llu detached %llu gen %llu\n",
+	       ufault_lock_mode_name(mode),
+	       (unsigned long long)(st1.faults - st0.faults),
+	       (unsigned long long)(st1.pages_installed - st0.pages_installed),
+	       (unsigned long long)(st1.eexist_races - st0.eexist_races),
+	       (unsigned long long)(st1.retries - st0.retries),
+	       (unsigned long long)(st1.deferred - st0.deferred),
+	       (unsigned long long)(st1.proxy_ops - st0.proxy_ops),
+	       (unsigned long long)(st1.spec_aborts[0] - st0.spec_aborts[0]),
+	       (unsigned long long)(st1.spec_aborts[1] - st0.spec_aborts[1]),
+	       (unsigned long long)(st1.spec_aborts[2] - st0.spec_aborts[2]),
+	       (unsigned long long)(st1.spec_aborts[3] - st0.spec_aborts[3]));
+	fflush(stdout);
+	pthread_mutex_destroy(&S.fail_lock);
+
+	if (S.failed)
+		fail_msg("%s: %s", ufault_lock_mode_name(mode), S.fail_msg);
+	assert_true(tot.checked > 0);
+	assert_true(proxy_calls > 0);
+}
+
+static void test_stress_spec(void **state)
+{
+	(void)state;
+	run_mode(UFAULT_LOCK_SPEC);
+}
+
+static void test_stress_region(void **state)
+{
+	(void)state;
+	run_mode(UFAULT_LOCK_REGION);
+}
+
+static void test_stress_range(void **state)
+{
+	(void)state;
+	run_mode(UFAULT_LOCK_RANGE);
+}
+
+static void test_stress_global(void **state)
+{
+	(void)state;
+	run_mode(UFAULT_LOCK_GLOBAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stress_spec),
+		cmocka_unit_test(test_stress_region),
+		cmocka_unit_test(test_stress_range),
+		cmocka_unit_test(test_stress_global),
+	};
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	parse_ops();
+	return cmocka_run_group_tests_name("proxy_stress", tests, NULL, NULL);
+}
