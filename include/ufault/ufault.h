@@ -251,9 +251,19 @@ UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_re
  * ufault_mmap() - mmap(2) plus registration. Only private anonymous memory:
  * @flags must contain MAP_PRIVATE | MAP_ANONYMOUS and may add MAP_FIXED,
  * MAP_FIXED_NOREPLACE, MAP_NORESERVE. @src NULL means the zero source.
- * With MAP_FIXED, regions under the new mapping are unmapped first, as the
- * kernel does. Returns the address, or MAP_FAILED with errno set; a failure
- * leaves regions and mappings as they were.
+ *
+ * MAP_FIXED replaces what was there, as the kernel does, but atomically for
+ * readers: where regions covered the range, their (registered) VMAs are
+ * kept and get the new contents, so a thread touching the range meanwhile
+ * sees old bytes, or waits and sees new ones; never zeros. Parts that were
+ * not ufault memory are mapped PROT_NONE, registered, then given @prot (a
+ * racing touch there gets SIGSEGV). Kept VMAs keep their other attributes
+ * (e.g. madvise flags). Fails with EINVAL if an old region's boundary would
+ * split a page of the new region.
+ *
+ * Returns the address, or MAP_FAILED with errno set; a failure leaves
+ * regions and mappings as they were, except that (as with mmap(2)) a failed
+ * MAP_FIXED may leave the parts that were not ufault memory unmapped.
  */
 UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 			     const struct ufault_source *src, unsigned int region_flags);
@@ -272,7 +282,15 @@ UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
  * supported). The region follows the memory; pages added by growing fill
  * from the source at the matching offsets; with MREMAP_FIXED, regions under
  * the destination are unmapped first. A range that is not inside one region
- * fails with EINVAL. Returns the new address, or MAP_FAILED with errno.
+ * fails with EINVAL.
+ *
+ * A move needs UFFD_FEATURE_EVENT_REMAP (EOPNOTSUPP without it) and returns
+ * only after a worker of the region's uffd has read the kernel's remap
+ * event: at worst after the fill that worker is running. A source callback
+ * must therefore never wait for a ufault_mremap. Moving registered memory
+ * with plain mremap(2) instead is detected from that event and the moved
+ * range is unregistered (a warning is logged): it becomes ordinary memory.
+ * Returns the new address, or MAP_FAILED with errno.
  */
 UFAULT_API void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len,
 			       size_t new_len, int flags, void *new_addr);
