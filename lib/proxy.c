@@ -294,40 +294,59 @@ static int chain_add(struct ufault_ctx *ctx, struct ufault_region ***tail,
 	return 0;
 }
 
-/* Map (or, undoing, unmap) the parts of [start, end) no victim covers. */
+/*
+ * Map the parts of [start, end) no victim covers, PROT_NONE, and register
+ * them. On failure *mapped is where the mapping stopped: what lies past it
+ * is not ours (a NOREPLACE mmap that found the range taken).
+ */
 static int map_gaps(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end, int flags,
-		    unsigned int idx, bool undo)
+		    unsigned int idx, uint64_t *mapped)
 {
 	struct ufault_region *v = c->victims;
 	uint64_t at = start;
 
+	*mapped = start;
 	while (at < end) {
 		uint64_t gap_end = v ? (v->node.start > start ? v->node.start : start) : end;
 
 		if (gap_end > at) {
-			void *p = (void *)(uintptr_t)at;
-
-			if (undo) {
-				munmap(p, gap_end - at);
-			} else {
-				int ret = 0;
-
-				if (mmap(p, gap_end - at, PROT_NONE, flags, -1, 0) == MAP_FAILED)
-					ret = -errno;
-				else
-					ret = ufault__uffd_register(
-					    ctx->uffds[idx], at, gap_end - at,
-					    UFFDIO_REGISTER_MODE_MISSING, NULL);
-				if (ret)
-					return ret;
-			}
+			if (mmap((void *)(uintptr_t)at, gap_end - at, PROT_NONE, flags, -1, 0) ==
+			    MAP_FAILED)
+				return -errno;
+			*mapped = gap_end;
+			int ret = ufault__uffd_register(ctx->uffds[idx], at, gap_end - at,
+							UFFDIO_REGISTER_MODE_MISSING, NULL);
+			if (ret)
+				return ret;
 		}
 		if (!v)
 			break;
 		at = v->node.end < end ? v->node.end : end;
+		*mapped = at;
 		v = v->next_victim;
 	}
 	return 0;
+}
+
+/* Undo map_gaps up to @mapped: the gaps were holes (NOREPLACE) or foreign
+ * mappings that are gone now, as after a failed MAP_FIXED mmap(2). */
+static void unmap_gaps(struct cut *c, uint64_t start, uint64_t mapped)
+{
+	struct ufault_region *v = c->victims;
+	uint64_t at = start;
+
+	while (at < mapped) {
+		uint64_t gap_end = v ? (v->node.start > start ? v->node.start : start) : mapped;
+
+		if (gap_end > mapped)
+			gap_end = mapped;
+		if (gap_end > at)
+			munmap((void *)(uintptr_t)at, gap_end - at);
+		if (!v)
+			break;
+		at = v->node.end;
+		v = v->next_victim;
+	}
 }
 
 /*
@@ -347,8 +366,8 @@ static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint
 {
 	struct ufault_region *v, *chain = NULL, *last = NULL, **tail = &chain;
 	void *addr = (void *)(uintptr_t)start;
+	uint64_t at = start, mapped;
 	unsigned int gap_idx;
-	uint64_t at = start;
 	int ret = 0;
 
 	/* Gaps go on the first old region's uffd, so the pieces can merge. */
@@ -381,15 +400,13 @@ static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint
 	}
 
 	cut_detach(c);
-	ret = map_gaps(ctx, c, start, end, flags, gap_idx, false);
+	ret = map_gaps(ctx, c, start, end, flags, gap_idx, &mapped);
 	if (!ret && mprotect(addr, end - start, prot))
 		ret = -errno;
 	if (!ret && madvise(addr, end - start, MADV_DONTNEED))
 		ret = -errno;
 	if (ret) {
-		/* The gaps were holes (NOREPLACE) or foreign mappings that
-		 * are gone now, as after a failed MAP_FIXED mmap(2). */
-		map_gaps(ctx, c, start, end, flags, gap_idx, true);
+		unmap_gaps(c, start, mapped);
 		cut_undetach(c);
 		free_chain(chain);
 		return ret;

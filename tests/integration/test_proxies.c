@@ -244,6 +244,23 @@ static void test_mmap_fixed(void **state)
 	check_range(p, 2, 4, 0, 7); /* first touch after the failure */
 	check_range(p, 0, 2, 0, 7);
 
+	/*
+	 * MAP_FIXED_NOREPLACE over memory that is not ufault's (the
+	 * reservation, with data written to it): EEXIST, and that mapping
+	 * and its data stay (a failed call once unmapped what it did not
+	 * map, a thread stack in fault_storm).
+	 */
+	assert_int_equal(mprotect(r + 6 * ps, 2 * ps, RW), 0);
+	memset(r + 6 * ps, 0x5a, 2 * ps);
+	errno = 0;
+	q = ufault_mmap(f->ctx, r + 6 * ps, 2 * ps, RW, PA | MAP_FIXED_NOREPLACE, &s2, 0);
+	assert_ptr_equal(q, MAP_FAILED);
+	assert_int_equal(errno, EEXIST);
+	assert_true(mapped(r + 6 * ps, 2 * ps));
+	for (size_t i = 0; i < 2 * ps; i++)
+		assert_int_equal((unsigned char)r[6 * ps + i], 0x5a);
+	assert_int_equal(proxy_ops(f->ctx), ops);
+
 	/* MAP_FIXED_NOREPLACE into free space succeeds. */
 	tu_unmap(r + 6 * ps, 2 * ps);
 	q = ufault_mmap(f->ctx, r + 6 * ps, 2 * ps, RW, PA | MAP_FIXED_NOREPLACE,
