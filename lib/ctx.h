@@ -142,6 +142,15 @@ int ufault__region_check_args(struct ufault_ctx *ctx, uint64_t start, uint64_t l
 int ufault__region_create_locked(struct ufault_ctx *ctx, uint64_t start, uint64_t len,
 				 const struct ufault_source *src, unsigned int flags,
 				 uint64_t page_size, struct ufault_region **out);
+/*
+ * A child process does not inherit ufault's handling (no UFFD_EVENT_FORK):
+ * its copy of a region is unregistered, so missing pages would read as
+ * zeros. For sources other than zero that is silent corruption, so such
+ * regions are MADV_DONTFORK while handled (the child gets no mapping, and
+ * SIGSEGV if it touches one) and MADV_DOFORK again once unregistered.
+ */
+void ufault__region_set_fork(struct ufault_ctx *ctx, uint64_t start, uint64_t len,
+			     const struct ufault_source *src, bool handled);
 /* Detach, unindex, unregister from the kernel (waking parked threads) and
  * retire every region; used by ctx destroy. */
 void ufault__regions_teardown(struct ufault_ctx *ctx);

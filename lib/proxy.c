@@ -405,6 +405,8 @@ static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint
 		ret = -errno;
 	if (!ret && madvise(addr, end - start, MADV_DONTNEED))
 		ret = -errno;
+	if (!ret)
+		ufault__region_set_fork(ctx, start, end - start, src, true);
 	if (ret) {
 		unmap_gaps(c, start, mapped);
 		cut_undetach(c);

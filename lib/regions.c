@@ -205,6 +205,18 @@ static int range_mapped(struct ufault_ctx *ctx, uint64_t start, uint64_t len)
 	return 0;
 }
 
+void ufault__region_set_fork(struct ufault_ctx *ctx, uint64_t start, uint64_t len,
+			     const struct ufault_source *src, bool handled)
+{
+	int advice = handled && src->type != UFAULT_SOURCE_ZERO ? MADV_DONTFORK : MADV_DOFORK;
+
+	if (madvise((void *)(uintptr_t)start, len, advice))
+		ufault__warn(&ctx->log, "madvise(%s) [%#llx, +%llu): %s",
+			     advice == MADV_DONTFORK ? "MADV_DONTFORK" : "MADV_DOFORK",
+			     (unsigned long long)start, (unsigned long long)len,
+			     ufault_strerror(errno));
+}
+
 int ufault__region_create_locked(struct ufault_ctx *ctx, uint64_t start, uint64_t len,
 				 const struct ufault_source *src, unsigned int flags,
 				 uint64_t page_size, struct ufault_region **out)
@@ -250,6 +262,8 @@ int ufault__region_create_locked(struct ufault_ctx *ctx, uint64_t start, uint64_
 		ufault__region_retire(r);
 		return ret;
 	}
+	if (src->type != UFAULT_SOURCE_ZERO)
+		ufault__region_set_fork(ctx, start, len, src, true);
 	if (out)
 		*out = r;
 	return 0;
@@ -294,6 +308,10 @@ static void region_remove(struct ufault_ctx *ctx, struct ufault_region *r)
 		ufault__warn(&ctx->log, "UFFDIO_UNREGISTER [%#llx, %#llx): %s",
 			     (unsigned long long)r->node.start, (unsigned long long)r->node.end,
 			     ufault_strerror(ret));
+	/* Ordinary memory again: a child inherits it as usual. */
+	if (!ret && r->src.type != UFAULT_SOURCE_ZERO)
+		ufault__region_set_fork(ctx, r->node.start, r->node.end - r->node.start, &r->src,
+					false);
 	ufault__region_retire(r);
 }
 

@@ -218,6 +218,11 @@ struct ufault_source {
  * @flags: UFAULT_REGION_* flags.
  * @out:   receives the region handle (may be NULL).
  *
+ * Fork: a child process does not inherit ufault's handling. A region whose
+ * source is not zero is made MADV_DONTFORK while registered (MADV_DOFORK
+ * again when unregistered), so a child touching it gets SIGSEGV instead of
+ * zeros for pages never filled; a zero-source region reads correctly.
+ *
  * The range must be mapped anonymous memory (private, or shared/memfd shmem
  * where the kernel supports uffd on it); ufault fills only missing pages and
  * leaves populated ones as they are. Takes the range lock and the tree
