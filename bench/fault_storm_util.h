@@ -23,17 +23,22 @@
  * in a page fault that nobody will resolve any more, and atexit handlers must
  * not wait for them.
  */
+static void vwarnx(const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fprintf(stderr, "fault_storm: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+}
+
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fprintf(stderr, "fault_storm: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vwarnx(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
 	fflush(stderr);
 	_exit(1);
 }
@@ -43,12 +48,9 @@ static void warnx(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fprintf(stderr, "fault_storm: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vwarnx(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
 }
 
 static void *xcalloc(size_t n, size_t sz)
