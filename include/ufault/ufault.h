@@ -121,7 +121,9 @@ UFAULT_API int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_co
  *
  * A thread that touches a former region afterwards gets ordinary kernel
  * behaviour (an anonymous page) rather than hanging. Waits for fills already
- * running in a worker to return. Must not be called from a source callback.
+ * running in a worker to return. Must not be called from a source callback,
+ * nor while another thread is inside a call on @ctx (a proxy, register,
+ * unregister, stats); @ctx is invalid afterwards.
  */
 UFAULT_API void ufault_ctx_destroy(struct ufault_ctx *ctx);
 
