@@ -77,28 +77,26 @@ static int api_call(int fd, uint64_t features, struct ufault__uffd_caps *got)
  * supports in api.features.
  */
 static struct ufault__uffd_caps probed;
-static int probe_err;
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static bool probe_done;
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void probe_run(void)
-{
-	int fd = ufault__uffd_open();
-
-	if (fd < 0) {
-		probe_err = fd;
-		return;
-	}
-	probe_err = api_call(fd, 0, &probed);
-	close(fd);
-}
-
+/* Only a success is cached: a passing failure (out of fds) is retried. */
 int ufault__uffd_probe(struct ufault__uffd_caps *out)
 {
-	pthread_once(&probe_once, probe_run);
-	if (probe_err)
-		return probe_err;
-	*out = probed;
-	return 0;
+	int ret = 0, fd;
+
+	pthread_mutex_lock(&probe_lock);
+	if (!probe_done) {
+		fd = ufault__uffd_open();
+		ret = fd < 0 ? fd : api_call(fd, 0, &probed);
+		if (fd >= 0)
+			close(fd);
+		probe_done = !ret;
+	}
+	if (!ret)
+		*out = probed;
+	pthread_mutex_unlock(&probe_lock);
+	return ret;
 }
 
 int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got)
@@ -108,7 +106,12 @@ int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got)
 
 	if (ret)
 		return ret;
-	return api_call(fd, want & have.features, got);
+	ret = api_call(fd, want & have.features, got);
+	/* The kernel answers with everything it supports; what this fd has
+	 * is what was asked for and supported. */
+	if (!ret && got)
+		got->features = want & have.features;
+	return ret;
 }
 
 int ufault__uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls)

@@ -30,7 +30,8 @@ int ufault__uffd_open(void);
 /*
  * UFFDIO_API handshake asking for @want features; features the kernel lacks
  * are dropped rather than failing (the probe tells which). On success fills
- * @got with the features granted and the ioctls of the fd. Returns 0 / -errno.
+ * @got with the features granted (@want & supported) and the fd's ioctls.
+ * Returns 0 / -errno.
  */
 int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got);
 
@@ -42,6 +43,9 @@ int ufault__uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, u
 int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len);
 
 /*
+ * The fill wrappers skip a page that already exists (EEXIST) in steps of the
+ * system page, so they are for anonymous and shmem ranges, not hugetlbfs.
+ *
  * UFFDIO_COPY of @len bytes. Partial copies are continued; -EAGAIN after some
  * progress is continued too; -EAGAIN with no progress is returned (the caller
  * defers and retries after draining events: never spin). *done receives the
@@ -57,7 +61,11 @@ int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool wp, boo
 int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
 		      uint64_t *done);
 
-/* How to treat an ioctl's error. */
+/*
+ * How to treat an error of the fill ioctls (COPY, ZEROPAGE, CONTINUE,
+ * POISON) and WAKE. Not for MOVE, whose ENOENT means "the source page is
+ * missing", a real error its caller must judge.
+ */
 enum ufault__uffd_verdict {
 	UFAULT__UFFD_OK = 0,   /* success */
 	UFAULT__UFFD_RESOLVED, /* EEXIST: someone else installed it: success */
