@@ -110,8 +110,7 @@ static inline int tu_is_unavailable(int rc)
 	return rc == -EPERM || rc == -ENOSYS;
 }
 
-static inline int tu_ctx_create_cfg(struct ufault_ctx **out,
-				    const struct ufault_config *cfg)
+static inline int tu_ctx_create_cfg(struct ufault_ctx **out, const struct ufault_config *cfg)
 {
 	int rc = ufault_ctx_create(out, cfg);
 
@@ -120,8 +119,7 @@ static inline int tu_ctx_create_cfg(struct ufault_ctx **out,
 	return rc;
 }
 
-static inline int tu_ctx_create(struct ufault_ctx **out,
-				enum ufault_lock_mode mode,
+static inline int tu_ctx_create(struct ufault_ctx **out, enum ufault_lock_mode mode,
 				unsigned int nr_workers, unsigned int nr_uffds)
 {
 	struct ufault_config cfg;
@@ -151,8 +149,8 @@ static inline void *tu_map_anon(size_t len, size_t align)
 	if (align < ps)
 		align = ps;
 	span = len + align - ps;
-	p = mmap(NULL, span, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
 	if (p == MAP_FAILED)
 		tu_die("mmap", errno);
 	start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
@@ -188,8 +186,7 @@ static inline unsigned char tu_pattern(uint64_t offset, uint64_t seed)
 	return (unsigned char)(x | 1); /* never 0 */
 }
 
-static inline void tu_pattern_fill(void *buf, size_t len, uint64_t offset,
-				   uint64_t seed)
+static inline void tu_pattern_fill(void *buf, size_t len, uint64_t offset, uint64_t seed)
 {
 	unsigned char *b = buf;
 
@@ -197,8 +194,7 @@ static inline void tu_pattern_fill(void *buf, size_t len, uint64_t offset,
 		b[i] = tu_pattern(offset + i, seed);
 }
 
-static inline long tu_pattern_check(const void *buf, size_t len,
-				    uint64_t offset, uint64_t seed)
+static inline long tu_pattern_check(const void *buf, size_t len, uint64_t offset, uint64_t seed)
 {
 	const volatile unsigned char *b = buf;
 
@@ -219,8 +215,7 @@ static inline long tu_zero_check(const void *buf, size_t len)
 }
 
 /* A ufault_fill_fn producing tu_pattern(offset, seed); arg is the seed. */
-static inline int tu_pattern_fill_cb(void *arg, uint64_t offset, void *buf,
-				     size_t len)
+static inline int tu_pattern_fill_cb(void *arg, uint64_t offset, void *buf, size_t len)
 {
 	tu_pattern_fill(buf, len, offset, (uint64_t)(uintptr_t)arg);
 	return 0;

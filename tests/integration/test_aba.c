@@ -60,10 +60,10 @@ struct aba {
 	char *x;
 	size_t ps;
 	sem_t entered, release;
-	int a_calls, b_calls;	/* atomic */
-	int a_done;		/* atomic: the blocked fill returned */
-	int published;		/* atomic: the B mapping is in place */
-	int p_done;		/* atomic */
+	int a_calls, b_calls; /* atomic */
+	int a_done;	      /* atomic: the blocked fill returned */
+	int published;	      /* atomic: the B mapping is in place */
+	int p_done;	      /* atomic */
 	/* P's results */
 	int unmap_rc, unmap_err;
 	void *map_ret;
@@ -87,8 +87,12 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 #define IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
 #define IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
-#define IGNORE_READS_BEGIN() do { } while (0)
-#define IGNORE_READS_END() do { } while (0)
+#define IGNORE_READS_BEGIN()                                                                       \
+	do {                                                                                       \
+	} while (0)
+#define IGNORE_READS_END()                                                                         \
+	do {                                                                                       \
+	} while (0)
 #endif
 static enum ufault_lock_mode g_mode;
 
@@ -213,12 +217,10 @@ static void *p_main(void *arg)
 		/* Let a T1 woken by the unregister meet the hole. */
 		usleep(50 * 1000);
 		errno = 0;
-		t->map_ret = ufault_mmap(t->ctx, t->x, t->ps, RW,
-					 PA | MAP_FIXED_NOREPLACE, &sb, 0);
+		t->map_ret = ufault_mmap(t->ctx, t->x, t->ps, RW, PA | MAP_FIXED_NOREPLACE, &sb, 0);
 	} else {
 		errno = 0;
-		t->map_ret = ufault_mmap(t->ctx, t->x, t->ps, RW,
-					 PA | MAP_FIXED, &sb, 0);
+		t->map_ret = ufault_mmap(t->ctx, t->x, t->ps, RW, PA | MAP_FIXED, &sb, 0);
 	}
 	t->map_err = errno;
 	if (t->map_ret == (void *)t->x)
@@ -263,10 +265,9 @@ static uint64_t spec_aborts(struct ufault_ctx *ctx, uint64_t *seq_try)
 	st.size = sizeof(st);
 	if (ufault_stats(ctx, &st))
 		return 0;
-	*seq_try = st.spec_aborts[UFAULT_SPEC_ABORT_SEQ] +
-		   st.spec_aborts[UFAULT_SPEC_ABORT_TRYLOCK];
-	return st.spec_aborts[UFAULT_SPEC_ABORT_DETACHED] +
-	       st.spec_aborts[UFAULT_SPEC_ABORT_GEN];
+	*seq_try =
+	    st.spec_aborts[UFAULT_SPEC_ABORT_SEQ] + st.spec_aborts[UFAULT_SPEC_ABORT_TRYLOCK];
+	return st.spec_aborts[UFAULT_SPEC_ABORT_DETACHED] + st.spec_aborts[UFAULT_SPEC_ABORT_GEN];
 }
 
 /*
@@ -311,8 +312,7 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	pthread_create(&t1, NULL, t1_main, &g);
 	entered = sem_wait_ms(&g.entered, 5000 * tu_slowdown());
 	if (!entered) {
-		snprintf(why, sizeof(why),
-			 "the fill for A never started after T1 touched X");
+		snprintf(why, sizeof(why), "the fill for A never started after T1 touched X");
 		/* Let things unwind: publish so T1 can finish when woken. */
 		__atomic_store_n(&g.published, 1, __ATOMIC_RELEASE);
 		sem_post(&g.release);
@@ -332,10 +332,8 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	sem_post(&g.release);
 	pthread_join(p, NULL);
 	if (!__atomic_load_n(&g.published, __ATOMIC_ACQUIRE)) {
-		snprintf(why, sizeof(why),
-			 "P failed: munmap rc %d (%s), mmap %p (%s)",
-			 g.unmap_rc, strerror(g.unmap_err), g.map_ret,
-			 strerror(g.map_err));
+		snprintf(why, sizeof(why), "P failed: munmap rc %d (%s), mmap %p (%s)", g.unmap_rc,
+			 strerror(g.unmap_err), g.map_ret, strerror(g.map_err));
 		__atomic_store_n(&g.published, 1, __ATOMIC_RELEASE);
 		pthread_join(t1, NULL);
 		goto out_sig;
@@ -360,22 +358,20 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	printf("  [%s/%s #%d] P %s the blocked fill; T1 saw '%c', segv %d; "
 	       "fills A %d B %d; spec aborts detached+gen +%llu, "
 	       "seq+trylock +%llu; final '%c'\n",
-	       ufault_lock_mode_name(g_mode),
-	       v == V_MUNMAP_MMAP ? "munmap_mmap" : "map_fixed", iter,
-	       p_early ? "finished during" : "waited for",
-	       g.t1_view > 0 ? g.t1_view : '0',
+	       ufault_lock_mode_name(g_mode), v == V_MUNMAP_MMAP ? "munmap_mmap" : "map_fixed",
+	       iter, p_early ? "finished during" : "waited for", g.t1_view > 0 ? g.t1_view : '0',
 	       __atomic_load_n(&g.t1_segv, __ATOMIC_RELAXED),
 	       __atomic_load_n(&g.a_calls, __ATOMIC_RELAXED),
-	       __atomic_load_n(&g.b_calls, __ATOMIC_RELAXED),
-	       (unsigned long long)(ab1 - ab0), (unsigned long long)(st1 - st0),
-	       final > 0 ? final : '0');
+	       __atomic_load_n(&g.b_calls, __ATOMIC_RELAXED), (unsigned long long)(ab1 - ab0),
+	       (unsigned long long)(st1 - st0), final > 0 ? final : '0');
 
 	if (why[0]) {
 		/* already failed above */
 	} else if (final != 'B')
 		snprintf(why, sizeof(why),
 			 "final read of X: '%c' (first odd byte 0x%02x), expected "
-			 "all 'B': %s", final > 0 ? final : '0', bad,
+			 "all 'B': %s",
+			 final > 0 ? final : '0', bad,
 			 final == 'A' ? "ABA: the old source's bytes landed in "
 					"the new mapping"
 				      : "neither source's bytes");
@@ -386,7 +382,8 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	else if (spec && ab1 == ab0)
 		snprintf(why, sizeof(why),
 			 "spec mode: spec_aborts[DETACHED]+[GEN] did not grow "
-			 "(%llu)", (unsigned long long)ab1);
+			 "(%llu)",
+			 (unsigned long long)ab1);
 	else if (v == V_MUNMAP_MMAP && spec && g.t1_view != 'B')
 		snprintf(why, sizeof(why),
 			 "spec mode: T1 read '%c' (odd byte 0x%02x), expected 'B'",
@@ -394,13 +391,12 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	else if (v == V_MUNMAP_MMAP && g.t1_view != 'A' && g.t1_view != 'B')
 		snprintf(why, sizeof(why),
 			 "T1 read '%c' (odd byte 0x%02x), expected all 'A' or all "
-			 "'B'", g.t1_view > 0 ? g.t1_view : '0',
-			 g.t1_first_bad);
+			 "'B'",
+			 g.t1_view > 0 ? g.t1_view : '0', g.t1_first_bad);
 
 out_unmap:
 	if (ufault_munmap(ctx, g.x, g.ps) && !why[0])
-		snprintf(why, sizeof(why), "ufault_munmap(X): %s",
-			 strerror(errno));
+		snprintf(why, sizeof(why), "ufault_munmap(X): %s", strerror(errno));
 out_sig:
 	sigaction(SIGSEGV, &old_segv, NULL);
 	sem_destroy(&g.entered);
@@ -440,8 +436,8 @@ static void test_aba_map_fixed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_aba_munmap_mmap),
-		cmocka_unit_test(test_aba_map_fixed),
+	    cmocka_unit_test(test_aba_munmap_mmap),
+	    cmocka_unit_test(test_aba_map_fixed),
 	};
 	int failed = 0;
 
@@ -450,8 +446,7 @@ int main(void)
 		char name[64];
 
 		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "aba/%s",
-			 ufault_lock_mode_name(g_mode));
+		snprintf(name, sizeof(name), "aba/%s", ufault_lock_mode_name(g_mode));
 		tu_watchdog(60);
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}

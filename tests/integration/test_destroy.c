@@ -123,8 +123,7 @@ static int page_is_source_or_zero(const char *p, uint64_t off)
 {
 	size_t ps = tu_page_size();
 
-	return tu_pattern_check(p, ps, off, SEED) == -1 ||
-	       tu_zero_check(p, ps) == -1;
+	return tu_pattern_check(p, ps, off, SEED) == -1 || tu_zero_check(p, ps) == -1;
 }
 
 struct parked {
@@ -158,8 +157,8 @@ static void *destroy_thread(void *arg)
  * starting destroy (destroy must wait for running fills, so it cannot
  * return first). Otherwise fills sleep that long.
  */
-static void parked_destroy(enum ufault_lock_mode mode, unsigned int workers,
-			   unsigned int shift, unsigned int sleep_ms)
+static void parked_destroy(enum ufault_lock_mode mode, unsigned int workers, unsigned int shift,
+			   unsigned int sleep_ms)
 {
 	size_t ps = tu_page_size();
 	size_t rp = shift ? (size_t)1 << shift : ps;
@@ -179,19 +178,15 @@ static void parked_destroy(enum ufault_lock_mode mode, unsigned int workers,
 	src.offset = 3 * rp;
 	src.callback.fill = gated_fill;
 	src.callback.arg = &g;
-	assert_int_equal(ufault_region_register(ctx, a, len, &src,
-						UFAULT_REGION_PAGE_SHIFT(shift),
-						NULL),
-			 0);
+	assert_int_equal(
+	    ufault_region_register(ctx, a, len, &src, UFAULT_REGION_PAGE_SHIFT(shift), NULL), 0);
 
 	/* K threads, each on its own region page (every other one). */
 	for (unsigned int i = 0; i < K; i++) {
 		pk[i].page = a + 2 * i * rp + (rp - ps);
 		pk[i].off = src.offset + 2 * i * rp + (rp - ps);
 		pk[i].ok = 0;
-		assert_int_equal(pthread_create(&pk[i].t, NULL, park_thread,
-						&pk[i]),
-				 0);
+		assert_int_equal(pthread_create(&pk[i].t, NULL, park_thread, &pk[i]), 0);
 	}
 	/* At least one fill is running; the others are parked or queued. */
 	assert_int_equal(gate_wait_entered(&g, 1), 0);
@@ -206,8 +201,9 @@ static void parked_destroy(enum ufault_lock_mode mode, unsigned int workers,
 	for (unsigned int i = 0; i < K; i++) {
 		join_within(pk[i].t, 20, "a parked thread");
 		if (!pk[i].ok)
-			fprintf(stderr, "mode %s: page %u neither source nor "
-					"zeros\n",
+			fprintf(stderr,
+				"mode %s: page %u neither source nor "
+				"zeros\n",
 				ufault_lock_mode_name(mode), i);
 		assert_true(pk[i].ok);
 	}
@@ -273,28 +269,21 @@ static void test_unregister_parked(void **state)
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++) {
 		gate_init(&g, 0);
 		memset(&u, 0, sizeof(u));
-		assert_int_equal(tu_ctx_create(&u.ctx, tu_lock_mode(m), 2, 1),
-				 0);
+		assert_int_equal(tu_ctx_create(&u.ctx, tu_lock_mode(m), 2, 1), 0);
 		a = tu_map_anon(len, 0);
 		memset(&src, 0, sizeof(src));
 		src.type = UFAULT_SOURCE_CALLBACK;
 		src.callback.fill = gated_fill;
 		src.callback.arg = &g;
-		assert_int_equal(ufault_region_register(u.ctx, a, len, &src, 0,
-							&u.r),
-				 0);
+		assert_int_equal(ufault_region_register(u.ctx, a, len, &src, 0, &u.r), 0);
 		for (unsigned int i = 0; i < K; i++) {
 			pk[i].page = a + 2 * i * ps;
 			pk[i].off = 2 * i * ps;
-			assert_int_equal(pthread_create(&pk[i].t, NULL,
-							park_thread, &pk[i]),
-					 0);
+			assert_int_equal(pthread_create(&pk[i].t, NULL, park_thread, &pk[i]), 0);
 		}
 		assert_int_equal(gate_wait_entered(&g, 1), 0);
 		usleep(20000);
-		assert_int_equal(pthread_create(&ut, NULL, unregister_thread,
-						&u),
-				 0);
+		assert_int_equal(pthread_create(&ut, NULL, unregister_thread, &u), 0);
 		usleep(50000);
 		gate_open(&g);
 		join_within(ut, 20, "ufault_region_unregister");
@@ -310,9 +299,7 @@ static void test_unregister_parked(void **state)
 			src.type = UFAULT_SOURCE_CALLBACK;
 			src.callback.fill = tu_pattern_fill_cb;
 			src.callback.arg = (void *)(uintptr_t)SEED;
-			assert_int_equal(ufault_region_register(u.ctx, b, len,
-								&src, 0, NULL),
-					 0);
+			assert_int_equal(ufault_region_register(u.ctx, b, len, &src, 0, NULL), 0);
 			assert_int_equal(tu_pattern_check(b, len, 0, SEED), -1);
 			ufault_ctx_destroy(u.ctx);
 			tu_unmap(b, len);
@@ -334,10 +321,7 @@ static void test_destroy_empty(void **state)
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
 		for (unsigned int w = 1; w <= 3; w++)
 			for (unsigned int i = 0; i < 5; i++) {
-				assert_int_equal(tu_ctx_create(&ctx,
-							       tu_lock_mode(m),
-							       w, w),
-						 0);
+				assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), w, w), 0);
 				ufault_ctx_destroy(ctx);
 			}
 	/* Several live contexts at once, destroyed out of order. */
@@ -345,9 +329,7 @@ static void test_destroy_empty(void **state)
 		struct ufault_ctx *c[4];
 
 		for (unsigned int i = 0; i < 4; i++)
-			assert_int_equal(tu_ctx_create(&c[i], tu_lock_mode(i),
-						       1, 1),
-					 0);
+			assert_int_equal(tu_ctx_create(&c[i], tu_lock_mode(i), 1, 1), 0);
 		ufault_ctx_destroy(c[2]);
 		ufault_ctx_destroy(c[0]);
 		ufault_ctx_destroy(c[3]);
@@ -386,12 +368,10 @@ static void test_destroy_untouched(void **state)
 				src.callback.arg = (void *)(uintptr_t)SEED;
 				break;
 			}
-			assert_int_equal(ufault_region_register(
-						 ctx, a[i], len, &src,
-						 i == 3 ? UFAULT_REGION_PAGE_SHIFT(16)
-							: 0,
-						 NULL),
-					 0);
+			assert_int_equal(
+			    ufault_region_register(ctx, a[i], len, &src,
+						   i == 3 ? UFAULT_REGION_PAGE_SHIFT(16) : 0, NULL),
+			    0);
 		}
 		/* One page of region 2 touched: it must survive destroy. */
 		assert_int_equal(tu_pattern_check(a[2] + ps, ps, ps, SEED), -1);
@@ -400,8 +380,7 @@ static void test_destroy_untouched(void **state)
 		for (unsigned int i = 0; i < 4; i++) {
 			for (size_t d = 0; d < len; d += ps)
 				if (i != 2 || d != ps)
-					assert_int_equal(
-						tu_zero_check(a[i] + d, ps), -1);
+					assert_int_equal(tu_zero_check(a[i] + d, ps), -1);
 			tu_unmap(a[i], len);
 		}
 	}
@@ -424,8 +403,7 @@ static void test_unregister_then_touch(void **state)
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++) {
 		assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 1, 1), 0);
 		a = tu_map_anon(len, 0);
-		assert_int_equal(ufault_region_register(ctx, a, len, &src, 0, &r),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, a, len, &src, 0, &r), 0);
 		for (size_t d = 0; d < len; d += 2 * ps)
 			assert_int_equal(tu_pattern_check(a + d, ps, d, SEED), -1);
 		assert_int_equal(ufault_region_unregister(ctx, r), 0);
@@ -444,12 +422,12 @@ static void test_unregister_then_touch(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_destroy_empty),
-		cmocka_unit_test(test_destroy_untouched),
-		cmocka_unit_test(test_unregister_then_touch),
-		cmocka_unit_test(test_destroy_parked_blocked),
-		cmocka_unit_test(test_destroy_parked_sleeping),
-		cmocka_unit_test(test_unregister_parked),
+	    cmocka_unit_test(test_destroy_empty),
+	    cmocka_unit_test(test_destroy_untouched),
+	    cmocka_unit_test(test_unregister_then_touch),
+	    cmocka_unit_test(test_destroy_parked_blocked),
+	    cmocka_unit_test(test_destroy_parked_sleeping),
+	    cmocka_unit_test(test_unregister_parked),
 	};
 
 	unsetenv("UFAULT_LOCK_MODE");

@@ -50,8 +50,8 @@ static int setup(void **state)
 	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
 
 	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n",
-			ufault_lock_mode_name(g_mode), ufault_strerror(rc));
+		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
+			ufault_strerror(rc));
 		return -1;
 	}
 	*state = &f;
@@ -126,24 +126,21 @@ static bool mapped(const void *addr, size_t len)
 
 /* Check page @pg of @base (the first touch, if it was not populated) holds
  * the pattern at source offset @off. */
-#define assert_page_pattern(base, pg, off, seed)                              \
-	do {                                                                  \
-		const char *pp_ = (const char *)(base) + (size_t)(pg) * ps;   \
-		long bad_ = tu_pattern_check(pp_, ps, (off), (seed));         \
-		if (bad_ >= 0)                                                \
-			fail_msg("page %zu at %p: byte %ld is 0x%02x, "       \
-				 "expected 0x%02x (source offset 0x%llx "     \
-				 "seed %llu)",                                \
-				 (size_t)(pg), (const void *)pp_, bad_,       \
-				 (unsigned char)pp_[bad_],                    \
-				 tu_pattern((off) + (uint64_t)bad_, (seed)),  \
-				 (unsigned long long)(off),                   \
-				 (unsigned long long)(seed));                 \
+#define assert_page_pattern(base, pg, off, seed)                                                   \
+	do {                                                                                       \
+		const char *pp_ = (const char *)(base) + (size_t)(pg)*ps;                          \
+		long bad_ = tu_pattern_check(pp_, ps, (off), (seed));                              \
+		if (bad_ >= 0)                                                                     \
+			fail_msg("page %zu at %p: byte %ld is 0x%02x, "                            \
+				 "expected 0x%02x (source offset 0x%llx "                          \
+				 "seed %llu)",                                                     \
+				 (size_t)(pg), (const void *)pp_, bad_, (unsigned char)pp_[bad_],  \
+				 tu_pattern((off) + (uint64_t)bad_, (seed)),                       \
+				 (unsigned long long)(off), (unsigned long long)(seed));           \
 	} while (0)
 
 /* Pages [first, last) of @base fill from source offset @srcoff + pg * ps. */
-static void check_range(const void *base, size_t first, size_t last,
-			uint64_t srcoff, uint64_t seed)
+static void check_range(const void *base, size_t first, size_t last, uint64_t srcoff, uint64_t seed)
 {
 	for (size_t pg = first; pg < last; pg++)
 		assert_page_pattern(base, pg, srcoff + pg * ps, seed);
@@ -156,7 +153,8 @@ static void assert_page_bytes(const void *base, size_t pg, unsigned char c)
 	for (size_t i = 0; i < ps; i++)
 		if (p[i] != c)
 			fail_msg("page %zu byte %zu is 0x%02x, expected the "
-				 "application's 0x%02x", pg, i, p[i], c);
+				 "application's 0x%02x",
+				 pg, i, p[i], c);
 }
 
 /* ---------------------------------------------------------------- */
@@ -213,8 +211,8 @@ static void test_mmap_snapshot(void **state)
 		unsigned char want = so < snap_len ? snap[so] : 0;
 
 		if ((unsigned char)p[i] != want)
-			fail_msg("snapshot byte %zu: 0x%02x, expected 0x%02x",
-				 i, (unsigned char)p[i], want);
+			fail_msg("snapshot byte %zu: 0x%02x, expected 0x%02x", i,
+				 (unsigned char)p[i], want);
 	}
 	assert_int_equal(ufault_munmap(f->ctx, p, 4 * ps), 0);
 	free(snap);
@@ -263,8 +261,7 @@ static void test_mmap_fixed(void **state)
 
 	/* MAP_FIXED_NOREPLACE into free space succeeds. */
 	tu_unmap(r + 6 * ps, 2 * ps);
-	q = ufault_mmap(f->ctx, r + 6 * ps, 2 * ps, RW, PA | MAP_FIXED_NOREPLACE,
-			&s2, 0);
+	q = ufault_mmap(f->ctx, r + 6 * ps, 2 * ps, RW, PA | MAP_FIXED_NOREPLACE, &s2, 0);
 	assert_ptr_equal(q, r + 6 * ps);
 	check_range(q, 0, 2, 100 * ps, 8);
 
@@ -304,8 +301,7 @@ static void test_munmap_middle(void **state)
 	/* The parts are regions: dropping their pages refills them. */
 	assert_int_equal(ufault_madvise(f->ctx, p, 4 * ps, MADV_DONTNEED), 0);
 	check_range(p, 0, 4, o, 3);
-	assert_int_equal(ufault_madvise(f->ctx, p + 10 * ps, 2 * ps,
-					MADV_DONTNEED), 0);
+	assert_int_equal(ufault_madvise(f->ctx, p + 10 * ps, 2 * ps, MADV_DONTNEED), 0);
 	check_range(p, 10, 12, o, 3);
 
 	assert_int_equal(ufault_munmap(f->ctx, p, 12 * ps), 0);
@@ -321,8 +317,8 @@ static void test_munmap_span(void **state)
 	/* [0,6) region A, [6,7) reservation, [7,9) hole, [9,10) reservation,
 	 * [10,16) region B, [16,20) reservation. */
 	assert_ptr_equal(ufault_mmap(f->ctx, r, 6 * ps, RW, PA | MAP_FIXED, &a, 0), r);
-	assert_ptr_equal(ufault_mmap(f->ctx, r + 10 * ps, 6 * ps, RW,
-				     PA | MAP_FIXED, &b, 0), r + 10 * ps);
+	assert_ptr_equal(ufault_mmap(f->ctx, r + 10 * ps, 6 * ps, RW, PA | MAP_FIXED, &b, 0),
+			 r + 10 * ps);
 	tu_unmap(r + 7 * ps, 2 * ps);
 	assert_page_pattern(r, 4, 1000 * ps + 4 * ps, 21); /* populated */
 
@@ -350,9 +346,9 @@ static void test_mremap_grow_shrink(void **state)
 
 	p = ufault_mmap(f->ctx, r, 8 * ps, RW, PA | MAP_FIXED, &s, 0);
 	assert_ptr_equal(p, r);
-	memset(p, 0x11, ps);		   /* written by the application */
+	memset(p, 0x11, ps);		      /* written by the application */
 	assert_page_pattern(p, 1, o + ps, 5); /* populated from the source */
-	tu_unmap(r + 8 * ps, 8 * ps); /* room to grow in place */
+	tu_unmap(r + 8 * ps, 8 * ps);	      /* room to grow in place */
 
 	ops = proxy_ops(f->ctx);
 	q = ufault_mremap(f->ctx, p, 8 * ps, 16 * ps, 0, NULL);
@@ -396,8 +392,7 @@ static void test_mremap_move(void **state)
 
 	/* Same size move onto a reservation of ours. */
 	t = reserve(8 * ps);
-	q = ufault_mremap(f->ctx, p, 8 * ps, 8 * ps,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, t);
+	q = ufault_mremap(f->ctx, p, 8 * ps, 8 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t);
 	if (q == MAP_FAILED)
 		fail_msg("mremap move: %s", strerror(errno));
 	assert_ptr_equal(q, t);
@@ -408,11 +403,9 @@ static void test_mremap_move(void **state)
 
 	/* Move and grow: grown pages fill at matching offsets. */
 	t2 = reserve(12 * ps);
-	q = ufault_mremap(f->ctx, t, 8 * ps, 12 * ps,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, t2);
+	q = ufault_mremap(f->ctx, t, 8 * ps, 12 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t2);
 	if (q == MAP_FAILED)
-		fail_msg("mremap move+grow %p -> %p: %s", (void *)t, (void *)t2,
-			 strerror(errno));
+		fail_msg("mremap move+grow %p -> %p: %s", (void *)t, (void *)t2, strerror(errno));
 	assert_ptr_equal(q, t2);
 	assert_true(unmapped(t, 8 * ps));
 	assert_page_bytes(t2, 2, 0x5a);
@@ -421,8 +414,7 @@ static void test_mremap_move(void **state)
 
 	/* Move and shrink. */
 	t3 = reserve(4 * ps);
-	q = ufault_mremap(f->ctx, t2, 12 * ps, 4 * ps,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, t3);
+	q = ufault_mremap(f->ctx, t2, 12 * ps, 4 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t3);
 	assert_ptr_equal(q, t3);
 	assert_true(unmapped(t2, 12 * ps));
 	assert_page_bytes(t3, 2, 0x5a);
@@ -434,8 +426,7 @@ static void test_mremap_move(void **state)
 	p = ufault_mmap(f->ctx, NULL, 8 * ps, RW, PA, &s, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	t4 = reserve(4 * ps);
-	q = ufault_mremap(f->ctx, p + 4 * ps, 4 * ps, 4 * ps,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, t4);
+	q = ufault_mremap(f->ctx, p + 4 * ps, 4 * ps, 4 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t4);
 	assert_ptr_equal(q, t4);
 	assert_true(unmapped(p + 4 * ps, 4 * ps));
 	check_range(p, 0, 4, o, 6);
@@ -452,11 +443,11 @@ static void test_mremap_move(void **state)
 	assert_ptr_equal(p, t);
 	memset(p + ps, 0x6b, ps);
 	errno = 0;
-	q = ufault_mremap(f->ctx, p, 8 * ps, 12 * ps,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, p + 8 * ps);
+	q = ufault_mremap(f->ctx, p, 8 * ps, 12 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, p + 8 * ps);
 	if (q == MAP_FAILED)
 		fail_msg("mremap 8 -> 12 pages to old + 8 pages: %s "
-			 "(mremap(2) allows it)", strerror(errno));
+			 "(mremap(2) allows it)",
+			 strerror(errno));
 	assert_ptr_equal(q, p + 8 * ps);
 	assert_true(unmapped(p, 8 * ps));
 	assert_page_bytes(q, 1, 0x6b);
@@ -535,7 +526,7 @@ static void test_madvise_dontneed(void **state)
 	memset(p + 3 * ps, 0x33, ps);
 
 	assert_int_equal(ufault_madvise(f->ctx, p + ps, 2 * ps, MADV_DONTNEED), 0);
-	check_range(p, 0, 3, o, 10); /* writes to 1 and 2 are gone */
+	check_range(p, 0, 3, o, 10);   /* writes to 1 and 2 are gone */
 	assert_page_bytes(p, 3, 0x33); /* outside the range: kept */
 
 	assert_int_equal(ufault_madvise(f->ctx, p, 4 * ps, MADV_DONTNEED), 0);
@@ -546,8 +537,7 @@ static void test_madvise_dontneed(void **state)
 static void test_map_fixed_replace(void **state)
 {
 	struct fx *f = *state;
-	struct ufault_source a = cb_src(0, 31), b = cb_src(500 * ps, 32),
-			     c = cb_src(7 * ps, 33);
+	struct ufault_source a = cb_src(0, 31), b = cb_src(500 * ps, 32), c = cb_src(7 * ps, 33);
 	char *p, *q;
 
 	p = ufault_mmap(f->ctx, NULL, 8 * ps, RW, PA, &a, 0);
@@ -576,47 +566,42 @@ static void test_map_fixed_replace(void **state)
 	assert_int_equal(ufault_munmap(f->ctx, p, 8 * ps), 0);
 }
 
-#define assert_mmap_fails(call, err)                                          \
-	do {                                                                  \
-		void *r_;                                                     \
-		errno = 0;                                                    \
-		r_ = (call);                                                  \
-		if (r_ != MAP_FAILED)                                         \
-			fail_msg("%s succeeded (%p), expected %s", #call, r_, \
-				 strerror(err));                              \
-		if (errno != (err))                                           \
-			fail_msg("%s: errno %d (%s), expected %d (%s)",       \
-				 #call, errno, strerror(errno), err,          \
-				 strerror(err));                              \
+#define assert_mmap_fails(call, err)                                                               \
+	do {                                                                                       \
+		void *r_;                                                                          \
+		errno = 0;                                                                         \
+		r_ = (call);                                                                       \
+		if (r_ != MAP_FAILED)                                                              \
+			fail_msg("%s succeeded (%p), expected %s", #call, r_, strerror(err));      \
+		if (errno != (err))                                                                \
+			fail_msg("%s: errno %d (%s), expected %d (%s)", #call, errno,              \
+				 strerror(errno), err, strerror(err));                             \
 	} while (0)
 
-#define assert_int_fails(call, err)                                           \
-	do {                                                                  \
-		int r_;                                                       \
-		errno = 0;                                                    \
-		r_ = (call);                                                  \
-		if (r_ != -1)                                                 \
-			fail_msg("%s returned %d, expected -1/%s", #call, r_, \
-				 strerror(err));                              \
-		if (errno != (err))                                           \
-			fail_msg("%s: errno %d (%s), expected %d (%s)",       \
-				 #call, errno, strerror(errno), err,          \
-				 strerror(err));                              \
+#define assert_int_fails(call, err)                                                                \
+	do {                                                                                       \
+		int r_;                                                                            \
+		errno = 0;                                                                         \
+		r_ = (call);                                                                       \
+		if (r_ != -1)                                                                      \
+			fail_msg("%s returned %d, expected -1/%s", #call, r_, strerror(err));      \
+		if (errno != (err))                                                                \
+			fail_msg("%s: errno %d (%s), expected %d (%s)", #call, errno,              \
+				 strerror(errno), err, strerror(err));                             \
 	} while (0)
 
 /* The header does not name the errno: failure, errno set, nothing changed. */
-#define assert_mremap_fails_any(call)                                         \
-	do {                                                                  \
-		void *r_;                                                     \
-		errno = 0;                                                    \
-		r_ = (call);                                                  \
-		if (r_ != MAP_FAILED)                                         \
-			fail_msg("%s succeeded (%p), expected a failure",     \
-				 #call, r_);                                  \
-		if (errno == 0)                                               \
-			fail_msg("%s failed with errno 0", #call);            \
-		printf("  [%s] %s -> %s\n", ufault_lock_mode_name(g_mode),    \
-		       #call, strerror(errno));                               \
+#define assert_mremap_fails_any(call)                                                              \
+	do {                                                                                       \
+		void *r_;                                                                          \
+		errno = 0;                                                                         \
+		r_ = (call);                                                                       \
+		if (r_ != MAP_FAILED)                                                              \
+			fail_msg("%s succeeded (%p), expected a failure", #call, r_);              \
+		if (errno == 0)                                                                    \
+			fail_msg("%s failed with errno 0", #call);                                 \
+		printf("  [%s] %s -> %s\n", ufault_lock_mode_name(g_mode), #call,                  \
+		       strerror(errno));                                                           \
 	} while (0)
 
 static void test_bad_args_change_nothing(void **state)
@@ -640,10 +625,12 @@ static void test_bad_args_change_nothing(void **state)
 	/* ufault_mmap */
 	assert_mmap_fails(ufault_mmap(ctx, p + 1, ps, RW, PA | MAP_FIXED, &s, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(ctx, NULL, 0, RW, PA, &s, 0), EINVAL);
-	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, MAP_SHARED | MAP_ANONYMOUS, &s, 0), EINVAL);
+	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, MAP_SHARED | MAP_ANONYMOUS, &s, 0),
+			  EINVAL);
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, MAP_PRIVATE, &s, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &s, 1u << 7), EINVAL);
-	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &s, UFAULT_REGION_PAGE_SHIFT(63)), EINVAL);
+	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &s, UFAULT_REGION_PAGE_SHIFT(63)),
+			  EINVAL);
 	bad.type = (enum ufault_source_type)99;
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
 	bad = cb_src(0, 1);
@@ -651,10 +638,12 @@ static void test_bad_args_change_nothing(void **state)
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(NULL, NULL, ps, RW, PA, &s, 0), EINVAL);
 	/* A failing MAP_FIXED over the region must not unmap it first. */
-	assert_mmap_fails(ufault_mmap(ctx, p, 2 * ps, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, &s, 0), EINVAL);
+	assert_mmap_fails(
+	    ufault_mmap(ctx, p, 2 * ps, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, &s, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(ctx, p, 2 * ps, RW, PA | MAP_FIXED, &bad, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(ctx, p, 2 * ps, RW, PA | MAP_FIXED, &s, 1u << 9), EINVAL);
-	assert_mmap_fails(ufault_mmap(ctx, p + ps, ps, RW, PA | MAP_FIXED_NOREPLACE, &s, 0), EEXIST);
+	assert_mmap_fails(ufault_mmap(ctx, p + ps, ps, RW, PA | MAP_FIXED_NOREPLACE, &s, 0),
+			  EEXIST);
 
 	/* ufault_munmap */
 	assert_int_fails(ufault_munmap(ctx, p + 1, ps), EINVAL);
@@ -667,7 +656,8 @@ static void test_bad_args_change_nothing(void **state)
 	assert_mmap_fails(ufault_mremap(ctx, p, 4 * ps, 4 * ps, MREMAP_FIXED, r + 6 * ps), EINVAL);
 	assert_mmap_fails(ufault_mremap(ctx, p, 4 * ps, 4 * ps, 0x1000, NULL), EINVAL);
 	/* overlapping source and destination */
-	assert_mmap_fails(ufault_mremap(ctx, p, 2 * ps, 2 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, p + ps), EINVAL);
+	assert_mmap_fails(
+	    ufault_mremap(ctx, p, 2 * ps, 2 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, p + ps), EINVAL);
 	assert_mmap_fails(ufault_mremap(NULL, p, ps, 2 * ps, MREMAP_MAYMOVE, NULL), EINVAL);
 	/* not within one region: region + reservation, a hole, zero length */
 	assert_mremap_fails_any(ufault_mremap(ctx, p, 6 * ps, 6 * ps, MREMAP_MAYMOVE, NULL));
@@ -694,7 +684,7 @@ static void test_bad_args_change_nothing(void **state)
 	assert_true(mapped(r, 6 * ps));
 	assert_true(unmapped(r + 6 * ps, 2 * ps));
 	assert_true(write_faults(r + 4 * ps)); /* still PROT_NONE */
-	check_range(p, 1, 4, o, 50); /* first touches after the failures */
+	check_range(p, 1, 4, o, 50);	       /* first touches after the failures */
 	assert_page_pattern(p, 0, o, 50);
 	memset(p, 0x12, ps); /* still writable */
 	assert_int_equal(ufault_madvise(ctx, p, 4 * ps, MADV_DONTNEED), 0);
@@ -705,17 +695,17 @@ static void test_bad_args_change_nothing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_mmap_kernel_chosen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mmap_snapshot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mmap_fixed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_munmap_middle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_munmap_span, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mremap_grow_shrink, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mremap_move, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mprotect, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_madvise_dontneed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_fixed_replace, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_args_change_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mmap_kernel_chosen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mmap_snapshot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mmap_fixed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_munmap_middle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_munmap_span, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mremap_grow_shrink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mremap_move, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mprotect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_madvise_dontneed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_fixed_replace, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_args_change_nothing, setup, teardown),
 	};
 	int failed = 0;
 
@@ -725,8 +715,7 @@ int main(void)
 		char name[64];
 
 		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "proxies/%s",
-			 ufault_lock_mode_name(g_mode));
+		snprintf(name, sizeof(name), "proxies/%s", ufault_lock_mode_name(g_mode));
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}
 	return failed ? 1 : 0;

@@ -80,14 +80,13 @@ static struct ufault_source failing_source(struct failing *f)
 /* Child side (no CMocka: report with exit codes)                      */
 /* ------------------------------------------------------------------ */
 
-#define CHILD_CHECK(cond, code)                                               \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "child check failed (%d): %s\n",      \
-				code, #cond);                                 \
-			fflush(NULL);                                         \
-			_exit(code);                                          \
-		}                                                             \
+#define CHILD_CHECK(cond, code)                                                                    \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "child check failed (%d): %s\n", code, #cond);             \
+			fflush(NULL);                                                              \
+			_exit(code);                                                               \
+		}                                                                                  \
 	} while (0)
 
 static __thread sigjmp_buf bus_jmp;
@@ -143,16 +142,13 @@ static struct ufault_ctx *child_ctx(enum ufault_lock_mode mode)
 }
 
 /* Register with the SIGBUS policy, or exit 77 if the kernel cannot. */
-static struct ufault_region *child_register(struct ufault_ctx *ctx, char *a,
-					    size_t len, struct failing *f,
-					    unsigned int shift)
+static struct ufault_region *child_register(struct ufault_ctx *ctx, char *a, size_t len,
+					    struct failing *f, unsigned int shift)
 {
 	struct ufault_source s = failing_source(f);
 	struct ufault_region *r = NULL;
-	int rc = ufault_region_register(ctx, a, len, &s,
-					UFAULT_REGION_ON_ERROR_SIGBUS |
-						UFAULT_REGION_PAGE_SHIFT(shift),
-					&r);
+	int rc = ufault_region_register(
+	    ctx, a, len, &s, UFAULT_REGION_ON_ERROR_SIGBUS | UFAULT_REGION_PAGE_SHIFT(shift), &r);
 
 	if (!(ufault_ctx_features(ctx) & UFFD_FEATURE_POISON)) {
 		CHILD_CHECK(rc == -EOPNOTSUPP, 11);
@@ -180,7 +176,7 @@ static void *toucher_thread(void *arg)
 /* Touch from a fresh thread; checks SIGBUS went to that thread. */
 static int touch_in_thread(const char *p)
 {
-	struct toucher t = { .addr = p };
+	struct toucher t = {.addr = p};
 	pthread_t th;
 
 	CHILD_CHECK(pthread_create(&th, NULL, toucher_thread, &t) == 0, 13);
@@ -195,8 +191,8 @@ static void child_sigbus_handler(const struct child_cfg *cc)
 	size_t ps = tu_page_size();
 	size_t rp = cc->shift ? (size_t)1 << cc->shift : ps;
 	size_t len = NR_RPAGES * rp;
-	struct failing f = { .base_off = 7 * rp, .rpage = rp,
-			     .bad_mask = (1u << 2) | (1u << 5), .err = -EIO };
+	struct failing f = {
+	    .base_off = 7 * rp, .rpage = rp, .bad_mask = (1u << 2) | (1u << 5), .err = -EIO};
 	struct ufault_ctx *ctx;
 	struct ufault_stats st;
 	struct sigaction sa;
@@ -217,20 +213,14 @@ static void child_sigbus_handler(const struct child_cfg *cc)
 	/* Region page 2, last system page, odd byte: SIGBUS there. */
 	p = a + 2 * rp + (rp - ps) + 123;
 	CHILD_CHECK(touch_in_thread(p) == 1, 20);
-	CHILD_CHECK((char *)bus_addr >= p - 123 && (char *)bus_addr < p - 123 + ps,
-		    21);
+	CHILD_CHECK((char *)bus_addr >= p - 123 && (char *)bus_addr < p - 123 + ps, 21);
 	/* A good page next to it works. */
-	CHILD_CHECK(tu_pattern_check(a + 3 * rp, rp, f.base_off + 3 * rp, SEED) ==
-			    -1,
-		    22);
-	CHILD_CHECK(tu_pattern_check(a + 1 * rp, rp, f.base_off + 1 * rp, SEED) ==
-			    -1,
-		    23);
+	CHILD_CHECK(tu_pattern_check(a + 3 * rp, rp, f.base_off + 3 * rp, SEED) == -1, 22);
+	CHILD_CHECK(tu_pattern_check(a + 1 * rp, rp, f.base_off + 1 * rp, SEED) == -1, 23);
 	/* Another system page of the same region page, then the same byte. */
 	p = a + 2 * rp + 5;
 	CHILD_CHECK(touch_in_thread(p) == 1, 24);
-	CHILD_CHECK((char *)bus_addr >= p - 5 && (char *)bus_addr < p - 5 + ps,
-		    25);
+	CHILD_CHECK((char *)bus_addr >= p - 5 && (char *)bus_addr < p - 5 + ps, 25);
 	CHILD_CHECK(touch_guarded(a + 2 * rp + (rp - ps) + 123) == 1, 26);
 	/* Region page 5, from the main thread this time. */
 	p = a + 5 * rp;
@@ -249,8 +239,7 @@ static void child_sigbus_handler(const struct child_cfg *cc)
 	} while (tu_now_ns() < end);
 	if (st.source_errors < 2 || st.poisoned < 2)
 		fprintf(stderr, "stats: source_errors %llu poisoned %llu\n",
-			(unsigned long long)st.source_errors,
-			(unsigned long long)st.poisoned);
+			(unsigned long long)st.source_errors, (unsigned long long)st.poisoned);
 	CHILD_CHECK(st.source_errors >= 2, 31);
 	CHILD_CHECK(st.poisoned >= 2, 32);
 	CHILD_CHECK(st.zero_filled == 0, 33);
@@ -264,9 +253,8 @@ static void child_sigbus_default(const struct child_cfg *cc)
 	size_t ps = tu_page_size();
 	size_t rp = cc->shift ? (size_t)1 << cc->shift : ps;
 	size_t len = NR_RPAGES * rp;
-	struct failing f = { .base_off = 0, .rpage = rp, .bad_mask = 1u << 4,
-			     .err = -EIO };
-	struct rlimit nocore = { 0, 0 };
+	struct failing f = {.base_off = 0, .rpage = rp, .bad_mask = 1u << 4, .err = -EIO};
+	struct rlimit nocore = {0, 0};
 	struct ufault_ctx *ctx;
 	struct sigaction sa;
 	char *a;
@@ -314,12 +302,10 @@ static void describe(const char *what, const struct child_cfg *cc, int status)
 {
 	if (WIFEXITED(status))
 		fprintf(stderr, "%s mode %s shift %u: exit %d\n", what,
-			ufault_lock_mode_name(cc->mode), cc->shift,
-			WEXITSTATUS(status));
+			ufault_lock_mode_name(cc->mode), cc->shift, WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
 		fprintf(stderr, "%s mode %s shift %u: signal %d\n", what,
-			ufault_lock_mode_name(cc->mode), cc->shift,
-			WTERMSIG(status));
+			ufault_lock_mode_name(cc->mode), cc->shift, WTERMSIG(status));
 }
 
 static void test_sigbus_handler(void **state)
@@ -327,7 +313,7 @@ static void test_sigbus_handler(void **state)
 	(void)state;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
 		for (unsigned int s = 0; s < 2; s++) {
-			struct child_cfg cc = { tu_lock_mode(m), s ? 16 : 0 };
+			struct child_cfg cc = {tu_lock_mode(m), s ? 16 : 0};
 			int st = run_child(child_sigbus_handler, &cc);
 
 			if (WIFEXITED(st) && WEXITSTATUS(st) == TU_SKIP) {
@@ -346,7 +332,7 @@ static void test_sigbus_default_action(void **state)
 	(void)state;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
 		for (unsigned int s = 0; s < 2; s++) {
-			struct child_cfg cc = { tu_lock_mode(m), s ? 16 : 0 };
+			struct child_cfg cc = {tu_lock_mode(m), s ? 16 : 0};
 			int st = run_child(child_sigbus_default, &cc);
 
 			if (WIFEXITED(st) && WEXITSTATUS(st) == TU_SKIP) {
@@ -363,7 +349,7 @@ static void test_sigbus_default_action(void **state)
 /* ZERO policy, in process, all modes, both page sizes, several errnos. */
 static void test_zero_policy(void **state)
 {
-	static const int errs[] = { -EIO, -ENOMEM, -EINVAL, -EFAULT };
+	static const int errs[] = {-EIO, -ENOMEM, -EINVAL, -EFAULT};
 	size_t ps = tu_page_size();
 
 	(void)state;
@@ -371,9 +357,10 @@ static void test_zero_policy(void **state)
 		for (unsigned int s = 0; s < 2; s++) {
 			size_t rp = s ? (size_t)1 << 16 : ps;
 			size_t len = NR_RPAGES * rp;
-			struct failing f = { .base_off = rp, .rpage = rp,
-					     .bad_mask = 0x5a,
-					     .err = errs[(m + s) % 4] };
+			struct failing f = {.base_off = rp,
+					    .rpage = rp,
+					    .bad_mask = 0x5a,
+					    .err = errs[(m + s) % 4]};
 			struct ufault_source src = failing_source(&f);
 			struct ufault_ctx *ctx = NULL;
 			struct ufault_stats st;
@@ -381,17 +368,14 @@ static void test_zero_policy(void **state)
 			uint64_t end;
 			char *a;
 
-			assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 2,
-						       1),
-					 0);
+			assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 2, 1), 0);
 			a = tu_map_anon(len, rp);
-			assert_int_equal(ufault_region_register(
-						 ctx, a, len, &src,
-						 UFAULT_REGION_ON_ERROR_ZERO |
-							 UFAULT_REGION_PAGE_SHIFT(
-								 s ? 16 : 0),
-						 NULL),
-					 0);
+			assert_int_equal(
+			    ufault_region_register(ctx, a, len, &src,
+						   UFAULT_REGION_ON_ERROR_ZERO |
+						       UFAULT_REGION_PAGE_SHIFT(s ? 16 : 0),
+						   NULL),
+			    0);
 			for (unsigned int i = 0; i < NR_RPAGES; i++) {
 				char *p = a + i * rp;
 
@@ -401,11 +385,8 @@ static void test_zero_policy(void **state)
 					nbad++;
 					assert_int_equal(tu_zero_check(p, rp), -1);
 				} else {
-					assert_int_equal(
-						tu_pattern_check(p, rp,
-								 rp + i * rp,
-								 SEED),
-						-1);
+					assert_int_equal(tu_pattern_check(p, rp, rp + i * rp, SEED),
+							 -1);
 				}
 			}
 			/* Zero-filled pages are ordinary, writable pages. */
@@ -417,8 +398,7 @@ static void test_zero_policy(void **state)
 			end = tu_now_ns() + 5000000000ull * tu_slowdown();
 			do {
 				assert_int_equal(ufault_stats(ctx, &st), 0);
-				if (st.source_errors >= nbad &&
-				    st.zero_filled >= nbad)
+				if (st.source_errors >= nbad && st.zero_filled >= nbad)
 					break;
 				usleep(1000);
 			} while (tu_now_ns() < end);
@@ -450,15 +430,14 @@ static void *touch_zero_thread(void *arg)
 
 static void test_transient_errno(void **state)
 {
-	static const int errs[] = { -EAGAIN, -EINTR };
+	static const int errs[] = {-EAGAIN, -EINTR};
 	size_t ps = tu_page_size(), len = 4 * ps;
 
 	(void)state;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
 		for (unsigned int e = 0; e < 2; e++) {
-			struct failing f = { .base_off = 0, .rpage = ps,
-					     .bad_mask = 1u << 1,
-					     .err = errs[e] };
+			struct failing f = {
+			    .base_off = 0, .rpage = ps, .bad_mask = 1u << 1, .err = errs[e]};
 			struct ufault_source src = failing_source(&f);
 			struct ufault_ctx *ctx = NULL;
 			struct touch_arg ta;
@@ -467,28 +446,22 @@ static void test_transient_errno(void **state)
 			char *a;
 			int rc;
 
-			assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 1,
-						       1),
-					 0);
+			assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 1, 1), 0);
 			a = tu_map_anon(len, 0);
-			assert_int_equal(ufault_region_register(
-						 ctx, a, len, &src,
-						 UFAULT_REGION_ON_ERROR_ZERO,
-						 NULL),
+			assert_int_equal(ufault_region_register(ctx, a, len, &src,
+								UFAULT_REGION_ON_ERROR_ZERO, NULL),
 					 0);
 			ta.p = a + ps;
 			ta.zero = 0;
-			assert_int_equal(pthread_create(&t, NULL,
-							touch_zero_thread, &ta),
-					 0);
+			assert_int_equal(pthread_create(&t, NULL, touch_zero_thread, &ta), 0);
 			clock_gettime(CLOCK_REALTIME, &dl);
 			dl.tv_sec += 10 * tu_slowdown();
 			rc = pthread_timedjoin_np(t, NULL, &dl);
 			if (rc)
-				fprintf(stderr, "mode %s: fill returning %d "
-						"left the thread parked\n",
-					ufault_lock_mode_name(tu_lock_mode(m)),
-					errs[e]);
+				fprintf(stderr,
+					"mode %s: fill returning %d "
+					"left the thread parked\n",
+					ufault_lock_mode_name(tu_lock_mode(m)), errs[e]);
 			assert_int_equal(rc, 0);
 			assert_true(ta.zero);
 			assert_int_equal(tu_pattern_check(a, ps, 0, SEED), -1);
@@ -504,8 +477,7 @@ static void test_transient_errno(void **state)
 static void test_poison_feature_gate(void **state)
 {
 	size_t ps = tu_page_size(), len = 4 * ps;
-	struct failing f = { .base_off = 0, .rpage = ps, .bad_mask = 0,
-			     .err = -EIO };
+	struct failing f = {.base_off = 0, .rpage = ps, .bad_mask = 0, .err = -EIO};
 	struct ufault_source src = failing_source(&f);
 	struct ufault_ctx *ctx = NULL;
 	char *a;
@@ -514,8 +486,7 @@ static void test_poison_feature_gate(void **state)
 	(void)state;
 	assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_SPEC, 1, 1), 0);
 	a = tu_map_anon(len, 0);
-	rc = ufault_region_register(ctx, a, len, &src,
-				    UFAULT_REGION_ON_ERROR_SIGBUS, NULL);
+	rc = ufault_region_register(ctx, a, len, &src, UFAULT_REGION_ON_ERROR_SIGBUS, NULL);
 	if (ufault_ctx_features(ctx) & UFFD_FEATURE_POISON) {
 		assert_int_equal(rc, 0);
 		assert_int_equal(tu_pattern_check(a, len, 0, SEED), -1);
@@ -531,11 +502,9 @@ static void test_poison_feature_gate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_poison_feature_gate),
-		cmocka_unit_test(test_zero_policy),
-		cmocka_unit_test(test_transient_errno),
-		cmocka_unit_test(test_sigbus_handler),
-		cmocka_unit_test(test_sigbus_default_action),
+	    cmocka_unit_test(test_poison_feature_gate),	  cmocka_unit_test(test_zero_policy),
+	    cmocka_unit_test(test_transient_errno),	  cmocka_unit_test(test_sigbus_handler),
+	    cmocka_unit_test(test_sigbus_default_action),
 	};
 	int rc;
 

@@ -76,8 +76,7 @@ static unsigned char expect_byte(const struct reg *g, size_t d)
 /* Index of the first wrong byte of [d, d + len) of @g, or -1. */
 static long check_range(const struct reg *g, size_t d, size_t len)
 {
-	const volatile unsigned char *p =
-		(const volatile unsigned char *)g->addr + d;
+	const volatile unsigned char *p = (const volatile unsigned char *)g->addr + d;
 
 	if (g->kind == K_CALLBACK)
 		return tu_pattern_check(g->addr + d, len, g->offset + d, g->seed);
@@ -105,8 +104,7 @@ static void *touch_thread(void *arg)
 			(void)tu_read_byte(g->addr + d + (n * 97) % ps);
 			if (check_range(g, d, ps) != -1) {
 				__atomic_fetch_add(&run->bad, 1, __ATOMIC_RELAXED);
-				__atomic_store_n(&run->first_bad, g->addr + d,
-						 __ATOMIC_RELAXED);
+				__atomic_store_n(&run->first_bad, g->addr + d, __ATOMIC_RELAXED);
 			}
 		}
 	}
@@ -126,8 +124,7 @@ static int checking_fill(void *arg, uint64_t offset, void *buf, size_t len)
 	size_t rp = g->shift ? (size_t)1 << g->shift : tu_page_size();
 
 	if (len != rp || offset < g->offset || offset - g->offset >= g->len ||
-	    (offset - g->offset) % rp ||
-	    ((char *)buf < reg_hi && (char *)buf + len > reg_lo))
+	    (offset - g->offset) % rp || ((char *)buf < reg_hi && (char *)buf + len > reg_lo))
 		__atomic_fetch_add(&contract_violations, 1, __ATOMIC_RELAXED);
 	tu_pattern_fill(buf, len, offset, g->seed);
 	return 0;
@@ -208,8 +205,8 @@ static struct ufault_source make_source(const struct reg *g)
 	return s;
 }
 
-static void run_config(enum ufault_lock_mode mode, unsigned int workers,
-		       unsigned int uffds, unsigned int batch)
+static void run_config(enum ufault_lock_mode mode, unsigned int workers, unsigned int uffds,
+		       unsigned int batch)
 {
 	struct ufault_ctx *ctx = NULL;
 	struct ufault_config cfg;
@@ -231,10 +228,9 @@ static void run_config(enum ufault_lock_mode mode, unsigned int workers,
 	for (unsigned int i = 0; i < NR_REGIONS; i++) {
 		struct reg *g = &run.regs[i];
 		struct ufault_source s = make_source(g);
-		int rc = ufault_region_register(
-			ctx, g->addr, g->len, &s,
-			g->shift ? UFAULT_REGION_PAGE_SHIFT(g->shift) : 0,
-			&g->r);
+		int rc = ufault_region_register(ctx, g->addr, g->len, &s,
+						g->shift ? UFAULT_REGION_PAGE_SHIFT(g->shift) : 0,
+						&g->r);
 
 		assert_int_equal(rc, 0);
 	}
@@ -242,9 +238,7 @@ static void run_config(enum ufault_lock_mode mode, unsigned int workers,
 	for (unsigned int i = 0; i < NR_THREADS; i++) {
 		tc[i].run = &run;
 		tc[i].id = i;
-		assert_int_equal(pthread_create(&tc[i].t, NULL, touch_thread,
-						&tc[i]),
-				 0);
+		assert_int_equal(pthread_create(&tc[i].t, NULL, touch_thread, &tc[i]), 0);
 	}
 	for (unsigned int i = 0; i < NR_THREADS; i++)
 		assert_int_equal(pthread_join(tc[i].t, NULL), 0);
@@ -254,16 +248,16 @@ static void run_config(enum ufault_lock_mode mode, unsigned int workers,
 			ufault_lock_mode_name(mode), workers, uffds, run.bad,
 			(void *)run.first_bad);
 	assert_int_equal(run.bad, 0);
-	assert_int_equal(__atomic_load_n(&contract_violations, __ATOMIC_RELAXED),
-			 0);
+	assert_int_equal(__atomic_load_n(&contract_violations, __ATOMIC_RELAXED), 0);
 
 	for (unsigned int i = 0; i < NR_REGIONS; i++) {
 		const struct reg *g = &run.regs[i];
 		long at = check_range(g, 0, g->len);
 
 		if (at != -1)
-			fprintf(stderr, "mode %s region %u kind %d: byte %ld "
-					"wrong\n",
+			fprintf(stderr,
+				"mode %s region %u kind %d: byte %ld "
+				"wrong\n",
 				ufault_lock_mode_name(mode), i, g->kind, at);
 		assert_int_equal(at, -1);
 	}
@@ -283,8 +277,9 @@ static void run_config(enum ufault_lock_mode mode, unsigned int workers,
 		assert_int_equal(ufault_stats(ctx, &st), 0);
 	}
 	if (st.pages_installed != run.sys_pages)
-		fprintf(stderr, "mode %s w%u u%u: pages_installed %llu, "
-				"want %zu\n",
+		fprintf(stderr,
+			"mode %s w%u u%u: pages_installed %llu, "
+			"want %zu\n",
 			ufault_lock_mode_name(mode), workers, uffds,
 			(unsigned long long)st.pages_installed, run.sys_pages);
 	assert_int_equal(st.pages_installed, run.sys_pages);
@@ -304,8 +299,7 @@ static void run_config(enum ufault_lock_mode mode, unsigned int workers,
 
 	/* Installed pages are ordinary memory now and keep their bytes. */
 	for (unsigned int i = 0; i < NR_REGIONS; i++)
-		assert_int_equal(check_range(&run.regs[i], 0, run.regs[i].len),
-				 -1);
+		assert_int_equal(check_range(&run.regs[i], 0, run.regs[i].len), -1);
 	teardown_regions(&run);
 }
 
@@ -313,14 +307,16 @@ static void test_sources_all_modes(void **state)
 {
 	/* workers, uffds, batch (0 = default) */
 	static const unsigned int cfgs[][3] = {
-		{ 1, 1, 0 }, { 3, 1, 1 }, { 3, 3, 0 }, { 2, 2, 2 },
+	    {1, 1, 0},
+	    {3, 1, 1},
+	    {3, 3, 0},
+	    {2, 2, 2},
 	};
 
 	(void)state;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
 		for (unsigned int c = 0; c < 4; c++)
-			run_config(tu_lock_mode(m), cfgs[c][0], cfgs[c][1],
-				   cfgs[c][2]);
+			run_config(tu_lock_mode(m), cfgs[c][0], cfgs[c][1], cfgs[c][2]);
 }
 
 /*
@@ -350,25 +346,21 @@ static void test_snapshot_edges(void **state)
 		s.snapshot.data = snap;
 		s.snapshot.len = 4 * ps;
 		s.offset = 10 * ps; /* already past the end */
-		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL), 0);
 		assert_int_equal(tu_zero_check(a, len), -1);
 
 		s.snapshot.data = NULL;
 		s.snapshot.len = 0;
 		s.offset = 0;
-		assert_int_equal(ufault_region_register(ctx, b, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, b, len, &s, 0, NULL), 0);
 		assert_int_equal(tu_zero_check(b, len), -1);
 
 		s.snapshot.data = snap;
 		s.snapshot.len = 4 * ps;
 		s.offset = ps;
-		assert_int_equal(ufault_region_register(ctx, c, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, c, len, &s, 0, NULL), 0);
 		assert_int_equal(tu_pattern_check(c, ps, ps, 77), -1);
-		assert_int_equal(tu_pattern_check(c + ps, 2 * ps, 2 * ps, 77),
-				 -1);
+		assert_int_equal(tu_pattern_check(c + ps, 2 * ps, 2 * ps, 77), -1);
 		assert_int_equal(tu_zero_check(c + 3 * ps, len - 3 * ps), -1);
 
 		ufault_ctx_destroy(ctx);
@@ -401,22 +393,18 @@ static void test_write_faults(void **state)
 		s.callback.fill = tu_pattern_fill_cb;
 		s.callback.arg = (void *)(uintptr_t)5;
 		s.offset = 4 * ps;
-		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL), 0);
 		memset(&s, 0, sizeof(s));
 		s.type = UFAULT_SOURCE_ZERO;
-		assert_int_equal(ufault_region_register(ctx, z, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, z, len, &s, 0, NULL), 0);
 
 		for (size_t pg = 0; pg < 8; pg++) {
 			char *p = a + pg * ps;
 
 			p[7] = 0; /* pattern is never 0 */
 			assert_int_equal(p[7], 0);
-			assert_int_equal(tu_pattern_check(p, 7, 4 * ps + pg * ps, 5),
-					 -1);
-			assert_int_equal(tu_pattern_check(p + 8, ps - 8,
-							  4 * ps + pg * ps + 8, 5),
+			assert_int_equal(tu_pattern_check(p, 7, 4 * ps + pg * ps, 5), -1);
+			assert_int_equal(tu_pattern_check(p + 8, ps - 8, 4 * ps + pg * ps + 8, 5),
 					 -1);
 
 			assert_int_equal(tu_read_byte(z + pg * ps), 0);
@@ -450,24 +438,19 @@ static void test_populated_and_readonly(void **state)
 		assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 2, 1), 0);
 		a = tu_map_anon(len, 0);
 		memset(a + 2 * ps, 0x33, ps);
-		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL), 0);
 		for (size_t pg = 0; pg < 8; pg++) {
 			if (pg == 2) {
 				for (size_t i = 0; i < ps; i++)
-					assert_int_equal(tu_read_byte(a + 2 * ps + i),
-							 0x33);
+					assert_int_equal(tu_read_byte(a + 2 * ps + i), 0x33);
 				continue;
 			}
-			assert_int_equal(tu_pattern_check(a + pg * ps, ps,
-							  pg * ps, 21),
-					 -1);
+			assert_int_equal(tu_pattern_check(a + pg * ps, ps, pg * ps, 21), -1);
 		}
 
 		ro = tu_map_anon(len, 0);
 		assert_int_equal(mprotect(ro, len, PROT_READ), 0);
-		assert_int_equal(ufault_region_register(ctx, ro, len, &s, 0, NULL),
-				 0);
+		assert_int_equal(ufault_region_register(ctx, ro, len, &s, 0, NULL), 0);
 		assert_int_equal(tu_pattern_check(ro, len, 0, 21), -1);
 
 		ufault_ctx_destroy(ctx);
@@ -505,8 +488,9 @@ static void test_offset_overflow(void **state)
 	if (!rc) {
 		at = tu_zero_check(a, len);
 		if (at != -1)
-			fprintf(stderr, "offset wrapped: byte %ld of a region at "
-					"source offset 2^64 - %zu is not zero\n",
+			fprintf(stderr,
+				"offset wrapped: byte %ld of a region at "
+				"source offset 2^64 - %zu is not zero\n",
 				at, ps);
 	}
 	ufault_ctx_destroy(ctx);
@@ -537,8 +521,7 @@ static void *small_thread(void *arg)
 	size_t ps = tu_page_size();
 
 	for (unsigned int i = sa->id; i < NR_SMALL; i += 2)
-		if (tu_pattern_check(sa->base + (size_t)i * ps, ps,
-				     (uint64_t)i * 7 * ps, i) != -1)
+		if (tu_pattern_check(sa->base + (size_t)i * ps, ps, (uint64_t)i * 7 * ps, i) != -1)
 			sa->bad++;
 	return NULL;
 }
@@ -568,18 +551,14 @@ static void test_many_regions(void **state)
 			s.offset = (uint64_t)i * 7 * ps;
 			s.callback.fill = tu_pattern_fill_cb;
 			s.callback.arg = (void *)(uintptr_t)i;
-			assert_int_equal(ufault_region_register(
-						 ctx, a + (size_t)i * ps, ps, &s,
-						 0, &r[i]),
-					 0);
+			assert_int_equal(
+			    ufault_region_register(ctx, a + (size_t)i * ps, ps, &s, 0, &r[i]), 0);
 		}
 		for (unsigned int i = 0; i < 2; i++) {
 			sa[i].base = a;
 			sa[i].id = i;
 			sa[i].bad = 0;
-			assert_int_equal(pthread_create(&t[i], NULL, small_thread,
-							&sa[i]),
-					 0);
+			assert_int_equal(pthread_create(&t[i], NULL, small_thread, &sa[i]), 0);
 		}
 		for (unsigned int i = 0; i < 2; i++) {
 			assert_int_equal(pthread_join(t[i], NULL), 0);
@@ -596,20 +575,16 @@ static void test_many_regions(void **state)
 			s.offset = (uint64_t)i * 7 * ps;
 			s.callback.fill = tu_pattern_fill_cb;
 			s.callback.arg = (void *)(uintptr_t)i;
-			assert_int_equal(ufault_region_register(
-						 ctx, b + (size_t)i * ps, ps, &s,
-						 0, NULL),
-					 0);
+			assert_int_equal(
+			    ufault_region_register(ctx, b + (size_t)i * ps, ps, &s, 0, NULL), 0);
 		}
 		for (unsigned int i = 0; i < NR_SMALL; i++) {
 			if (i % 2)
-				assert_int_equal(
-					tu_pattern_check(b + (size_t)i * ps, ps,
-							 (uint64_t)i * 7 * ps, i),
-					-1);
+				assert_int_equal(tu_pattern_check(b + (size_t)i * ps, ps,
+								  (uint64_t)i * 7 * ps, i),
+						 -1);
 			else
-				assert_int_equal(
-					tu_zero_check(b + (size_t)i * ps, ps), -1);
+				assert_int_equal(tu_zero_check(b + (size_t)i * ps, ps), -1);
 		}
 		ufault_ctx_destroy(ctx);
 		tu_unmap(a, len);
@@ -635,12 +610,9 @@ static void test_max_region_page(void **state)
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m += 3) {
 		assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 1, 1), 0);
 		a = tu_map_anon(len, huge);
-		assert_int_equal(ufault_region_register(
-					 ctx, a, len, &s,
-					 UFAULT_REGION_PAGE_SHIFT(21), NULL),
-				 0);
-		assert_int_equal(tu_pattern_check(a + huge + 77 * ps, ps,
-						  2 * huge + 77 * ps, 31),
+		assert_int_equal(
+		    ufault_region_register(ctx, a, len, &s, UFAULT_REGION_PAGE_SHIFT(21), NULL), 0);
+		assert_int_equal(tu_pattern_check(a + huge + 77 * ps, ps, 2 * huge + 77 * ps, 31),
 				 -1);
 		assert_int_equal(tu_pattern_check(a, len, huge, 31), -1);
 		ufault_ctx_destroy(ctx);
@@ -651,13 +623,10 @@ static void test_max_region_page(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sources_all_modes),
-		cmocka_unit_test(test_snapshot_edges),
-		cmocka_unit_test(test_write_faults),
-		cmocka_unit_test(test_populated_and_readonly),
-		cmocka_unit_test(test_offset_overflow),
-		cmocka_unit_test(test_many_regions),
-		cmocka_unit_test(test_max_region_page),
+	    cmocka_unit_test(test_sources_all_modes), cmocka_unit_test(test_snapshot_edges),
+	    cmocka_unit_test(test_write_faults),      cmocka_unit_test(test_populated_and_readonly),
+	    cmocka_unit_test(test_offset_overflow),   cmocka_unit_test(test_many_regions),
+	    cmocka_unit_test(test_max_region_page),
 	};
 
 	unsetenv("UFAULT_LOCK_MODE");

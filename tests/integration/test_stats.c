@@ -43,8 +43,7 @@ static uint64_t hist_total(const struct ufault_stats *st)
 	return t;
 }
 
-static void assert_monotonic(const struct ufault_stats *a,
-			     const struct ufault_stats *b)
+static void assert_monotonic(const struct ufault_stats *a, const struct ufault_stats *b)
 {
 	assert_true(b->faults >= a->faults);
 	assert_true(b->pages_installed >= a->pages_installed);
@@ -77,8 +76,7 @@ static void assert_percentiles(const struct ufault_stats *st)
 	assert_true(st->latency_p50_ns > 0);
 	assert_true(st->latency_p50_ns >= ufault_stats_bucket_ns((unsigned)lo));
 	if (hi + 1 < UFAULT_HIST_BUCKETS)
-		assert_true(st->latency_p99_ns <=
-			    ufault_stats_bucket_ns((unsigned)hi + 1));
+		assert_true(st->latency_p99_ns <= ufault_stats_bucket_ns((unsigned)hi + 1));
 }
 
 static void test_stats_args(void **state)
@@ -137,14 +135,12 @@ static void test_bucket_ns(void **state)
 		prev = b;
 	}
 	/* The range covers at least 1 us .. 1 s with distinct buckets. */
-	assert_true(ufault_stats_bucket_ns(UFAULT_HIST_BUCKETS - 1) >
-		    1000000000ull);
+	assert_true(ufault_stats_bucket_ns(UFAULT_HIST_BUCKETS - 1) > 1000000000ull);
 	{
 		unsigned int distinct = 0;
 
 		for (unsigned int i = 1; i < UFAULT_HIST_BUCKETS; i++)
-			if (ufault_stats_bucket_ns(i) >
-			    ufault_stats_bucket_ns(i - 1))
+			if (ufault_stats_bucket_ns(i) > ufault_stats_bucket_ns(i - 1))
 				distinct++;
 		assert_true(distinct >= UFAULT_HIST_BUCKETS / 2);
 	}
@@ -176,9 +172,7 @@ static void counters_mode(enum ufault_lock_mode mode, unsigned int workers)
 	/* Touch in batches of 8 pages, reading stats in between. */
 	for (size_t b = 0; b < npages; b += 8) {
 		for (size_t pg = b; pg < b + 8; pg++)
-			assert_int_equal(tu_pattern_check(a + pg * ps, ps,
-							  pg * ps, SEED),
-					 -1);
+			assert_int_equal(tu_pattern_check(a + pg * ps, ps, pg * ps, SEED), -1);
 		stats_read(ctx, &cur);
 		assert_monotonic(&prev, &cur);
 		assert_percentiles(&cur);
@@ -191,18 +185,17 @@ static void counters_mode(enum ufault_lock_mode mode, unsigned int workers)
 		stats_read(ctx, &cur);
 		assert_monotonic(&prev, &cur);
 		prev = cur;
-		if ((cur.pages_installed >= npages &&
-		     hist_total(&cur) == cur.faults) ||
+		if ((cur.pages_installed >= npages && hist_total(&cur) == cur.faults) ||
 		    tu_now_ns() > end)
 			break;
 		usleep(1000);
 	}
 	if (cur.pages_installed != npages || hist_total(&cur) != cur.faults)
-		fprintf(stderr, "mode %s: pages_installed %llu (want %zu) "
-				"faults %llu hist total %llu\n",
-			ufault_lock_mode_name(mode),
-			(unsigned long long)cur.pages_installed, npages,
-			(unsigned long long)cur.faults,
+		fprintf(stderr,
+			"mode %s: pages_installed %llu (want %zu) "
+			"faults %llu hist total %llu\n",
+			ufault_lock_mode_name(mode), (unsigned long long)cur.pages_installed,
+			npages, (unsigned long long)cur.faults,
 			(unsigned long long)hist_total(&cur));
 	assert_int_equal(cur.pages_installed, npages);
 	assert_true(cur.faults >= 1);
@@ -252,10 +245,9 @@ static void test_big_pages(void **state)
 		a = tu_map_anon(len, big);
 		memset(&src, 0, sizeof(src));
 		src.type = UFAULT_SOURCE_ZERO;
-		assert_int_equal(ufault_region_register(
-					 ctx, a, len, &src,
-					 UFAULT_REGION_PAGE_SHIFT(16), NULL),
-				 0);
+		assert_int_equal(
+		    ufault_region_register(ctx, a, len, &src, UFAULT_REGION_PAGE_SHIFT(16), NULL),
+		    0);
 		/* One touch per region page: 4 faults. */
 		for (size_t i = 0; i < 4; i++)
 			assert_int_equal(tu_read_byte(a + i * big + 5 * ps), 0);
@@ -285,8 +277,8 @@ static void test_proxy_ops(void **state)
 
 	(void)state;
 	assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_SPEC, 1, 1), 0);
-	p = ufault_mmap(ctx, NULL, 8 * ps, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, NULL, 0);
+	p = ufault_mmap(ctx, NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			NULL, 0);
 	assert_true(p != MAP_FAILED);
 	assert_int_equal(tu_zero_check(p, 8 * ps), -1);
 	stats_read(ctx, &st);
@@ -308,11 +300,9 @@ static void test_proxy_ops(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stats_args),
-		cmocka_unit_test(test_bucket_ns),
-		cmocka_unit_test(test_counters),
-		cmocka_unit_test(test_big_pages),
-		cmocka_unit_test(test_proxy_ops),
+	    cmocka_unit_test(test_stats_args), cmocka_unit_test(test_bucket_ns),
+	    cmocka_unit_test(test_counters),   cmocka_unit_test(test_big_pages),
+	    cmocka_unit_test(test_proxy_ops),
 	};
 
 	unsetenv("UFAULT_LOCK_MODE");

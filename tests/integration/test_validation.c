@@ -106,8 +106,7 @@ static struct ufault_source cb_source(uint64_t seed, uint64_t offset)
 	return s;
 }
 
-static void vstate_init(struct vstate *st, enum ufault_lock_mode mode,
-			size_t max_page_size)
+static void vstate_init(struct vstate *st, enum ufault_lock_mode mode, size_t max_page_size)
 {
 	struct ufault_config cfg;
 	struct ufault_source src;
@@ -128,9 +127,8 @@ static void vstate_init(struct vstate *st, enum ufault_lock_mode mode,
 	st->good = (char *)tu_map_anon(st->good_len + 8 * ps, 0) + 4 * ps;
 	st->good_off = 5 * ps;
 	src = cb_source(SEED_GOOD, st->good_off);
-	assert_int_equal(ufault_region_register(st->ctx, st->good, st->good_len,
-						&src, 0, &st->good_r),
-			 0);
+	assert_int_equal(
+	    ufault_region_register(st->ctx, st->good, st->good_len, &src, 0, &st->good_r), 0);
 	assert_non_null(st->good_r);
 	assert_true(range_has_uffd(st->good, st->good_len));
 }
@@ -142,9 +140,7 @@ static void check_good(struct vstate *st)
 	size_t pg = st->next++ % GOOD_PAGES;
 	char *p = st->good + pg * ps;
 
-	assert_int_equal(tu_pattern_check(p, ps, st->good_off + pg * ps,
-					  SEED_GOOD),
-			 -1);
+	assert_int_equal(tu_pattern_check(p, ps, st->good_off + pg * ps, SEED_GOOD), -1);
 }
 
 static void vstate_fini(struct vstate *st)
@@ -170,17 +166,16 @@ static void check_unregistered(const void *p, size_t len)
 }
 
 /* Call register, expect @want, and that the failure was logged. */
-static void expect_reg(struct vstate *st, struct ufault_ctx *ctx, void *addr,
-		       size_t len, const struct ufault_source *src,
-		       unsigned int flags, int want)
+static void expect_reg(struct vstate *st, struct ufault_ctx *ctx, void *addr, size_t len,
+		       const struct ufault_source *src, unsigned int flags, int want)
 {
 	struct ufault_region *r = (struct ufault_region *)(uintptr_t)0x1;
 	unsigned long before = logged();
 	int rc = ufault_region_register(ctx, addr, len, src, flags, &r);
 
 	if (rc != want)
-		fprintf(stderr, "register(%p, %zu, flags %#x) = %d (%s), want %d\n",
-			addr, len, flags, rc, ufault_strerror(rc), want);
+		fprintf(stderr, "register(%p, %zu, flags %#x) = %d (%s), want %d\n", addr, len,
+			flags, rc, ufault_strerror(rc), want);
 	assert_int_equal(rc, want);
 	if (ctx)
 		assert_true(logged() > before);
@@ -197,8 +192,7 @@ static char *victim_map(size_t len, size_t align)
 	return tu_map_anon(len, align);
 }
 
-static void victim_check(struct vstate *st, char *v, size_t len, size_t align,
-			 unsigned int flags)
+static void victim_check(struct vstate *st, char *v, size_t len, size_t align, unsigned int flags)
 {
 	struct ufault_source src = cb_source(SEED_VICTIM, 0);
 	struct ufault_region *r = NULL;
@@ -207,12 +201,9 @@ static void victim_check(struct vstate *st, char *v, size_t len, size_t align,
 	check_unregistered(v, align);
 	assert_false(range_has_uffd(v, len));
 	if (len > align) {
-		assert_int_equal(ufault_region_register(st->ctx, v + align,
-							len - align, &src,
-							flags, &r),
-				 0);
-		assert_int_equal(tu_pattern_check(v + len - ps, ps, len - align - ps,
-						  SEED_VICTIM),
+		assert_int_equal(
+		    ufault_region_register(st->ctx, v + align, len - align, &src, flags, &r), 0);
+		assert_int_equal(tu_pattern_check(v + len - ps, ps, len - align - ps, SEED_VICTIM),
 				 -1);
 		assert_int_equal(ufault_region_unregister(st->ctx, r), 0);
 	}
@@ -270,7 +261,7 @@ static void test_ctx_create_args(void **state)
 	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
 	cfg.lock_mode = (enum ufault_lock_mode)(UFAULT_LOCK_GLOBAL + 1);
 	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
-	cfg.lock_mode = (enum ufault_lock_mode)-1;
+	cfg.lock_mode = (enum ufault_lock_mode) - 1;
 	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
 
 	/* max_page_size: a power of two, at least the system page. */
@@ -291,8 +282,7 @@ static void test_ctx_create_args(void **state)
 	assert_int_equal(ufault_ctx_create(&ctx, NULL), 0);
 	assert_int_equal(ufault_ctx_lock_mode(ctx), UFAULT_LOCK_SPEC);
 	/* nr_workers 0 means the number of online CPUs. */
-	assert_int_equal(ufault_ctx_nr_workers(ctx),
-			 (unsigned int)sysconf(_SC_NPROCESSORS_ONLN));
+	assert_int_equal(ufault_ctx_nr_workers(ctx), (unsigned int)sysconf(_SC_NPROCESSORS_ONLN));
 	ufault_ctx_destroy(ctx);
 
 	ufault_config_init(&cfg);
@@ -320,11 +310,8 @@ static void test_env_lock_mode(void **state)
 	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
 		enum ufault_lock_mode m = tu_lock_mode(i);
 
-		assert_int_equal(setenv("UFAULT_LOCK_MODE",
-					ufault_lock_mode_name(m), 1),
-				 0);
-		assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_DEFAULT, 1, 1),
-				 0);
+		assert_int_equal(setenv("UFAULT_LOCK_MODE", ufault_lock_mode_name(m), 1), 0);
+		assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_DEFAULT, 1, 1), 0);
 		assert_int_equal(ufault_ctx_lock_mode(ctx), m);
 		ufault_ctx_destroy(ctx);
 	}
@@ -362,8 +349,7 @@ static void register_bad_args_mode(enum ufault_lock_mode mode)
 
 	/* NULLs. */
 	v = victim_map(len, big);
-	assert_int_equal(ufault_region_register(NULL, v, len, &src, 0, NULL),
-			 -EINVAL);
+	assert_int_equal(ufault_region_register(NULL, v, len, &src, 0, NULL), -EINVAL);
 	check_good(&st);
 	expect_reg(&st, st.ctx, v, len, NULL, 0, -EINVAL);
 	expect_reg(&st, st.ctx, NULL, len, &src, 0, -EINVAL);
@@ -384,46 +370,35 @@ static void register_bad_args_mode(enum ufault_lock_mode mode)
 
 	/* 64 KiB region pages: start and length must be 64 KiB multiples. */
 	v = victim_map(len, big);
-	expect_reg(&st, st.ctx, v + ps, len - big, &src,
-		   UFAULT_REGION_PAGE_SHIFT(16), -EINVAL);
-	expect_reg(&st, st.ctx, v, big + ps, &src,
-		   UFAULT_REGION_PAGE_SHIFT(16), -EINVAL);
-	expect_reg(&st, st.ctx, v, ps, &src, UFAULT_REGION_PAGE_SHIFT(16),
-		   -EINVAL);
+	expect_reg(&st, st.ctx, v + ps, len - big, &src, UFAULT_REGION_PAGE_SHIFT(16), -EINVAL);
+	expect_reg(&st, st.ctx, v, big + ps, &src, UFAULT_REGION_PAGE_SHIFT(16), -EINVAL);
+	expect_reg(&st, st.ctx, v, ps, &src, UFAULT_REGION_PAGE_SHIFT(16), -EINVAL);
 	victim_check(&st, v, len, big, UFAULT_REGION_PAGE_SHIFT(16));
 
 	/* Flag bits outside the mask. */
 	v = victim_map(len, big);
 	expect_reg(&st, st.ctx, v, len, &src, 1u << 1, -EINVAL);
 	expect_reg(&st, st.ctx, v, len, &src, 1u << 25, -EINVAL);
-	expect_reg(&st, st.ctx, v, len, &src, ~UFAULT_REGION_FLAGS_MASK,
-		   -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, ~UFAULT_REGION_FLAGS_MASK, -EINVAL);
 	victim_check(&st, v, len, ps, 0);
 
 	/* Page shift below the system page or above max_page_size (2 MiB). */
 	v = victim_map(len, big);
-	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(1),
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(1), -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(__builtin_ctzl(ps) - 1),
 		   -EINVAL);
-	expect_reg(&st, st.ctx, v, len, &src,
-		   UFAULT_REGION_PAGE_SHIFT(__builtin_ctzl(ps) - 1), -EINVAL);
-	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(22),
-		   -EINVAL);
-	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(40),
-		   -EINVAL);
-	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(63),
-		   -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(22), -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(40), -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(63), -EINVAL);
 	/* The system page size spelled explicitly is fine. */
 	{
 		struct ufault_region *r = NULL;
 
-		assert_int_equal(ufault_region_register(
-					 st.ctx, v + big, big, &src,
-					 UFAULT_REGION_PAGE_SHIFT(
-						 __builtin_ctzl(ps)),
-					 &r),
-				 0);
-		assert_int_equal(tu_pattern_check(v + big, ps, 0, SEED_VICTIM),
-				 -1);
+		assert_int_equal(
+		    ufault_region_register(st.ctx, v + big, big, &src,
+					   UFAULT_REGION_PAGE_SHIFT(__builtin_ctzl(ps)), &r),
+		    0);
+		assert_int_equal(tu_pattern_check(v + big, ps, 0, SEED_VICTIM), -1);
 		assert_int_equal(ufault_region_unregister(st.ctx, r), 0);
 	}
 	tu_unmap(v, len);
@@ -469,19 +444,14 @@ static void test_register_max_page_size(void **state)
 	(void)state;
 	vstate_init(&st, UFAULT_LOCK_SPEC, big);
 	v = victim_map(len, 2 * big);
-	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(17),
-		   -EINVAL);
+	expect_reg(&st, st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(17), -EINVAL);
 	check_unregistered(v, len);
 	tu_unmap(v, len);
 
 	v = victim_map(len, big);
-	assert_int_equal(ufault_region_register(st.ctx, v, len, &src,
-						UFAULT_REGION_PAGE_SHIFT(16),
-						&r),
-			 0);
-	assert_int_equal(tu_pattern_check(v + big + 100, 1000, big + 100,
-					  SEED_VICTIM),
-			 -1);
+	assert_int_equal(
+	    ufault_region_register(st.ctx, v, len, &src, UFAULT_REGION_PAGE_SHIFT(16), &r), 0);
+	assert_int_equal(tu_pattern_check(v + big + 100, 1000, big + 100, SEED_VICTIM), -1);
 	assert_int_equal(ufault_region_unregister(st.ctx, r), 0);
 	tu_unmap(v, len);
 	vstate_fini(&st);
@@ -515,28 +485,20 @@ static void register_overlap_mode(enum ufault_lock_mode mode)
 		char *after = g + st.good_len;
 
 		expect_reg(&st, st.ctx, before, 6 * ps, &src, 0, -EEXIST);
-		expect_reg(&st, st.ctx, g + st.good_len - 2 * ps, 6 * ps, &src,
-			   0, -EEXIST);
-		expect_reg(&st, st.ctx, before, st.good_len + 8 * ps, &src, 0,
-			   -EEXIST);
+		expect_reg(&st, st.ctx, g + st.good_len - 2 * ps, 6 * ps, &src, 0, -EEXIST);
+		expect_reg(&st, st.ctx, before, st.good_len + 8 * ps, &src, 0, -EEXIST);
 		assert_false(range_has_uffd(before, 4 * ps));
 		assert_false(range_has_uffd(after, 4 * ps));
 		check_unregistered(before, ps);
 		check_unregistered(after, ps);
 		/* Adjacent on both sides is not an overlap. */
-		assert_int_equal(ufault_region_register(st.ctx, after + ps,
-							3 * ps, &src, 0, &r),
+		assert_int_equal(ufault_region_register(st.ctx, after + ps, 3 * ps, &src, 0, &r),
 				 0);
-		assert_int_equal(tu_pattern_check(after + ps, ps, 0,
-						  SEED_VICTIM),
-				 -1);
+		assert_int_equal(tu_pattern_check(after + ps, ps, 0, SEED_VICTIM), -1);
 		assert_int_equal(ufault_region_unregister(st.ctx, r), 0);
-		assert_int_equal(ufault_region_register(st.ctx, before + ps,
-							3 * ps, &src, 0, &r),
+		assert_int_equal(ufault_region_register(st.ctx, before + ps, 3 * ps, &src, 0, &r),
 				 0);
-		assert_int_equal(tu_pattern_check(before + 3 * ps, ps, 2 * ps,
-						  SEED_VICTIM),
-				 -1);
+		assert_int_equal(tu_pattern_check(before + 3 * ps, ps, 2 * ps, SEED_VICTIM), -1);
 		assert_int_equal(ufault_region_unregister(st.ctx, r), 0);
 	}
 	check_good(&st);
@@ -566,8 +528,9 @@ static void register_other_ctx_mode(enum ufault_lock_mode mode)
 	before = logged();
 	rc = ufault_region_register(b.ctx, a.good, a.good_len, &src, 0, NULL);
 	if (rc != -EEXIST && rc != -EBUSY)
-		fprintf(stderr, "register over another context's region: %d "
-				"(%s)\n",
+		fprintf(stderr,
+			"register over another context's region: %d "
+			"(%s)\n",
 			rc, ufault_strerror(rc));
 	assert_true(rc == -EEXIST || rc == -EBUSY);
 	assert_true(logged() > before);
@@ -581,9 +544,7 @@ static void register_other_ctx_mode(enum ufault_lock_mode mode)
 		struct ufault_region *r = NULL;
 		char *last = a.good + a.good_len - ps;
 
-		assert_int_equal(ufault_region_register(b.ctx, last, ps, &src, 0,
-							&r),
-				 0);
+		assert_int_equal(ufault_region_register(b.ctx, last, ps, &src, 0, &r), 0);
 		assert_int_equal(tu_pattern_check(last, ps, 0, SEED_VICTIM), -1);
 		assert_int_equal(ufault_region_unregister(b.ctx, r), 0);
 	}
@@ -649,7 +610,7 @@ static void test_register_unmapped(void **state)
  */
 static void test_register_file_mapping(void **state)
 {
-	static const char *dirs[] = { ".", "/var/tmp", "/tmp" };
+	static const char *dirs[] = {".", "/var/tmp", "/tmp"};
 	struct vstate st;
 	size_t ps = tu_page_size(), len = 8 * ps;
 	struct ufault_source src = cb_source(SEED_VICTIM, 0);
@@ -662,8 +623,7 @@ static void test_register_file_mapping(void **state)
 
 		if (statfs(dirs[i], &sfs) || sfs.f_type == 0x01021994 /* tmpfs */)
 			continue;
-		snprintf(path, sizeof(path), "%s/ufault-validation-XXXXXX",
-			 dirs[i]);
+		snprintf(path, sizeof(path), "%s/ufault-validation-XXXXXX", dirs[i]);
 		fd = mkstemp(path);
 	}
 	if (fd < 0) {
@@ -674,12 +634,11 @@ static void test_register_file_mapping(void **state)
 	assert_int_equal(ftruncate(fd, (off_t)len), 0);
 
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++) {
-		int types[] = { MAP_SHARED, MAP_PRIVATE };
+		int types[] = {MAP_SHARED, MAP_PRIVATE};
 
 		vstate_init(&st, tu_lock_mode(m), 0);
 		for (unsigned int t = 0; t < 2; t++) {
-			char *f = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				       types[t], fd, 0);
+			char *f = mmap(NULL, len, PROT_READ | PROT_WRITE, types[t], fd, 0);
 
 			assert_true(f != MAP_FAILED);
 			expect_reg(&st, st.ctx, f, len, &src, 0, -EOPNOTSUPP);
@@ -717,19 +676,16 @@ static void unregister_mode(enum ufault_lock_mode mode)
 
 	/* Another context's region is not ours: both stay registered. */
 	before = logged();
-	assert_int_equal(ufault_region_unregister(st.ctx, other.good_r),
-			 -ENOENT);
+	assert_int_equal(ufault_region_unregister(st.ctx, other.good_r), -ENOENT);
 	assert_true(logged() > before);
-	assert_int_equal(ufault_region_unregister(other.ctx, st.good_r),
-			 -ENOENT);
+	assert_int_equal(ufault_region_unregister(other.ctx, st.good_r), -ENOENT);
 	check_good(&st);
 	check_good(&other);
 	assert_true(range_has_uffd(other.good, other.good_len));
 
 	/* Unregister, touch (zeros, kernel behaviour), twice is -ENOENT. */
 	v = victim_map(len, ps);
-	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, &r),
-			 0);
+	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, &r), 0);
 	assert_int_equal(tu_pattern_check(v, ps, 0, SEED_VICTIM), -1);
 	assert_int_equal(ufault_region_unregister(st.ctx, r), 0);
 	assert_false(range_has_uffd(v, len));
@@ -744,17 +700,14 @@ static void unregister_mode(enum ufault_lock_mode mode)
 	/* The range can be registered again. */
 	tu_unmap(v, len);
 	v = victim_map(len, ps);
-	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, &r2),
-			 0);
-	assert_int_equal(tu_pattern_check(v + 3 * ps, ps, 3 * ps, SEED_VICTIM),
-			 -1);
+	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, &r2), 0);
+	assert_int_equal(tu_pattern_check(v + 3 * ps, ps, 3 * ps, SEED_VICTIM), -1);
 	assert_int_equal(ufault_region_unregister(st.ctx, r2), 0);
 	tu_unmap(v, len);
 
 	/* out == NULL is allowed; the region is then released by destroy. */
 	v = victim_map(len, ps);
-	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, NULL),
-			 0);
+	assert_int_equal(ufault_region_register(st.ctx, v, len, &src, 0, NULL), 0);
 	assert_int_equal(tu_pattern_check(v + ps, ps, ps, SEED_VICTIM), -1);
 	check_good(&st);
 
@@ -778,10 +731,9 @@ static void test_unregister(void **state)
 
 static void test_strerror(void **state)
 {
-	static const int errs[] = { 0,	     EINVAL,  -EINVAL, -ENOENT,
-				    -EEXIST, -ENOMEM, -EOPNOTSUPP,
-				    -EPERM,  -ENOSYS, -EAGAIN, -EIO,
-				    12345,   -12345,  INT32_MIN, INT32_MAX };
+	static const int errs[] = {0,	    EINVAL,	 -EINVAL, -ENOENT,   -EEXIST,
+				   -ENOMEM, -EOPNOTSUPP, -EPERM,  -ENOSYS,   -EAGAIN,
+				   -EIO,    12345,	 -12345,  INT32_MIN, INT32_MAX};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
@@ -796,7 +748,7 @@ static void test_strerror(void **state)
 
 static void test_lock_mode_names(void **state)
 {
-	static const char *names[] = { "spec", "region", "range", "global" };
+	static const char *names[] = {"spec", "region", "range", "global"};
 	enum ufault_lock_mode m = UFAULT_LOCK_DEFAULT;
 
 	(void)state;
@@ -825,17 +777,12 @@ static void test_lock_mode_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ctx_create_args),
-		cmocka_unit_test(test_env_lock_mode),
-		cmocka_unit_test(test_register_bad_args),
-		cmocka_unit_test(test_register_max_page_size),
-		cmocka_unit_test(test_register_overlap),
-		cmocka_unit_test(test_register_other_ctx),
-		cmocka_unit_test(test_register_unmapped),
-		cmocka_unit_test(test_register_file_mapping),
-		cmocka_unit_test(test_unregister),
-		cmocka_unit_test(test_lock_mode_names),
-		cmocka_unit_test(test_strerror),
+	    cmocka_unit_test(test_ctx_create_args),   cmocka_unit_test(test_env_lock_mode),
+	    cmocka_unit_test(test_register_bad_args), cmocka_unit_test(test_register_max_page_size),
+	    cmocka_unit_test(test_register_overlap),  cmocka_unit_test(test_register_other_ctx),
+	    cmocka_unit_test(test_register_unmapped), cmocka_unit_test(test_register_file_mapping),
+	    cmocka_unit_test(test_unregister),	      cmocka_unit_test(test_lock_mode_names),
+	    cmocka_unit_test(test_strerror),
 	};
 
 	unsetenv("UFAULT_LOCK_MODE");

@@ -95,10 +95,9 @@ enum op {
 };
 
 static const char *const op_names[OP_NR] = {
-	"replace", "remap", "move", "grow", "shrink", "split", "mprotect",
-	"madvise",
+    "replace", "remap", "move", "grow", "shrink", "split", "mprotect", "madvise",
 };
-static const unsigned int op_weight[OP_NR] = { 20, 10, 15, 10, 10, 5, 10, 15 };
+static const unsigned int op_weight[OP_NR] = {20, 10, 15, 10, 10, 5, 10, 15};
 
 /*
  * Readers copy pages while a proxy may replace the mapping under them
@@ -112,8 +111,12 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 #define IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
 #define IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
-#define IGNORE_READS_BEGIN() do { } while (0)
-#define IGNORE_READS_END() do { } while (0)
+#define IGNORE_READS_BEGIN()                                                                       \
+	do {                                                                                       \
+	} while (0)
+#define IGNORE_READS_END()                                                                         \
+	do {                                                                                       \
+	} while (0)
 #endif
 
 struct hent {
@@ -122,14 +125,14 @@ struct hent {
 };
 
 struct slot {
-	pthread_rwlock_t rw;	/* readers shared; unmapping windows exclusive */
-	pthread_mutex_t op;	/* serialises proxies on this slot */
-	int state;		/* atomic: enum slot_state */
-	unsigned int len;	/* atomic: mapped pages */
+	pthread_rwlock_t rw;	 /* readers shared; unmapping windows exclusive */
+	pthread_mutex_t op;	 /* serialises proxies on this slot */
+	int state;		 /* atomic: enum slot_state */
+	unsigned int len;	 /* atomic: mapped pages */
 	uint64_t seq_lo, seq_hi; /* atomic */
-	struct hent hist[HIST]; /* atomic fields */
-	int busy;		/* atomic: op in progress + 1, for diagnostics */
-	int last_op;		/* atomic: last op completed + 1, for diagnostics */
+	struct hent hist[HIST];	 /* atomic fields */
+	int busy;		 /* atomic: op in progress + 1, for diagnostics */
+	int last_op;		 /* atomic: last op completed + 1, for diagnostics */
 	/* proxy-only (under op) */
 	uint64_t g, so;
 	unsigned int bounds[MAX_BOUNDS]; /* first page of each region */
@@ -147,10 +150,10 @@ static struct {
 	char *arena;
 	size_t ps;
 	struct slot slots[NR_SLOTS];
-	uint64_t next_g;	/* atomic */
-	int stop;		/* atomic */
-	int failed;		/* atomic */
-	char fail_msg[1024];	/* first failure, under fail_lock */
+	uint64_t next_g;     /* atomic */
+	int stop;	     /* atomic */
+	int failed;	     /* atomic */
+	char fail_msg[1024]; /* first failure, under fail_lock */
 	pthread_mutex_t fail_lock;
 	struct counters cnt[NR_READERS + NR_PROXIES];
 } S;
@@ -245,8 +248,8 @@ static void dump_maps(unsigned int i)
 
 	if (!f)
 		return;
-	fprintf(stderr, "  VMAs around slot %u (slot base %p, %zu bytes a slot):\n",
-		i, (void *)slot_base(i), SLOT_CAP * S.ps);
+	fprintf(stderr, "  VMAs around slot %u (slot base %p, %zu bytes a slot):\n", i,
+		(void *)slot_base(i), SLOT_CAP * S.ps);
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long a, b;
 
@@ -274,15 +277,15 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
 		n = snprintf(msg, sizeof(msg),
 			     "FAIL [%s]: %s at %p: slot %u page %u, slot state %d "
 			     "len %u, proxy op in progress: %s\n",
-			     ufault_lock_mode_name(S.mode),
-			     sig == SIGSEGV ? "SIGSEGV" : "SIGBUS", si->si_addr,
-			     i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+			     ufault_lock_mode_name(S.mode), sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
+			     si->si_addr, i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
 			     __atomic_load_n(&s->len, __ATOMIC_RELAXED),
 			     busy ? op_names[busy - 1] : "none");
 	} else {
-		n = snprintf(msg, sizeof(msg), "FAIL [%s]: %s at %p (outside "
-			     "the arena)\n", ufault_lock_mode_name(S.mode),
-			     sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
+		n = snprintf(msg, sizeof(msg),
+			     "FAIL [%s]: %s at %p (outside "
+			     "the arena)\n",
+			     ufault_lock_mode_name(S.mode), sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
 			     si->si_addr);
 	}
 	if (n > 0 && write(2, msg, (size_t)n) < 0)
@@ -354,8 +357,8 @@ static uint64_t rnd(uint64_t *st)
 
 enum verdict { V_OK, V_TORN, V_SKIP, V_BAD };
 
-static enum verdict judge(const uint64_t *w, struct slot *s, unsigned int pg,
-			  uint64_t lo, uint64_t hi)
+static enum verdict judge(const uint64_t *w, struct slot *s, unsigned int pg, uint64_t lo,
+			  uint64_t hi)
 {
 	bool match = false;
 	uint64_t now;
@@ -376,8 +379,8 @@ static enum verdict judge(const uint64_t *w, struct slot *s, unsigned int pg,
 	return hi != lo ? V_TORN : V_BAD;
 }
 
-static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg,
-		       uint64_t lo, uint64_t hi, const char *who)
+static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg, uint64_t lo, uint64_t hi,
+		       const char *who)
 {
 	struct slot *s = &S.slots[i];
 	uint64_t g = __atomic_load_n(&s->hist[lo % HIST].g, __ATOMIC_ACQUIRE);
@@ -409,18 +412,17 @@ static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg,
 	      "0x%llx (history window %llu..%llu), found word0 g %llu offset "
 	      "0x%llx, first bad word %ld (0x%016llx, want 0x%016llx); proxy "
 	      "op on the slot now: %s, last completed: %s",
-	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps), what,
-	      (unsigned long long)g, (unsigned long long)o,
-	      (unsigned long long)lo, (unsigned long long)hi,
+	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps), what, (unsigned long long)g,
+	      (unsigned long long)o, (unsigned long long)lo, (unsigned long long)hi,
 	      (unsigned long long)fg, (unsigned long long)fo, bad,
 	      bad >= 0 ? (unsigned long long)w[bad] : 0ull,
 	      bad >= 0 ? (unsigned long long)page_word(o, g, (size_t)bad) : 0ull,
 	      __atomic_load_n(&s->busy, __ATOMIC_RELAXED)
-		      ? op_names[__atomic_load_n(&s->busy, __ATOMIC_RELAXED) - 1]
-		      : "none",
+		  ? op_names[__atomic_load_n(&s->busy, __ATOMIC_RELAXED) - 1]
+		  : "none",
 	      __atomic_load_n(&s->last_op, __ATOMIC_RELAXED)
-		      ? op_names[__atomic_load_n(&s->last_op, __ATOMIC_RELAXED) - 1]
-		      : "initial mmap");
+		  ? op_names[__atomic_load_n(&s->last_op, __ATOMIC_RELAXED) - 1]
+		  : "initial mmap");
 }
 
 struct thr {
@@ -490,8 +492,7 @@ static bool rereserve(char *addr, size_t len)
 
 	if (!len)
 		return true;
-	r = mmap(addr, len, PROT_NONE, PA | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-		 -1, 0);
+	r = mmap(addr, len, PROT_NONE, PA | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
 	if (r == addr)
 		return true;
 	if (r != MAP_FAILED)
@@ -524,20 +525,19 @@ static void set_single_region(struct slot *s)
 	s->nbounds = 1;
 }
 
-#define PFAIL(...)                                                            \
-	do {                                                                  \
-		failf(__VA_ARGS__);                                           \
-		return;                                                       \
+#define PFAIL(...)                                                                                 \
+	do {                                                                                       \
+		failf(__VA_ARGS__);                                                                \
+		return;                                                                            \
 	} while (0)
-#define PFAILB(...)                                                           \
-	do {                                                                  \
-		failf(__VA_ARGS__);                                           \
-		return false;                                                 \
+#define PFAILB(...)                                                                                \
+	do {                                                                                       \
+		failf(__VA_ARGS__);                                                                \
+		return false;                                                                      \
 	} while (0)
 
 /* mremap over a slot of several regions: must fail and change nothing. */
-static void expect_mremap_fails(struct slot *s, unsigned int i,
-				size_t new_len, int flags, void *to,
+static void expect_mremap_fails(struct slot *s, unsigned int i, size_t new_len, int flags, void *to,
 				struct counters *c)
 {
 	void *r;
@@ -546,11 +546,12 @@ static void expect_mremap_fails(struct slot *s, unsigned int i,
 	r = ufault_mremap(S.ctx, slot_base(i), s->len * S.ps, new_len, flags, to);
 	if (r != MAP_FAILED)
 		PFAIL("slot %u: ufault_mremap over %u regions succeeded (%p); "
-		      "expected a failure (not within one region)", i,
-		      s->nbounds, r);
+		      "expected a failure (not within one region)",
+		      i, s->nbounds, r);
 	if (!errno)
 		PFAIL("slot %u: ufault_mremap over %u regions failed with "
-		      "errno 0", i, s->nbounds);
+		      "errno 0",
+		      i, s->nbounds);
 	c->expected_failures++;
 }
 
@@ -563,15 +564,15 @@ static bool op_replace(unsigned int i, uint64_t *st, struct counters *c)
 	void *r;
 
 	hist_announce(s, g, so);
-	r = ufault_mmap(S.ctx, slot_base(i), len2 * S.ps, RW, PA | MAP_FIXED,
-			&src, 0);
+	r = ufault_mmap(S.ctx, slot_base(i), len2 * S.ps, RW, PA | MAP_FIXED, &src, 0);
 	if (r != slot_base(i)) {
 		int e = errno;
 
 		/* The old mapping must be intact: re-announce it. */
 		hist_publish(s, s->g, s->so);
 		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u pages) over our own "
-		      "mapping failed: %s", i, len2, strerror(e));
+		       "mapping failed: %s",
+		       i, len2, strerror(e));
 	}
 	hist_complete(s);
 	s->g = g;
@@ -599,8 +600,7 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 		pthread_rwlock_unlock(&s->rw);
 		PFAILB("slot %u: ufault_munmap: %s", i, strerror(e));
 	}
-	r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW,
-			PA | MAP_FIXED_NOREPLACE, &src, 0);
+	r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW, PA | MAP_FIXED_NOREPLACE, &src, 0);
 	if (r != slot_base(i)) {
 		int e = errno;
 
@@ -608,14 +608,12 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 			slot_kill(s, c);
 		} else {
 			pthread_rwlock_unlock(&s->rw);
-			PFAILB("slot %u: ufault_mmap(NOREPLACE) into a hole: %s",
-			      i, strerror(e));
+			PFAILB("slot %u: ufault_mmap(NOREPLACE) into a hole: %s", i, strerror(e));
 		}
 	} else {
 		hist_publish(s, g, so);
 		set_single_region(s);
-		if (whole && !rereserve(slot_base(i) + len * S.ps,
-					(SLOT_CAP - len) * S.ps))
+		if (whole && !rereserve(slot_base(i) + len * S.ps, (SLOT_CAP - len) * S.ps))
 			slot_kill(s, c);
 	}
 	pthread_rwlock_unlock(&s->rw);
@@ -646,8 +644,8 @@ static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
 	len2 = MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
 	wrlock2(s, d);
 	if (s->nbounds > 1) {
-		expect_mremap_fails(s, i, len2 * S.ps,
-				    MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j), c);
+		expect_mremap_fails(s, i, len2 * S.ps, MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j),
+				    c);
 		done = true;
 		goto out;
 	}
@@ -660,8 +658,8 @@ static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
 	}
 	if (r != slot_base(j)) {
 		failf("slot %u -> %u: ufault_mremap(%u -> %u pages, "
-		      "MAYMOVE|FIXED): %s", i, j, len, len2,
-		      r == MAP_FAILED ? strerror(errno) : "wrong address");
+		      "MAYMOVE|FIXED): %s",
+		      i, j, len, len2, r == MAP_FAILED ? strerror(errno) : "wrong address");
 		goto out;
 	}
 	/* d takes over the memory, its generation and source offset. */
@@ -720,13 +718,12 @@ static bool op_grow(unsigned int i, uint64_t *st, struct counters *c)
 		if (rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps)) {
 			dump_maps(i);
 			PFAILB("slot %u: ufault_mremap grow in place %u -> %u "
-			      "pages (last region at page %u) failed although "
-			      "the space was free: %s", i, len, len2, last,
-			      strerror(e));
+			       "pages (last region at page %u) failed although "
+			       "the space was free: %s",
+			       i, len, len2, last, strerror(e));
 		}
 		if (e != ENOMEM)
-			PFAILB("slot %u: ufault_mremap grow in place: %s", i,
-			      strerror(e));
+			PFAILB("slot %u: ufault_mremap grow in place: %s", i, strerror(e));
 		/* ENOMEM: somebody else's mapping took the hole. */
 		slot_kill(s, c);
 		return false;
@@ -751,19 +748,17 @@ static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
 	by_munmap = last >= len2 || (rnd(st) & 1);
 	wrlock2(s, NULL);
 	if (by_munmap) {
-		if (ufault_munmap(S.ctx, slot_base(i) + len2 * S.ps,
-				  (len - len2) * S.ps)) {
-			failf("slot %u: ufault_munmap of the tail [%u, %u): %s",
-			      i, len2, len, strerror(errno));
+		if (ufault_munmap(S.ctx, slot_base(i) + len2 * S.ps, (len - len2) * S.ps)) {
+			failf("slot %u: ufault_munmap of the tail [%u, %u): %s", i, len2, len,
+			      strerror(errno));
 			goto out;
 		}
 		for (k = 0; k < s->nbounds && s->bounds[k] < len2; k++)
 			;
 		s->nbounds = k;
 	} else {
-		r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps,
-				  (len - last) * S.ps, (len2 - last) * S.ps, 0,
-				  NULL);
+		r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps, (len - last) * S.ps,
+				  (len2 - last) * S.ps, 0, NULL);
 		if (r == MAP_FAILED && errno == EFAULT) {
 			c->efault++; /* two VMAs, as with mremap(2) */
 			done = true;
@@ -771,8 +766,8 @@ static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
 		}
 		if (r != slot_base(i) + last * S.ps) {
 			failf("slot %u: ufault_mremap shrink %u -> %u pages "
-			      "(last region at page %u): %s", i, len, len2,
-			      last, r == MAP_FAILED ? strerror(errno) : "moved");
+			      "(last region at page %u): %s",
+			      i, len, len2, last, r == MAP_FAILED ? strerror(errno) : "moved");
 			goto out;
 		}
 	}
@@ -801,19 +796,20 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 	src = gen_src(s->g, s->so + a * S.ps);
 	wrlock2(s, NULL);
 	if (ufault_munmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps)) {
-		failf("slot %u: ufault_munmap of the middle [%u, %u): %s", i, a,
-		      a + b, strerror(errno));
+		failf("slot %u: ufault_munmap of the middle [%u, %u): %s", i, a, a + b,
+		      strerror(errno));
 		goto out;
 	}
 	/* Refill the hole with a region serving the same bytes. */
-	r = ufault_mmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps, RW,
-			PA | MAP_FIXED_NOREPLACE, &src, 0);
+	r = ufault_mmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps, RW, PA | MAP_FIXED_NOREPLACE,
+			&src, 0);
 	if (r != slot_base(i) + a * S.ps) {
 		if (errno == EEXIST)
 			slot_kill(s, c);
 		else
 			failf("slot %u: ufault_mmap(NOREPLACE) into the split "
-			      "hole: %s", i, strerror(errno));
+			      "hole: %s",
+			      i, strerror(errno));
 		goto out;
 	}
 	/* Region starts: the old ones, plus a and a + b. */
@@ -846,13 +842,11 @@ static bool op_mprotect(unsigned int i, uint64_t *st, struct counters *c)
 	char *p = slot_base(i) + a * S.ps;
 
 	if (ufault_mprotect(S.ctx, p, n * S.ps, PROT_READ))
-		PFAILB("slot %u: ufault_mprotect(R) [%u, %u): %s", i, a, a + n,
-		      strerror(errno));
+		PFAILB("slot %u: ufault_mprotect(R) [%u, %u): %s", i, a, a + n, strerror(errno));
 	for (int k = 0; k < 3; k++)
 		sched_yield();
 	if (ufault_mprotect(S.ctx, p, n * S.ps, RW))
-		PFAILB("slot %u: ufault_mprotect(RW) [%u, %u): %s", i, a, a + n,
-		      strerror(errno));
+		PFAILB("slot %u: ufault_mprotect(RW) [%u, %u): %s", i, a, a + n, strerror(errno));
 	return true;
 }
 
@@ -863,10 +857,9 @@ static bool op_madvise(unsigned int i, uint64_t *st, struct counters *c)
 	unsigned int a = (unsigned int)(rnd(st) % len);
 	unsigned int n = 1 + (unsigned int)(rnd(st) % (len - a));
 
-	if (ufault_madvise(S.ctx, slot_base(i) + a * S.ps, n * S.ps,
-			   MADV_DONTNEED))
-		PFAILB("slot %u: ufault_madvise(DONTNEED) [%u, %u): %s", i, a,
-		      a + n, strerror(errno));
+	if (ufault_madvise(S.ctx, slot_base(i) + a * S.ps, n * S.ps, MADV_DONTNEED))
+		PFAILB("slot %u: ufault_madvise(DONTNEED) [%u, %u): %s", i, a, a + n,
+		       strerror(errno));
 	return true;
 }
 
@@ -974,8 +967,7 @@ static void *proxy_main(void *arg)
 
 static void arena_setup(uint64_t *st)
 {
-	S.arena = mmap(NULL, NR_SLOTS * SLOT_CAP * S.ps, PROT_NONE,
-		       PA | MAP_NORESERVE, -1, 0);
+	S.arena = mmap(NULL, NR_SLOTS * SLOT_CAP * S.ps, PROT_NONE, PA | MAP_NORESERVE, -1, 0);
 	if (S.arena == MAP_FAILED)
 		tu_die("mmap arena", errno);
 	for (unsigned int i = 0; i < NR_SLOTS; i++) {
@@ -984,8 +976,7 @@ static void arena_setup(uint64_t *st)
 
 		memset(s, 0, sizeof(*s));
 		pthread_rwlockattr_init(&ra);
-		pthread_rwlockattr_setkind_np(&ra,
-			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 		pthread_rwlock_init(&s->rw, &ra);
 		pthread_rwlockattr_destroy(&ra);
 		pthread_mutex_init(&s->op, NULL);
@@ -993,14 +984,15 @@ static void arena_setup(uint64_t *st)
 		if (i < NR_MAPPED_AT_START) {
 			uint64_t g = new_gen(), so = rand_so(st);
 			struct ufault_source src = gen_src(g, so);
-			unsigned int len = MIN_LEN + (unsigned int)(rnd(st) %
-						     (SLOT_CAP - MIN_LEN + 1));
-			void *r = ufault_mmap(S.ctx, slot_base(i), len * S.ps,
-					      RW, PA | MAP_FIXED, &src, 0);
+			unsigned int len =
+			    MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
+			void *r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW, PA | MAP_FIXED,
+					      &src, 0);
 
 			if (r != slot_base(i))
 				fail_msg("initial ufault_mmap(MAP_FIXED) of slot "
-					 "%u: %s", i, strerror(errno));
+					 "%u: %s",
+					 i, strerror(errno));
 			hist_publish(s, g, so);
 			set_single_region(s);
 			s->len = len;
@@ -1022,8 +1014,7 @@ static uint64_t final_check(void)
 		for (unsigned int pg = 0; pg < s->len && !S.failed; pg++) {
 			memcpy(buf, slot_base(i) + (size_t)pg * S.ps, S.ps);
 			if (page_mismatch(buf, s->so + (uint64_t)pg * S.ps, s->g) >= 0)
-				report_bad(buf, i, pg, s->seq_lo, s->seq_lo,
-					   "final check");
+				report_bad(buf, i, pg, s->seq_lo, s->seq_lo, "final check");
 			n++;
 		}
 	}
@@ -1042,10 +1033,8 @@ static void arena_teardown(void)
 
 		while (j < NR_SLOTS && S.slots[j].state != SLOT_DEAD)
 			j++;
-		if (j > i && ufault_munmap(S.ctx, slot_base(i),
-					   (size_t)(j - i) * SLOT_CAP * S.ps))
-			failf("final ufault_munmap of slots [%u, %u): %s", i, j,
-			      strerror(errno));
+		if (j > i && ufault_munmap(S.ctx, slot_base(i), (size_t)(j - i) * SLOT_CAP * S.ps))
+			failf("final ufault_munmap of slots [%u, %u): %s", i, j, strerror(errno));
 		i = j + 1;
 	}
 	for (i = 0; i < NR_SLOTS; i++) {
@@ -1091,8 +1080,7 @@ static void run_mode(enum ufault_lock_mode mode)
 
 	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++) {
 		thr[k].id = k;
-		pthread_create(&thr[k].t, NULL,
-			       k < NR_READERS ? reader_main : proxy_main, &thr[k]);
+		pthread_create(&thr[k].t, NULL, k < NR_READERS ? reader_main : proxy_main, &thr[k]);
 	}
 	t0 = tu_now_ns();
 	for (uint64_t end = t0 + (uint64_t)(secs * 1e9);
@@ -1132,21 +1120,19 @@ static void run_mode(enum ufault_lock_mode mode)
 	}
 	printf("[%s] %.1fs: %llu page reads, %llu checked OK, %llu torn "
 	       "(re-read), %llu unjudged, %llu final pages OK; ops:",
-	       ufault_lock_mode_name(mode), secs,
-	       (unsigned long long)tot.reads, (unsigned long long)tot.checked,
-	       (unsigned long long)tot.torn, (unsigned long long)tot.skipped,
-	       (unsigned long long)finals);
+	       ufault_lock_mode_name(mode), secs, (unsigned long long)tot.reads,
+	       (unsigned long long)tot.checked, (unsigned long long)tot.torn,
+	       (unsigned long long)tot.skipped, (unsigned long long)finals);
 	for (int o = 0; o < OP_NR; o++)
 		printf(" %s %llu", op_names[o], (unsigned long long)tot.ops[o]);
 	printf("; expected mremap failures %llu (not one region) + %llu "
 	       "(EFAULT: several VMAs); dead slots %llu\n",
-	       (unsigned long long)tot.expected_failures,
-	       (unsigned long long)tot.efault, (unsigned long long)tot.dead);
+	       (unsigned long long)tot.expected_failures, (unsigned long long)tot.efault,
+	       (unsigned long long)tot.dead);
 	printf("[%s] library: faults %llu, installed %llu, eexist %llu, "
 	       "retries %llu, deferred %llu, proxy_ops %llu, spec aborts "
 	       "seq %llu trylock %llu detached %llu gen %llu\n",
-	       ufault_lock_mode_name(mode),
-	       (unsigned long long)(st1.faults - st0.faults),
+	       ufault_lock_mode_name(mode), (unsigned long long)(st1.faults - st0.faults),
 	       (unsigned long long)(st1.pages_installed - st0.pages_installed),
 	       (unsigned long long)(st1.eexist_races - st0.eexist_races),
 	       (unsigned long long)(st1.retries - st0.retries),
@@ -1192,10 +1178,10 @@ static void test_stress_global(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stress_spec),
-		cmocka_unit_test(test_stress_region),
-		cmocka_unit_test(test_stress_range),
-		cmocka_unit_test(test_stress_global),
+	    cmocka_unit_test(test_stress_spec),
+	    cmocka_unit_test(test_stress_region),
+	    cmocka_unit_test(test_stress_range),
+	    cmocka_unit_test(test_stress_global),
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
