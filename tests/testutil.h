@@ -41,6 +41,8 @@
  *    tu_zero_check(buf, len)   -1 if every byte is 0, else first non-zero.
  *    tu_pattern_fill_cb  a ufault_fill_fn; its arg is the seed cast to a
  *                        pointer: (void *)(uintptr_t)seed.
+ *    tu_pattern_source(offset, seed)  a callback source of that pattern,
+ *                        starting at source @offset.
  *
  *  Time (tests assert behaviour, never timing; these only bound run time)
  *    tu_now_ns()         CLOCK_MONOTONIC in ns.
@@ -219,6 +221,18 @@ static inline int tu_pattern_fill_cb(void *arg, uint64_t offset, void *buf, size
 {
 	tu_pattern_fill(buf, len, offset, (uint64_t)(uintptr_t)arg);
 	return 0;
+}
+
+static inline struct ufault_source tu_pattern_source(uint64_t offset, uint64_t seed)
+{
+	struct ufault_source s;
+
+	memset(&s, 0, sizeof(s));
+	s.type = UFAULT_SOURCE_CALLBACK;
+	s.offset = offset;
+	s.callback.fill = tu_pattern_fill_cb;
+	s.callback.arg = (void *)(uintptr_t)seed;
+	return s;
 }
 
 /* ------------------------------------------------------------------ */

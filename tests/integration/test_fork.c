@@ -60,21 +60,10 @@ static enum child_saw fork_and_read(const unsigned char *p, size_t len, uint64_t
 	return (enum child_saw)WEXITSTATUS(status);
 }
 
-static struct ufault_source pattern_source(uint64_t seed)
-{
-	struct ufault_source s;
-
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
-	s.callback.fill = tu_pattern_fill_cb;
-	s.callback.arg = (void *)(uintptr_t)seed;
-	return s;
-}
-
 static void test_callback_region_not_inherited(void **state)
 {
 	size_t ps = tu_page_size(), len = 4 * ps;
-	struct ufault_source src = pattern_source(5);
+	struct ufault_source src = tu_pattern_source(0, 5);
 	struct ufault_region *r = NULL;
 	struct ufault_ctx *ctx;
 	unsigned char *a;
@@ -120,7 +109,7 @@ static void test_zero_region_inherited(void **state)
 static void test_proxy_mapping_not_inherited(void **state)
 {
 	size_t ps = tu_page_size(), len = 4 * ps;
-	struct ufault_source src = pattern_source(9);
+	struct ufault_source src = tu_pattern_source(0, 9);
 	struct ufault_ctx *ctx;
 	unsigned char *a, *b;
 

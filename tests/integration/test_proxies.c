@@ -77,18 +77,6 @@ static uint64_t proxy_ops(struct ufault_ctx *ctx)
 	return st.proxy_ops;
 }
 
-static struct ufault_source cb_src(uint64_t offset, uint64_t seed)
-{
-	struct ufault_source s;
-
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
-	s.offset = offset;
-	s.callback.fill = tu_pattern_fill_cb;
-	s.callback.arg = (void *)(uintptr_t)seed;
-	return s;
-}
-
 /* PROT_NONE reservation we own: later MAP_FIXED into it clobbers nothing
  * that belongs to someone else. */
 static char *reserve(size_t len)
@@ -162,7 +150,7 @@ static void assert_page_bytes(const void *base, size_t pg, unsigned char c)
 static void test_mmap_kernel_chosen(void **state)
 {
 	struct fx *f = *state;
-	struct ufault_source s = cb_src(5 * ps + 64, 11);
+	struct ufault_source s = tu_pattern_source(5 * ps + 64, 11);
 	uint64_t ops = proxy_ops(f->ctx);
 	char *p;
 
@@ -221,7 +209,7 @@ static void test_mmap_snapshot(void **state)
 static void test_mmap_fixed(void **state)
 {
 	struct fx *f = *state;
-	struct ufault_source s = cb_src(0, 7), s2 = cb_src(100 * ps, 8);
+	struct ufault_source s = tu_pattern_source(0, 7), s2 = tu_pattern_source(100 * ps, 8);
 	char *r = reserve(8 * ps);
 	char *p, *q;
 	uint64_t ops;
@@ -273,7 +261,7 @@ static void test_munmap_middle(void **state)
 {
 	struct fx *f = *state;
 	uint64_t o = 17 * ps;
-	struct ufault_source s = cb_src(o, 3);
+	struct ufault_source s = tu_pattern_source(o, 3);
 	char *p;
 
 	p = ufault_mmap(f->ctx, NULL, 12 * ps, RW, PA, &s, 0);
@@ -311,7 +299,8 @@ static void test_munmap_middle(void **state)
 static void test_munmap_span(void **state)
 {
 	struct fx *f = *state;
-	struct ufault_source a = cb_src(1000 * ps, 21), b = cb_src(3 * ps, 22);
+	struct ufault_source a = tu_pattern_source(1000 * ps, 21),
+			     b = tu_pattern_source(3 * ps, 22);
 	char *r = reserve(20 * ps);
 
 	/* [0,6) region A, [6,7) reservation, [7,9) hole, [9,10) reservation,
@@ -339,7 +328,7 @@ static void test_mremap_grow_shrink(void **state)
 {
 	struct fx *f = *state;
 	uint64_t o = 64 * ps;
-	struct ufault_source s = cb_src(o, 5);
+	struct ufault_source s = tu_pattern_source(o, 5);
 	char *r = reserve(16 * ps);
 	char *p, *q;
 	uint64_t ops;
@@ -382,7 +371,7 @@ static void test_mremap_move(void **state)
 {
 	struct fx *f = *state;
 	uint64_t o = 9 * ps;
-	struct ufault_source s = cb_src(o, 6);
+	struct ufault_source s = tu_pattern_source(o, 6);
 	char *p, *q, *t, *t2, *t3, *t4;
 
 	p = ufault_mmap(f->ctx, NULL, 8 * ps, RW, PA, &s, 0);
@@ -484,7 +473,7 @@ static void test_mprotect(void **state)
 {
 	struct fx *f = *state;
 	uint64_t o = 3 * ps;
-	struct ufault_source s = cb_src(o, 9);
+	struct ufault_source s = tu_pattern_source(o, 9);
 	uint64_t ops;
 	char *p;
 
@@ -515,7 +504,7 @@ static void test_madvise_dontneed(void **state)
 {
 	struct fx *f = *state;
 	uint64_t o = 77 * ps;
-	struct ufault_source s = cb_src(o, 10);
+	struct ufault_source s = tu_pattern_source(o, 10);
 	char *p;
 
 	p = ufault_mmap(f->ctx, NULL, 4 * ps, RW, PA, &s, 0);
@@ -537,7 +526,8 @@ static void test_madvise_dontneed(void **state)
 static void test_map_fixed_replace(void **state)
 {
 	struct fx *f = *state;
-	struct ufault_source a = cb_src(0, 31), b = cb_src(500 * ps, 32), c = cb_src(7 * ps, 33);
+	struct ufault_source a = tu_pattern_source(0, 31), b = tu_pattern_source(500 * ps, 32),
+			     c = tu_pattern_source(7 * ps, 33);
 	char *p, *q;
 
 	p = ufault_mmap(f->ctx, NULL, 8 * ps, RW, PA, &a, 0);
@@ -609,7 +599,7 @@ static void test_bad_args_change_nothing(void **state)
 	struct fx *f = *state;
 	struct ufault_ctx *ctx = f->ctx;
 	uint64_t o = 40 * ps;
-	struct ufault_source s = cb_src(o, 50), bad = cb_src(0, 1);
+	struct ufault_source s = tu_pattern_source(o, 50), bad = tu_pattern_source(0, 1);
 	char *r = reserve(8 * ps);
 	char *p;
 	uint64_t ops;
@@ -633,7 +623,7 @@ static void test_bad_args_change_nothing(void **state)
 			  EINVAL);
 	bad.type = (enum ufault_source_type)99;
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
-	bad = cb_src(0, 1);
+	bad = tu_pattern_source(0, 1);
 	bad.callback.fill = NULL;
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
 	assert_mmap_fails(ufault_mmap(NULL, NULL, ps, RW, PA, &s, 0), EINVAL);

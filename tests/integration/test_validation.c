@@ -94,18 +94,6 @@ struct vstate {
 	size_t next; /* next good page to touch */
 };
 
-static struct ufault_source cb_source(uint64_t seed, uint64_t offset)
-{
-	struct ufault_source s;
-
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
-	s.offset = offset;
-	s.callback.fill = tu_pattern_fill_cb;
-	s.callback.arg = (void *)(uintptr_t)seed;
-	return s;
-}
-
 static void vstate_init(struct vstate *st, enum ufault_lock_mode mode, size_t max_page_size)
 {
 	struct ufault_config cfg;
@@ -126,7 +114,7 @@ static void vstate_init(struct vstate *st, enum ufault_lock_mode mode, size_t ma
 	/* 4 unregistered pages on each side for the straddling cases. */
 	st->good = (char *)tu_map_anon(st->good_len + 8 * ps, 0) + 4 * ps;
 	st->good_off = 5 * ps;
-	src = cb_source(SEED_GOOD, st->good_off);
+	src = tu_pattern_source(st->good_off, SEED_GOOD);
 	assert_int_equal(
 	    ufault_region_register(st->ctx, st->good, st->good_len, &src, 0, &st->good_r), 0);
 	assert_non_null(st->good_r);
@@ -194,7 +182,7 @@ static char *victim_map(size_t len, size_t align)
 
 static void victim_check(struct vstate *st, char *v, size_t len, size_t align, unsigned int flags)
 {
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	struct ufault_region *r = NULL;
 	size_t ps = tu_page_size();
 
@@ -342,7 +330,7 @@ static void register_bad_args_mode(enum ufault_lock_mode mode)
 	struct vstate st;
 	size_t ps = tu_page_size();
 	size_t big = 1 << 16, len = 4 * big;
-	struct ufault_source src = cb_source(SEED_VICTIM, 0), bad;
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM), bad;
 	char *v;
 
 	vstate_init(&st, mode, 0);
@@ -437,7 +425,7 @@ static void test_register_max_page_size(void **state)
 {
 	struct vstate st;
 	size_t big = 1 << 16, len = 8 * big;
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	struct ufault_region *r = NULL;
 	char *v;
 
@@ -465,7 +453,7 @@ static void register_overlap_mode(enum ufault_lock_mode mode)
 {
 	struct vstate st;
 	size_t ps = tu_page_size();
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	struct ufault_region *r = NULL;
 	char *g;
 	char *mid;
@@ -519,7 +507,7 @@ static void register_overlap_mode(enum ufault_lock_mode mode)
 static void register_other_ctx_mode(enum ufault_lock_mode mode)
 {
 	struct vstate a, b;
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	unsigned long before;
 	int rc;
 
@@ -570,7 +558,7 @@ static void register_unmapped_mode(enum ufault_lock_mode mode)
 {
 	struct vstate st;
 	size_t ps = tu_page_size();
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	size_t len = 16 * ps;
 	char *v;
 
@@ -613,7 +601,7 @@ static void test_register_file_mapping(void **state)
 	static const char *dirs[] = {".", "/var/tmp", "/tmp"};
 	struct vstate st;
 	size_t ps = tu_page_size(), len = 8 * ps;
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	char path[512];
 	int fd = -1;
 
@@ -659,7 +647,7 @@ static void unregister_mode(enum ufault_lock_mode mode)
 {
 	struct vstate st, other;
 	size_t ps = tu_page_size(), len = 8 * ps;
-	struct ufault_source src = cb_source(SEED_VICTIM, 0);
+	struct ufault_source src = tu_pattern_source(0, SEED_VICTIM);
 	struct ufault_region *r = NULL, *r2 = NULL;
 	unsigned long before;
 	char *v;
