@@ -171,6 +171,7 @@ static void ctx_free(struct ufault_ctx *ctx, unsigned int built)
 	if (built >= 3)
 		ufault__slab_destroy(&ctx->region_slab);
 	if (built >= 2) {
+		pthread_cond_destroy(&ctx->remap_free);
 		pthread_mutex_destroy(&ctx->remap_lock);
 		pthread_mutex_destroy(&ctx->tree_lock);
 		ufault_rangelock_destroy(&ctx->range);
@@ -205,15 +206,20 @@ static int init_locks(struct ufault_ctx *ctx)
 		return ret;
 	}
 	ret = -pthread_mutex_init(&ctx->tree_lock, NULL);
-	if (!ret) {
-		ret = -pthread_mutex_init(&ctx->remap_lock, NULL);
-		if (ret)
-			pthread_mutex_destroy(&ctx->tree_lock);
-	}
-	if (ret) {
-		ufault_rangelock_destroy(&ctx->range);
-		pthread_rwlock_destroy(&ctx->global);
-	}
+	if (ret)
+		goto out_range;
+	ret = -pthread_mutex_init(&ctx->remap_lock, NULL);
+	if (ret)
+		goto out_tree;
+	ret = -pthread_cond_init(&ctx->remap_free, NULL);
+	if (!ret)
+		return 0;
+	pthread_mutex_destroy(&ctx->remap_lock);
+out_tree:
+	pthread_mutex_destroy(&ctx->tree_lock);
+out_range:
+	ufault_rangelock_destroy(&ctx->range);
+	pthread_rwlock_destroy(&ctx->global);
 	return ret;
 }
 

@@ -97,6 +97,7 @@ struct ufault_ctx {
 	 * another origin means the application moved registered memory
 	 * behind ufault's back). Under remap_lock; workers only look. */
 	pthread_mutex_t remap_lock;
+	pthread_cond_t remap_free; /* a slot of remaps[] was freed */
 	struct {
 		uint64_t from, len;
 	} remaps[UFAULT__MAX_REMAPS];

@@ -82,17 +82,25 @@ static void retry_deferred(struct ufault__worker *w)
 	}
 }
 
+/*
+ * With every slot taken, wait: an unannounced move would be mistaken for
+ * the application's and unregistered. Slots free as the moves in flight
+ * complete, which needs no lock this caller holds.
+ */
 void ufault__remap_begin(struct ufault_ctx *ctx, uint64_t from, uint64_t len)
 {
 	pthread_mutex_lock(&ctx->remap_lock);
-	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS; i++) {
-		if (!ctx->remaps[i].len) {
-			ctx->remaps[i].from = from;
-			ctx->remaps[i].len = len;
-			break;
+	for (;;) {
+		for (unsigned int i = 0; i < UFAULT__MAX_REMAPS; i++) {
+			if (!ctx->remaps[i].len) {
+				ctx->remaps[i].from = from;
+				ctx->remaps[i].len = len;
+				pthread_mutex_unlock(&ctx->remap_lock);
+				return;
+			}
 		}
+		pthread_cond_wait(&ctx->remap_free, &ctx->remap_lock);
 	}
-	pthread_mutex_unlock(&ctx->remap_lock);
 }
 
 void ufault__remap_end(struct ufault_ctx *ctx, uint64_t from, uint64_t len)
@@ -101,6 +109,7 @@ void ufault__remap_end(struct ufault_ctx *ctx, uint64_t from, uint64_t len)
 	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS; i++) {
 		if (ctx->remaps[i].from == from && ctx->remaps[i].len == len) {
 			ctx->remaps[i].len = 0;
+			pthread_cond_signal(&ctx->remap_free);
 			break;
 		}
 	}
@@ -122,8 +131,10 @@ static void handle_remap(struct ufault__worker *w, const struct uffd_msg *msg)
 	pthread_mutex_lock(&ctx->remap_lock);
 	for (unsigned int i = 0; i < UFAULT__MAX_REMAPS && !ours; i++) {
 		ours = ctx->remaps[i].len && ctx->remaps[i].from == from;
-		if (ours)
+		if (ours) {
 			ctx->remaps[i].len = 0; /* consumed: one event per move */
+			pthread_cond_signal(&ctx->remap_free);
+		}
 	}
 	pthread_mutex_unlock(&ctx->remap_lock);
 	if (ours)
