@@ -181,30 +181,26 @@ static void spec_abort(struct ufault__worker *w, enum ufault_spec_abort why)
 /*
  * A detached region is being replaced by a proxy that has not finished:
  * set the fault aside (its worker is poked when the proxy unlocks) rather
- * than spin on the lookup. Returns true if done (*res set), false to retry.
+ * than spin on the lookup.
  */
-static bool resolve_region(struct ufault__worker *w, uint64_t addr, unsigned int flags,
-			   enum ufault__fault_result *res)
+static enum ufault__fault_result resolve_region(struct ufault__worker *w, uint64_t addr,
+						unsigned int flags)
 {
 	struct ufault_region *r = lookup(w, addr, NULL);
+	enum ufault__fault_result res = UFAULT__FAULT_DEFER;
 	struct fill f;
 	uint64_t page;
 
-	if (!r) {
-		*res = UFAULT__FAULT_DONE;
-		return true;
-	}
+	if (!r)
+		return UFAULT__FAULT_DONE;
 	pthread_rwlock_rdlock(&r->lock);
-	if (region_gone(r)) {
-		pthread_rwlock_unlock(&r->lock);
-		*res = UFAULT__FAULT_DEFER;
-		return true;
+	if (!region_gone(r)) {
+		page = page_of(r, addr);
+		fill_page(w, r, page, r->page_size, &f);
+		res = install(w, r, page, r->page_size, &f, flags);
 	}
-	page = page_of(r, addr);
-	fill_page(w, r, page, r->page_size, &f);
-	*res = install(w, r, page, r->page_size, &f, flags);
 	pthread_rwlock_unlock(&r->lock);
-	return true;
+	return res;
 }
 
 static bool resolve_spec(struct ufault__worker *w, uint64_t addr, unsigned int flags,
@@ -284,9 +280,7 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__worker *w, uint64
 		return res;
 	}
 	case UFAULT_LOCK_REGION:
-		while (!resolve_region(w, addr, flags, &res))
-			ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
-		return res;
+		return resolve_region(w, addr, flags);
 	default:
 		while (!resolve_spec(w, addr, flags, &res))
 			ufault__stat_add(&w->stats, UFAULT__STAT_RETRIES, 1);
