@@ -15,6 +15,12 @@
  *    for: they return what the syscall would (MAP_FAILED or -1) and set errno.
  *  - No function aborts on bad input; the reason is logged through the
  *    context's log callback (stderr by default).
+ *  - Option structs (ufault_config, ufault_source, ufault_stats) start with
+ *    a size field so they can grow; each has a *_SIZE_VER0 macro, the
+ *    smallest size any release accepts.
+ *  - What each call blocks on, which locks it takes, what callbacks may do
+ *    and what a child process may do: "Threads, callbacks and fork" below,
+ *    and ufault(7).
  */
 #ifndef UFAULT_UFAULT_H
 #define UFAULT_UFAULT_H
@@ -33,7 +39,7 @@ extern "C" {
 #endif
 
 #define UFAULT_VERSION_MAJOR 0
-#define UFAULT_VERSION_MINOR 1
+#define UFAULT_VERSION_MINOR 2
 #define UFAULT_VERSION_PATCH 0
 
 /** Opaque: one address space handled by ufault (the mm_struct). */
@@ -43,8 +49,9 @@ struct ufault_region;
 
 /**
  * enum ufault_lock_mode - how faults and proxies synchronise (DESIGN.md).
- * @UFAULT_LOCK_DEFAULT: $UFAULT_LOCK_MODE if set (an invalid value makes
- *                       ufault_ctx_create() fail with -EINVAL), else spec.
+ * @UFAULT_LOCK_DEFAULT: $UFAULT_LOCK_MODE if set and non-empty (an invalid
+ *                       value makes ufault_ctx_create() fail with -EINVAL;
+ *                       an empty value counts as unset), else spec.
  * @UFAULT_LOCK_SPEC:    faults fill with no lock held, then validate under a
  *                       region read *trylock* and install.
  * @UFAULT_LOCK_REGION:  faults find their region locklessly and hold that
@@ -77,6 +84,8 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  *                Lets the struct grow without breaking old callers: a
  *                smaller size (an older caller's struct) is accepted and the
  *                fields past it take their defaults; a larger one is -EINVAL.
+ *                The smallest accepted is UFAULT_CONFIG_SIZE_VER0 (the
+ *                struct of release 0.1); anything smaller is -EINVAL.
  * @nr_workers:   worker threads; 0 means the number of online CPUs.
  * @nr_uffds:     userfaultfds the regions are spread over (round robin at
  *                registration); worker i reads uffd i % nr_uffds, with no
@@ -85,9 +94,13 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  * @batch:        uffd messages read per read(2); 0 means 64.
  * @max_page_size: largest region page size this context accepts (it sizes
  *                the per-worker bounce buffers); 0 means 2 MiB.
- * @log_fn, @log_arg: where log lines go; NULL means stderr.
+ * @log_fn, @log_arg: where log lines go; NULL means stderr. The callback
+ *                may run on any thread, including inside a ufault call and
+ *                under ufault's locks (see "Threads, callbacks and fork"):
+ *                it must not call ufault functions and should not block.
  * @log_level:    the most verbose level passed on; default UFAULT_LOG_WARN.
- *                $UFAULT_LOG (error, warn, info, debug) overrides it.
+ *                $UFAULT_LOG (error, warn, info, debug) overrides it; any
+ *                other non-empty value is reported (a warning) and ignored.
  */
 struct ufault_config {
 	size_t size;
@@ -101,6 +114,9 @@ struct ufault_config {
 	enum ufault_log_level log_level;
 };
 
+/* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
+#define UFAULT_CONFIG_SIZE_VER0 56
+
 /** ufault_config_init() - fill @cfg with the defaults. Never fails. */
 UFAULT_API void ufault_config_init(struct ufault_config *cfg);
 
@@ -111,7 +127,8 @@ UFAULT_API void ufault_config_init(struct ufault_config *cfg);
  *
  * May block (thread creation). Errors: -EINVAL (bad option or struct size),
  * -ENOSYS/-EPERM (no userfaultfd available to this process), -ENOMEM,
- * -EAGAIN (thread creation).
+ * -EAGAIN (thread creation). The context belongs to the calling process: a
+ * child made by fork(2) may not use it (every call fails with -ECHILD).
  */
 UFAULT_API int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg);
 
@@ -121,9 +138,15 @@ UFAULT_API int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_co
  *
  * A thread that touches a former region afterwards gets ordinary kernel
  * behaviour (an anonymous page) rather than hanging. Waits for fills already
- * running in a worker to return. Must not be called from a source callback,
- * nor while another thread is inside a call on @ctx (a proxy, register,
- * unregister, stats); @ctx is invalid afterwards.
+ * running in a worker to return, then calls every pending source release
+ * hook. Must not be called from a source callback, nor while another thread
+ * is inside a call on @ctx (a proxy, register, unregister, stats); @ctx is
+ * invalid afterwards.
+ *
+ * In a child process (fork(2) after ufault_ctx_create()), it releases only
+ * the child's copies of ufault's memory and file descriptors: the parent's
+ * regions, workers and uffds are untouched and no release hook runs. This is
+ * what an atexit handler or a C++ static destructor in the child does.
  */
 UFAULT_API void ufault_ctx_destroy(struct ufault_ctx *ctx);
 
@@ -161,27 +184,58 @@ enum ufault_source_type {
  * @buf:    bounce buffer of @len bytes; not registered memory.
  * @len:    a whole region page.
  *
- * Runs on a worker thread with no ufault lock held (spec mode) or with the
- * region read-locked (other modes); it may sleep, but must not call ufault
- * proxies on the same context. Return 0 or a negative errno; a failure
- * applies the region's error policy to the faulting page.
+ * Runs on a worker thread. Locks held while it runs, by lock mode:
+ * spec: none; region: the region's read lock; range: the faulting page's
+ * range read lock; global: the global read lock. It may sleep (a slow fill
+ * delays only faults that need the same worker, and in region, range and
+ * global mode the proxies that wait for that lock). It must not call
+ * ufault_region_register(), ufault_region_unregister(), a proxy or
+ * ufault_ctx_destroy() on the same context: in region, range and global
+ * mode that deadlocks, and in spec mode a mremap would wait for this
+ * worker. ufault_stats() is allowed. Return 0 or a negative errno; a
+ * failure applies the region's error policy to the faulting page.
  */
 typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len);
 
 /**
+ * ufault_release_fn - a source is no longer used by ufault.
+ * @arg: the source's @release_arg.
+ *
+ * Called once for each successful registration (ufault_region_register(),
+ * or a ufault_mmap() given a source) when no region made from it is left
+ * and no fill can touch it any more: after every region piece made from it
+ * was unregistered, unmapped or replaced, and every fill that looked it up
+ * has returned. From then on the caller may free the callback's argument or
+ * the snapshot buffer. It runs on a ufault thread (a worker, or a thread
+ * inside a ufault call on the context, or ufault_ctx_destroy()) with no
+ * ufault lock held; it must not call ufault functions on the same context.
+ * Not called when the registration failed, nor in a child process.
+ */
+typedef void (*ufault_release_fn)(void *arg);
+
+/**
  * struct ufault_source - where a region's bytes come from.
+ * @size:   sizeof(struct ufault_source), set by ufault_source_init(); at
+ *          least UFAULT_SOURCE_SIZE_VER0, at most this library's size
+ *          (-EINVAL otherwise). Lets new source types add fields.
  * @type:   see enum ufault_source_type.
  * @offset: source offset of the region's first byte.
+ * @release, @release_arg: optional release hook (see ufault_release_fn).
  * @snapshot.data, @snapshot.len: SNAPSHOT: a buffer the caller keeps alive
- *          and unchanged while any region uses it; it must not itself be
+ *          and unchanged until the release hook runs (or, without one,
+ *          until ufault_ctx_destroy() returns); it must not itself be
  *          registered memory. Bytes past @len read as zeros.
- * @callback.fill, @callback.arg: CALLBACK.
+ * @callback.fill, @callback.arg: CALLBACK; @arg stays valid until the
+ *          release hook runs (or ufault_ctx_destroy() returns).
  *
  * The struct is copied at registration.
  */
 struct ufault_source {
+	size_t size;
 	enum ufault_source_type type;
 	uint64_t offset;
+	ufault_release_fn release;
+	void *release_arg;
 	union {
 		struct {
 			const void *data;
@@ -193,6 +247,15 @@ struct ufault_source {
 		} callback;
 	};
 };
+
+/* sizeof(struct ufault_source) in release 0.2: the smallest accepted. */
+#define UFAULT_SOURCE_SIZE_VER0 56
+
+/**
+ * ufault_source_init() - zero @src and set its size and @type. Never fails
+ * (a NULL @src is ignored).
+ */
+UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source_type type);
 
 /* ------------------------------------------------------------------ */
 /* Regions                                                              */
@@ -216,9 +279,13 @@ struct ufault_source {
  * @ctx:   the context.
  * @addr:  start, aligned to the region page size.
  * @len:   length, a non-zero multiple of the region page size.
- * @src:   the source (copied).
+ * @src:   the source (copied); its release hook runs once the region and
+ *         every piece split from it are gone.
  * @flags: UFAULT_REGION_* flags.
- * @out:   receives the region handle (may be NULL).
+ * @out:   receives the region handle (may be NULL): an opaque token, not a
+ *         pointer to memory. A stale handle (its region gone, even if
+ *         another region now has the same range) or a forged one is refused
+ *         with -ENOENT; it never names another region.
  *
  * Fork: a child process does not inherit ufault's handling. A region whose
  * source is not zero is made MADV_DONTFORK while registered (MADV_DOFORK
@@ -235,7 +302,7 @@ struct ufault_source {
  * context), -ENOMEM (range not fully mapped), -EOPNOTSUPP (kernel lacks a
  * feature the flags need, or the memory type cannot be registered), -EBUSY
  * (the range is already registered with another userfaultfd, e.g. another
- * context's region).
+ * context's region), -ECHILD (called in a child process).
  */
 UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 				      const struct ufault_source *src, unsigned int flags,
@@ -246,7 +313,10 @@ UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t
  * are woken and from then on get ordinary kernel behaviour. The handle is
  * invalid afterwards. A proxy call that changes a region (munmap of part of
  * it, mremap) retires its handle too: unregister then returns -ENOENT.
- * Errors: -EINVAL (NULL), -ENOENT (not a live region of @ctx).
+ * Returns before the source's release hook runs (that waits for fills in
+ * flight). Takes the range lock (the global lock in global mode), the tree
+ * lock and the region's write lock; may block.
+ * Errors: -EINVAL (NULL), -ENOENT (not a live region of @ctx), -ECHILD.
  */
 UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *region);
 
@@ -265,12 +335,16 @@ UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_re
  * sees old bytes, or waits and sees new ones; never zeros. Parts that were
  * not ufault memory are mapped PROT_NONE, registered, then given @prot (a
  * racing touch there gets SIGSEGV). Kept VMAs keep their other attributes
- * (e.g. madvise flags). Fails with EINVAL if an old region's boundary would
- * split a page of the new region.
+ * (e.g. madvise flags, mlock: their old pages are dropped with
+ * MADV_DONTNEED_LOCKED where the kernel has it). Fails with EINVAL if an
+ * old region's boundary would split a page of the new region, and with
+ * EBUSY if the range overlaps a region of another context of this process.
  *
  * Returns the address, or MAP_FAILED with errno set; a failure leaves
- * regions and mappings as they were, except that (as with mmap(2)) a failed
- * MAP_FIXED may leave the parts that were not ufault memory unmapped.
+ * regions, contents and protections as they were, except that (as with
+ * mmap(2)) a failed MAP_FIXED may leave the parts that were not ufault
+ * memory unmapped, and an mprotect(2) that itself fails part-way (ENOMEM:
+ * the map count limit) leaves the VMAs it reached with @prot.
  */
 UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 			     const struct ufault_source *src, unsigned int region_flags);
@@ -279,7 +353,11 @@ UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int
  * ufault_munmap() - munmap(2) that also retires the regions it covers; a
  * region partly covered is split and its remaining parts keep their source
  * offsets. Holes and non-ufault mappings in the range are unmapped as by
- * munmap(2). Returns 0, or -1 with errno.
+ * munmap(2). A range that would cut a region page fails with EINVAL; one
+ * overlapping a region of another context of this process fails with EBUSY
+ * (detected for regions that exist when the call starts: a concurrent
+ * registration in another context is not ordered with it). A length that
+ * wraps around the address space is EINVAL. Returns 0, or -1 with errno.
  */
 UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
 
@@ -289,7 +367,10 @@ UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
  * supported). The region follows the memory; pages added by growing fill
  * from the source at the matching offsets; with MREMAP_FIXED, regions under
  * the destination are unmapped first. A range that is not inside one region
- * fails with EINVAL.
+ * fails with EINVAL. The destination is always aligned to the region page:
+ * MREMAP_FIXED to an unaligned @new_addr fails with EINVAL, and a move the
+ * kernel places (MREMAP_MAYMOVE alone) goes to an aligned address ufault
+ * reserves first.
  *
  * A move needs UFFD_FEATURE_EVENT_REMAP (EOPNOTSUPP without it) and returns
  * only after a worker of the region's uffd has read the kernel's remap
@@ -302,13 +383,19 @@ UFAULT_API int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len);
 UFAULT_API void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len,
 			       size_t new_len, int flags, void *new_addr);
 
-/** ufault_mprotect() - mprotect(2) under the lock mode's write lock. */
+/**
+ * ufault_mprotect() - mprotect(2) under the lock mode's write lock. A range
+ * that would cut a region page (start or end inside one) fails with EINVAL:
+ * the kernel would split the VMA inside a page ufault installs whole.
+ */
 UFAULT_API int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len, int prot);
 
 /**
  * ufault_madvise() - madvise(2) under the lock mode's write lock. On a
  * region, MADV_DONTNEED drops pages so that the next touch fills them again
  * from the source (writes to them are lost, as for private anonymous memory).
+ * A range that would cut a region page fails with EINVAL, as for
+ * ufault_mprotect().
  */
 UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, int advice);
 
@@ -325,16 +412,11 @@ enum ufault_spec_abort {
 	UFAULT_SPEC_ABORT_NR,
 };
 
-/*
- * Latency histogram: log-linear, 4 sub-buckets per power of two of
- * nanoseconds. ufault_stats_bucket_ns() gives a bucket's lower bound.
- */
-#define UFAULT_HIST_SUB_BITS 2
-#define UFAULT_HIST_BUCKETS (64 << UFAULT_HIST_SUB_BITS)
-
 /**
  * struct ufault_stats - counters merged from every worker.
- * @size:           sizeof(struct ufault_stats); set by the caller.
+ * @size:           sizeof(struct ufault_stats), set by the caller: at least
+ *                  UFAULT_STATS_SIZE_VER0. An older, smaller struct gets the
+ *                  fields it has; a newer, larger one gets ours and zeros.
  * @faults:         page-fault messages handled.
  * @pages_installed: system pages installed by this context.
  * @eexist_races:   installs that found the page already there (benign).
@@ -345,8 +427,10 @@ enum ufault_spec_abort {
  * @zero_filled:    pages zero-filled after a source error (zero policy).
  * @spec_aborts:    speculative aborts by reason.
  * @proxy_ops:      successful proxy calls.
- * @latency_hist:   worker-side resolution time (message read to install).
- * @latency_p50_ns, @latency_p99_ns: from the histogram (bucket midpoints).
+ * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
+ *                  message read to the install (a deferred fault counts
+ *                  from its first read), from the histogram (bucket
+ *                  midpoints); the histogram itself: ufault_stats_histogram().
  */
 struct ufault_stats {
 	size_t size;
@@ -360,20 +444,101 @@ struct ufault_stats {
 	uint64_t zero_filled;
 	uint64_t spec_aborts[UFAULT_SPEC_ABORT_NR];
 	uint64_t proxy_ops;
-	uint64_t latency_hist[UFAULT_HIST_BUCKETS];
 	uint64_t latency_p50_ns;
 	uint64_t latency_p99_ns;
 };
 
+/* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
+#define UFAULT_STATS_SIZE_VER0 128
+
 /**
  * ufault_stats() - merge the per-worker counters into @out. Lock-free with
  * respect to the fault path; counters are monotonic but not a snapshot taken
- * at one instant. Errors: -EINVAL (NULL, or @out->size too small).
+ * at one instant. Errors: -EINVAL (NULL, or @out->size too small), -ECHILD.
  */
 UFAULT_API int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out);
 
-/** Lower bound in nanoseconds of histogram bucket @i. */
+/**
+ * ufault_stats_histogram() - the latency histogram (resolution time per
+ * fault, as for @latency_p50_ns), merged from every worker.
+ * @buckets: receives min(@nr, number of buckets) counts; may be NULL if @nr
+ *           is 0.
+ * Buckets are log-linear: 32 per power of two of nanoseconds (about 3%
+ * wide); ufault_stats_bucket_ns() gives a bucket's lower bound and
+ * ufault_stats_bucket_of() the bucket of a duration. Returns the number of
+ * buckets the library has (call with @nr 0 to size @buckets), or -EINVAL,
+ * -ECHILD.
+ */
+UFAULT_API int ufault_stats_histogram(struct ufault_ctx *ctx, uint64_t *buckets, unsigned int nr);
+
+/** Lower bound in nanoseconds of histogram bucket @i (UINT64_MAX past the last). */
 UFAULT_API uint64_t ufault_stats_bucket_ns(unsigned int i);
+
+/** The histogram bucket that a duration of @ns nanoseconds falls in. */
+UFAULT_API unsigned int ufault_stats_bucket_of(uint64_t ns);
+
+/**
+ * ufault_stats_quantile_ns() - the midpoint of the bucket holding quantile
+ * @permille (0..1000) of the histogram @buckets[0..@nr); 0 if it is empty.
+ * Works on any histogram in ufault's bucketing (e.g. one a program keeps
+ * itself with ufault_stats_bucket_of()).
+ */
+UFAULT_API uint64_t ufault_stats_quantile_ns(const uint64_t *buckets, unsigned int nr,
+					     unsigned int permille);
+
+/* ------------------------------------------------------------------ */
+/* Threads, callbacks and fork                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Locks. A context has, in this order (a thread holding one may take only
+ * those after it): the range lock (the global rwlock in global mode), the
+ * tree lock, region locks, the mremap announcement lock, the reclamation
+ * lock, the allocator lock. Proxies hold the range (or global) lock across
+ * their system call; the tree lock, region write locks and the others are
+ * held only for a few instructions, never across a blocking call. Workers
+ * never wait for a lock a proxy may hold across a system call: they
+ * try-lock and set the fault aside.
+ *
+ * Per call:
+ *  - ufault_ctx_create(): none of the context's locks; starts threads.
+ *  - ufault_ctx_destroy(): every lock in turn; joins the workers, so it
+ *    waits for the fills they are running.
+ *  - ufault_region_register(), ufault_region_unregister(), ufault_mmap(),
+ *    ufault_munmap(), ufault_mremap(): the range lock over the affected
+ *    range (global: the global write lock), then briefly the tree lock and
+ *    region write locks. They block while faults in region, range or global
+ *    mode hold the read side (for the length of one fill) and while other
+ *    proxies hold overlapping ranges. ufault_mremap() that moves memory
+ *    also waits until a worker has read the kernel's remap event and
+ *    finished the batch it read it in.
+ *  - ufault_mprotect(), ufault_madvise(): the range (global) write lock.
+ *  - ufault_stats(), ufault_stats_histogram() and the ufault_ctx_*
+ *    getters: no lock; never block.
+ *
+ * Writers are never starved: the range lock is FIFO, and the global and
+ * region rwlocks prefer writers (a proxy waits for fills in flight, not for
+ * faults that arrive after it).
+ *
+ * Callbacks:
+ *  - A fill callback (ufault_fill_fn) runs on a worker, holding the locks
+ *    its lock mode says there; it may call ufault_stats() and the getters,
+ *    nothing else on its context.
+ *  - The log callback may run on any thread, inside any call and under any
+ *    of the locks above; it must not call ufault functions on the context.
+ *  - A release hook (ufault_release_fn) runs with no ufault lock held and
+ *    must not call ufault functions on the context.
+ *
+ * Fork. Neither the workers nor the uffds' registrations follow a child:
+ *  - In a child, every call on a context created by an ancestor fails with
+ *    -ECHILD (the proxies: errno ECHILD), except the getters and
+ *    ufault_ctx_destroy(), which there frees only the child's copy (see
+ *    ufault_ctx_destroy()). A child that wants ufault creates its own
+ *    context.
+ *  - Regions whose source is not zero are MADV_DONTFORK while handled: the
+ *    child has no mapping there (SIGSEGV if touched) instead of zeros in
+ *    place of pages never filled. Zero-source regions read correctly.
+ */
 
 /** A short description of a (negative or positive) errno value. */
 UFAULT_API const char *ufault_strerror(int err);
