@@ -97,7 +97,7 @@ static void run(size_t n, size_t lookups, struct result *res)
 	res->retries = 0;
 	t0 = now_ns();
 	for (i = 0; i < lookups; i++) {
-		sink += (uintptr_t)ufault__index_lookup_stat(&ix, addr[i], &retried);
+		sink += (uintptr_t)ufault__index_lookup(&ix, addr[i], &retried);
 		res->retries += retried;
 	}
 	res->lookup_hit_ns = (double)(now_ns() - t0) / (double)lookups;
@@ -107,7 +107,7 @@ static void run(size_t n, size_t lookups, struct result *res)
 		addr[i] = r[rnd(&s) % n]->ix.start + 65535;
 	t0 = now_ns();
 	for (i = 0; i < lookups; i++)
-		sink += (uintptr_t)ufault__index_lookup(&ix, addr[i]);
+		sink += (uintptr_t)ufault__index_lookup(&ix, addr[i], NULL);
 	res->lookup_miss_ns = (double)(now_ns() - t0) / (double)lookups;
 
 	/* Remove a random region and put it back: one insert + one remove. */

@@ -10,6 +10,8 @@
  * handed out, and a LIFO free list threaded through freed objects.
  */
 #include "alloc.h"
+#include "util.h"
+#include "witness.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -32,18 +34,10 @@ struct ufault__slab_chunk {
 
 static size_t page_size(void)
 {
-	static size_t ps;
-	size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
-
-	if (!v) {
-		long r = sysconf(_SC_PAGESIZE);
-
-		v = r > 0 ? (size_t)r : 4096;
-		__atomic_store_n(&ps, v, __ATOMIC_RELAXED);
-	}
-	return v;
+	return (size_t)ufault__sys_page();
 }
 
+/* Internal sizes only (never user input): cannot overflow. */
 static size_t round_up(size_t v, size_t a)
 {
 	return (v + a - 1) & ~(a - 1);
@@ -118,6 +112,7 @@ void *ufault__slab_alloc(struct ufault__slab *s)
 	void *obj;
 
 	pthread_mutex_lock(&s->lock);
+	ufault__witness_acquire(UFAULT__RANK_SLAB, false);
 	obj = s->free_list;
 	if (obj) {
 		s->free_list = *(void **)obj;
@@ -126,7 +121,8 @@ void *ufault__slab_alloc(struct ufault__slab *s)
 		if (!c || c->used == c->nr)
 			c = slab_grow(s);
 		if (!c) {
-			pthread_mutex_unlock(&s->lock);
+			ufault__witness_release(UFAULT__RANK_SLAB);
+	pthread_mutex_unlock(&s->lock);
 			errno = ENOMEM;
 			return NULL;
 		}
@@ -134,6 +130,7 @@ void *ufault__slab_alloc(struct ufault__slab *s)
 		c->used++;
 	}
 	s->nr_live++;
+	ufault__witness_release(UFAULT__RANK_SLAB);
 	pthread_mutex_unlock(&s->lock);
 	memset(obj, 0, s->objsize);
 	return obj;
@@ -144,9 +141,11 @@ void ufault__slab_free(struct ufault__slab *s, void *obj)
 	if (!obj)
 		return;
 	pthread_mutex_lock(&s->lock);
+	ufault__witness_acquire(UFAULT__RANK_SLAB, false);
 	*(void **)obj = s->free_list;
 	s->free_list = obj;
 	s->nr_live--;
+	ufault__witness_release(UFAULT__RANK_SLAB);
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * ctx.c - context life cycle: configuration, opening and negotiating the
- * userfaultfds, the locks, the workers; orderly destruction that wakes every
- * parked thread before anything is closed; ufault_stats().
+ * userfaultfds, putting the parts together (ctx.h), orderly destruction
+ * that wakes every parked thread before anything is closed, destruction in
+ * a child process, and the statistics calls. The top of the library: it
+ * includes every other part, none includes it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "ctx.h"
+#include "worker.h"
 
 #define MAX_WORKERS 1024
 #define DEFAULT_BATCH 64
@@ -18,20 +20,17 @@
 #define DEFAULT_MAX_PAGE (2u << 20)
 #define MAX_PAGE (1ull << 30)
 
-static const char *const mode_names[] = {
-    [UFAULT_LOCK_SPEC] = "spec",
-    [UFAULT_LOCK_REGION] = "region",
-    [UFAULT_LOCK_RANGE] = "range",
-    [UFAULT_LOCK_GLOBAL] = "global",
-};
+_Static_assert(sizeof(struct ufault_config) >= UFAULT_CONFIG_SIZE_VER0, "config ABI");
+_Static_assert(sizeof(struct ufault_source) >= UFAULT_SOURCE_SIZE_VER0, "source ABI");
+_Static_assert(sizeof(struct ufault_stats) >= UFAULT_STATS_SIZE_VER0, "stats ABI");
 
 const char *ufault_lock_mode_name(enum ufault_lock_mode mode)
 {
+	const struct ufault__mm_mode *m = ufault__mm_mode(mode);
+
 	if (mode == UFAULT_LOCK_DEFAULT)
 		return "default";
-	if ((unsigned int)mode > UFAULT_LOCK_GLOBAL)
-		return "invalid";
-	return mode_names[mode];
+	return m ? m->name : "invalid";
 }
 
 int ufault_lock_mode_parse(const char *name, enum ufault_lock_mode *out)
@@ -39,7 +38,7 @@ int ufault_lock_mode_parse(const char *name, enum ufault_lock_mode *out)
 	if (!name || !out)
 		return -EINVAL;
 	for (unsigned int m = UFAULT_LOCK_SPEC; m <= UFAULT_LOCK_GLOBAL; m++) {
-		if (!strcmp(name, mode_names[m])) {
+		if (!strcmp(name, ufault__mm_mode((enum ufault_lock_mode)m)->name)) {
 			*out = (enum ufault_lock_mode)m;
 			return 0;
 		}
@@ -57,17 +56,18 @@ void ufault_config_init(struct ufault_config *cfg)
 	cfg->log_level = UFAULT_LOG_WARN;
 }
 
-static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cfg)
+static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cfg,
+			  enum ufault_lock_mode *mode)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t sys_page = ufault__sys_page();
 	const char *env;
 
-	ctx->sys_page = (uint64_t)sysconf(_SC_PAGESIZE);
 	ctx->nr_workers = cfg->nr_workers ? cfg->nr_workers : (cpus > 0 ? (unsigned int)cpus : 1);
 	ctx->nr_uffds = cfg->nr_uffds ? cfg->nr_uffds : 1;
 	ctx->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;
 	ctx->max_page_size = cfg->max_page_size ? cfg->max_page_size : DEFAULT_MAX_PAGE;
-	ctx->mode = cfg->lock_mode;
+	*mode = cfg->lock_mode;
 
 	if (ctx->nr_workers > MAX_WORKERS) {
 		ufault__warn(&ctx->log, "config: nr_workers %u exceeds %u", ctx->nr_workers,
@@ -80,26 +80,26 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 		ufault__warn(&ctx->log, "config: batch %u exceeds %u", ctx->batch, MAX_BATCH);
 		return -EINVAL;
 	}
-	if (ctx->max_page_size < ctx->sys_page || ctx->max_page_size > MAX_PAGE ||
+	if (ctx->max_page_size < sys_page || ctx->max_page_size > MAX_PAGE ||
 	    (ctx->max_page_size & (ctx->max_page_size - 1))) {
 		ufault__warn(&ctx->log,
 			     "config: max_page_size %llu must be a power of two in [%llu, %llu]",
-			     (unsigned long long)ctx->max_page_size,
-			     (unsigned long long)ctx->sys_page, MAX_PAGE);
+			     (unsigned long long)ctx->max_page_size, (unsigned long long)sys_page,
+			     MAX_PAGE);
 		return -EINVAL;
 	}
 	if ((unsigned int)cfg->log_level > UFAULT_LOG_DEBUG) {
 		ufault__warn(&ctx->log, "config: bad log level %d", (int)cfg->log_level);
 		return -EINVAL;
 	}
-	if ((unsigned int)ctx->mode > UFAULT_LOCK_GLOBAL) {
-		ufault__warn(&ctx->log, "config: bad lock mode %d", (int)ctx->mode);
+	if ((unsigned int)*mode > UFAULT_LOCK_GLOBAL) {
+		ufault__warn(&ctx->log, "config: bad lock mode %d", (int)*mode);
 		return -EINVAL;
 	}
-	if (ctx->mode == UFAULT_LOCK_DEFAULT) {
+	if (*mode == UFAULT_LOCK_DEFAULT) {
 		env = getenv("UFAULT_LOCK_MODE");
-		ctx->mode = UFAULT_LOCK_SPEC;
-		if (env && *env && ufault_lock_mode_parse(env, &ctx->mode)) {
+		*mode = UFAULT_LOCK_SPEC;
+		if (env && *env && ufault_lock_mode_parse(env, mode)) {
 			ufault__warn(&ctx->log,
 				     "UFAULT_LOCK_MODE=%s: expected spec, region, range or global",
 				     env);
@@ -150,84 +150,48 @@ static int open_uffds(struct ufault_ctx *ctx)
 	return 0;
 }
 
-static void close_uffds(struct ufault_ctx *ctx)
+/* The fds and memory a context holds directly (the parts free their own). */
+static void free_own(struct ufault_ctx *ctx)
 {
-	if (!ctx->uffds)
-		return;
-	for (unsigned int i = 0; i < ctx->nr_uffds; i++)
-		if (ctx->uffds[i] >= 0)
-			close(ctx->uffds[i]);
-	ufault__pages_unmap(ctx->uffds, sizeof(int) * ctx->nr_uffds);
-	ctx->uffds = NULL;
-}
-
-/* Undo whatever ufault_ctx_create did, in reverse; tolerant of a partial
- * construction (fields still zero or -1 are skipped). */
-static void ctx_free(struct ufault_ctx *ctx, unsigned int built)
-{
-	ufault__workers_stop(ctx);
-	if (built >= 4)
-		ufault__qsbr_destroy(&ctx->qsbr);
-	if (built >= 3)
-		ufault__slab_destroy(&ctx->region_slab);
-	if (built >= 2) {
-		pthread_cond_destroy(&ctx->remap_free);
-		pthread_mutex_destroy(&ctx->remap_lock);
-		pthread_mutex_destroy(&ctx->tree_lock);
-		ufault_rangelock_destroy(&ctx->range);
-		pthread_rwlock_destroy(&ctx->global);
-	}
 	if (ctx->stop_fd >= 0)
 		close(ctx->stop_fd);
-	if (ctx->retry_fd >= 0)
-		close(ctx->retry_fd);
 	if (ctx->zero_buf)
 		ufault__pages_unmap(ctx->zero_buf, ctx->max_page_size);
-	close_uffds(ctx);
+	if (ctx->uffds) {
+		for (unsigned int i = 0; i < ctx->nr_uffds; i++)
+			if (ctx->uffds[i] >= 0)
+				close(ctx->uffds[i]);
+		ufault__pages_unmap(ctx->uffds, sizeof(int) * ctx->nr_uffds);
+	}
 	ufault__pages_unmap(ctx, sizeof(*ctx));
 }
 
-static int init_locks(struct ufault_ctx *ctx)
-{
-	pthread_rwlockattr_t attr;
-	int ret;
+/* Construction steps, undone in reverse by ctx_free. */
+enum { BUILT_NONE, BUILT_MM, BUILT_QSBR, BUILT_REGIONS, BUILT_REMAPS };
 
-	/* Writers must not starve behind a stream of faults, as with the
-	 * kernel's rwsem: glibc's writer-preferring rwlock. */
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	ret = -pthread_rwlock_init(&ctx->global, &attr);
-	pthread_rwlockattr_destroy(&attr);
-	if (ret)
-		return ret;
-	ret = ufault_rangelock_init(&ctx->range);
-	if (ret) {
-		pthread_rwlock_destroy(&ctx->global);
-		return ret;
-	}
-	ret = -pthread_mutex_init(&ctx->tree_lock, NULL);
-	if (ret)
-		goto out_range;
-	ret = -pthread_mutex_init(&ctx->remap_lock, NULL);
-	if (ret)
-		goto out_tree;
-	ret = -pthread_cond_init(&ctx->remap_free, NULL);
-	if (!ret)
-		return 0;
-	pthread_mutex_destroy(&ctx->remap_lock);
-out_tree:
-	pthread_mutex_destroy(&ctx->tree_lock);
-out_range:
-	ufault_rangelock_destroy(&ctx->range);
-	pthread_rwlock_destroy(&ctx->global);
-	return ret;
+static void ctx_free(struct ufault_ctx *ctx, int built)
+{
+	ufault__workers_stop(ctx);
+	if (built >= BUILT_REMAPS)
+		ufault__remaps_destroy(&ctx->remaps);
+	if (built >= BUILT_REGIONS)
+		ufault__regions_unlist(&ctx->regions);
+	/* Runs the free of every retired region, and so the release hooks. */
+	if (built >= BUILT_QSBR)
+		ufault__qsbr_destroy(&ctx->qsbr);
+	if (built >= BUILT_REGIONS)
+		ufault__regions_destroy(&ctx->regions);
+	if (built >= BUILT_MM)
+		ufault__mmlock_destroy(&ctx->mm);
+	free_own(ctx);
 }
 
 int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 {
 	struct ufault_config defaults;
+	enum ufault_lock_mode mode;
 	struct ufault_ctx *ctx;
-	unsigned int built = 0;
+	int built = BUILT_NONE;
 	int ret;
 
 	if (!out)
@@ -241,12 +205,12 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->stop_fd = -1;
-	ctx->retry_fd = -1;
-	ufault__log_init(&ctx->log, cfg);
-	if (cfg->size < sizeof(size_t) || cfg->size > sizeof(*cfg)) {
+	ctx->pid = getpid();
+	ufault__log_init(&ctx->log, cfg->size >= UFAULT_CONFIG_SIZE_VER0 ? cfg : NULL);
+	if (cfg->size < UFAULT_CONFIG_SIZE_VER0 || cfg->size > sizeof(*cfg)) {
 		/* A larger size is a newer caller asking for options we lack. */
-		ufault__warn(&ctx->log, "config: size %zu, this library knows %zu", cfg->size,
-			     sizeof(*cfg));
+		ufault__warn(&ctx->log, "config: size %zu, this library accepts %d..%zu",
+			     cfg->size, UFAULT_CONFIG_SIZE_VER0, sizeof(*cfg));
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -257,15 +221,13 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 		defaults.size = sizeof(defaults);
 		cfg = &defaults;
 	}
-	ret = resolve_config(ctx, cfg);
-	if (ret)
-		goto fail;
-	ret = open_uffds(ctx);
+	ret = resolve_config(ctx, cfg, &mode);
+	if (!ret)
+		ret = open_uffds(ctx);
 	if (ret)
 		goto fail;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ctx->retry_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->stop_fd < 0 || ctx->retry_fd < 0) {
+	if (ctx->stop_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}
@@ -274,25 +236,28 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 		ret = -ENOMEM;
 		goto fail;
 	}
-	built = 1;
-	ret = init_locks(ctx);
+	ret = ufault__mmlock_init(&ctx->mm, mode);
 	if (ret)
 		goto fail;
-	built = 2;
-	ufault__index_init(&ctx->index);
-	ret = ufault__slab_init(&ctx->region_slab, sizeof(struct ufault_region));
-	if (ret)
-		goto fail;
-	built = 3;
+	built = BUILT_MM;
 	ret = ufault__qsbr_init(&ctx->qsbr, ctx->nr_workers);
 	if (ret)
 		goto fail;
-	built = 4;
+	built = BUILT_QSBR;
+	ret = ufault__regions_init(&ctx->regions, &ctx->qsbr, &ctx->log, ctx->uffds,
+				   ctx->nr_uffds, ctx->features, ctx->max_page_size);
+	if (ret)
+		goto fail;
+	built = BUILT_REGIONS;
+	ret = ufault__remaps_init(&ctx->remaps);
+	if (ret)
+		goto fail;
+	built = BUILT_REMAPS;
 	ret = ufault__workers_start(ctx);
 	if (ret)
 		goto fail;
 	ufault__info(&ctx->log, "context: %u workers, %u uffds, lock mode %s, features %#llx",
-		     ctx->nr_workers, ctx->nr_uffds, ufault_lock_mode_name(ctx->mode),
+		     ctx->nr_workers, ctx->nr_uffds, ctx->mm.mode->name,
 		     (unsigned long long)ctx->features);
 	*out = ctx;
 	return 0;
@@ -306,20 +271,32 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	if (getpid() != ctx->pid) {
+		/*
+		 * A child's copy (atexit, a static destructor): the uffds are
+		 * shared with the parent and the workers are the parent's.
+		 * Drop this process's references and memory only; take no
+		 * lock (a parent thread may have held any at the fork).
+		 */
+		ufault__workers_forget(ctx);
+		ufault__regions_forget(&ctx->regions);
+		ufault__qsbr_forget(&ctx->qsbr);
+		free_own(ctx);
+		return;
+	}
 	/*
 	 * Unregister first, while the workers still run: UFFDIO_UNREGISTER
 	 * wakes every thread parked on a region, and from then on those
 	 * addresses fault as ordinary memory. Only then stop the workers and
 	 * close the uffds, so nothing is ever left parked.
 	 */
-	ufault__regions_teardown(ctx);
-	ufault__workers_stop(ctx);
-	ctx_free(ctx, 4);
+	ufault__regions_teardown(&ctx->regions);
+	ctx_free(ctx, BUILT_REMAPS);
 }
 
 enum ufault_lock_mode ufault_ctx_lock_mode(const struct ufault_ctx *ctx)
 {
-	return ctx ? ctx->mode : UFAULT_LOCK_DEFAULT;
+	return ctx ? ctx->mm.id : UFAULT_LOCK_DEFAULT;
 }
 
 unsigned int ufault_ctx_nr_workers(const struct ufault_ctx *ctx)
@@ -339,15 +316,38 @@ uint64_t ufault_ctx_features(const struct ufault_ctx *ctx)
 
 int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
 {
+	uint64_t hist[UFAULT__HIST_BUCKETS] = {0};
+	struct ufault_stats st;
 	size_t size;
 
-	if (!ctx || !out || out->size < sizeof(*out))
+	if (!ctx || !out || out->size < UFAULT_STATS_SIZE_VER0)
 		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "stats"))
+		return -ECHILD;
 	size = out->size;
-	memset(out, 0, sizeof(*out));
-	out->size = size;
-	ufault__workers_stats(ctx, out);
-	out->proxy_ops = __atomic_load_n(&ctx->proxy_ops, __ATOMIC_RELAXED);
-	ufault__stats_finish(out);
+	memset(&st, 0, sizeof(st));
+	ufault__workers_stats(ctx, &st);
+	ufault__workers_hist(ctx, hist, UFAULT__HIST_BUCKETS);
+	st.proxy_ops = __atomic_load_n(&ctx->proxy_ops, __ATOMIC_RELAXED);
+	st.latency_p50_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 500);
+	st.latency_p99_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 990);
+	/* An older caller gets its prefix, a newer one our fields and zeros. */
+	if (size > sizeof(st))
+		memset((char *)out + sizeof(st), 0, size - sizeof(st));
+	st.size = size;
+	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return 0;
+}
+
+int ufault_stats_histogram(struct ufault_ctx *ctx, uint64_t *buckets, unsigned int nr)
+{
+	if (!ctx || (nr && !buckets))
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "stats_histogram"))
+		return -ECHILD;
+	if (nr > UFAULT__HIST_BUCKETS)
+		nr = UFAULT__HIST_BUCKETS;
+	memset(buckets, 0, sizeof(*buckets) * nr);
+	ufault__workers_hist(ctx, buckets, nr);
+	return UFAULT__HIST_BUCKETS;
 }

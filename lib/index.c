@@ -38,6 +38,7 @@
  * plain fields.
  */
 #include "index.h"
+#include "util.h"
 
 #include <errno.h>
 
@@ -458,23 +459,15 @@ static bool walk(const struct ufault__index *ix, int idx, uint64_t addr,
 	return r == NULL;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
-struct ufault__index_node *ufault__index_lookup_stat(const struct ufault__index *ix, uint64_t addr,
-						     bool *retried)
+struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix, uint64_t addr,
+						bool *retried)
 {
 	struct ufault__index_node *n;
 	unsigned int s;
 	bool complete;
 
-	*retried = false;
+	if (retried)
+		*retried = false;
 	for (;;) {
 		s = __atomic_load_n(&ix->seq, __ATOMIC_ACQUIRE);
 		complete = walk(ix, (int)(s & 1), addr, &n);
@@ -484,14 +477,8 @@ struct ufault__index_node *ufault__index_lookup_stat(const struct ufault__index 
 		 */
 		if (complete && __atomic_load_n(&ix->seq, __ATOMIC_RELAXED) == s)
 			return n;
-		*retried = true;
-		cpu_relax();
+		if (retried)
+			*retried = true;
+		ufault__cpu_relax();
 	}
-}
-
-struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix, uint64_t addr)
-{
-	bool retried;
-
-	return ufault__index_lookup_stat(ix, addr, &retried);
 }

@@ -59,15 +59,10 @@ static inline size_t ufault__index_count(const struct ufault__index *ix)
 /*
  * Lockless lookup: node containing @addr, or NULL. Never blocks and never
  * loops forever; it retries internally while a writer changes the copy it
- * reads. The caller must be inside a QSBR read-side section (online).
+ * reads, and sets *@retried (if not NULL) when it had to. The caller must be
+ * inside a QSBR read-side section (online).
  */
-struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix, uint64_t addr);
-
-/*
- * Lockless lookup that reports whether it had to retry (for statistics):
- * *retried is set to true if the latch sequence changed at least once.
- */
-struct ufault__index_node *ufault__index_lookup_stat(const struct ufault__index *ix, uint64_t addr,
-						     bool *retried);
+struct ufault__index_node *ufault__index_lookup(const struct ufault__index *ix, uint64_t addr,
+						bool *retried);
 
 #endif

@@ -11,13 +11,14 @@
 
 #include "log.h"
 
+/* $UFAULT_LOG: 0 and *out set, 1 if unset or empty, -1 if invalid. */
 static int level_from_env(enum ufault_log_level *out)
 {
 	static const char *const names[] = {"error", "warn", "info", "debug"};
 	const char *s = getenv("UFAULT_LOG");
 
-	if (!s)
-		return -1;
+	if (!s || !*s)
+		return 1;
 	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (!strcmp(s, names[i])) {
 			*out = (enum ufault_log_level)i;
@@ -32,7 +33,10 @@ void ufault__log_init(struct ufault__log *log, const struct ufault_config *cfg)
 	log->fn = cfg ? cfg->log_fn : NULL;
 	log->arg = cfg ? cfg->log_arg : NULL;
 	log->level = cfg ? cfg->log_level : UFAULT_LOG_WARN;
-	level_from_env(&log->level);
+	if (level_from_env(&log->level) < 0)
+		ufault__logf(log, UFAULT_LOG_WARN,
+			     "UFAULT_LOG=%s: expected error, warn, info or debug; ignored",
+			     getenv("UFAULT_LOG"));
 }
 
 void ufault__logf(const struct ufault__log *log, enum ufault_log_level level, const char *fmt, ...)

@@ -1,43 +1,111 @@
 // SPDX-License-Identifier: MIT
 /*
- * mmlock.c - the writer side of the lock modes, used by region registration
- * and by the proxies: the global rwlock in GLOBAL mode, otherwise the range
- * lock over the affected range (REGION and SPEC faults do not take it; the
- * proxies still serialise among themselves with it and, with the tree lock
- * and region write locks, keep faults consistent).
+ * mmlock.c - the lock-mode table and the mm lock (mmlock.h).
  */
-#include "ctx.h"
+#include <errno.h>
 
-void ufault__wlock(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t start, uint64_t end)
+#include "mmlock.h"
+#include "witness.h"
+
+static const struct ufault__mm_mode modes[] = {
+    /*                 name      global  fault_mm  region */
+    [UFAULT_LOCK_SPEC] = {"spec", false, false, UFAULT__REGION_VALIDATE},
+    [UFAULT_LOCK_REGION] = {"region", false, false, UFAULT__REGION_HOLD},
+    [UFAULT_LOCK_RANGE] = {"range", false, true, UFAULT__REGION_NONE},
+    [UFAULT_LOCK_GLOBAL] = {"global", true, true, UFAULT__REGION_NONE},
+};
+
+const struct ufault__mm_mode *ufault__mm_mode(enum ufault_lock_mode mode)
 {
-	if (ctx->mode == UFAULT_LOCK_GLOBAL) {
-		pthread_rwlock_wrlock(&ctx->global);
-		w->n = 0;
-		return;
+	if (mode < UFAULT_LOCK_SPEC || mode > UFAULT_LOCK_GLOBAL)
+		return NULL;
+	return &modes[mode];
+}
+
+int ufault__mmlock_init(struct ufault__mmlock *ml, enum ufault_lock_mode mode)
+{
+	pthread_rwlockattr_t attr;
+	int ret;
+
+	ml->mode = ufault__mm_mode(mode);
+	if (!ml->mode)
+		return -EINVAL;
+	ml->id = mode;
+	/* Writers must not starve behind a stream of faults, as with the
+	 * kernel's rwsem: glibc's writer-preferring rwlock. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	ret = -pthread_rwlock_init(&ml->global, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (ret)
+		return ret;
+	ret = ufault_rangelock_init(&ml->range);
+	if (ret)
+		pthread_rwlock_destroy(&ml->global);
+	return ret;
+}
+
+void ufault__mmlock_destroy(struct ufault__mmlock *ml)
+{
+	ufault_rangelock_destroy(&ml->range);
+	pthread_rwlock_destroy(&ml->global);
+}
+
+bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *h,
+			     uint64_t page, uint64_t sys_page)
+{
+	h->locked = false;
+	if (!ml->mode->fault_mm)
+		return true;
+	if (ml->mode->global) {
+		if (pthread_rwlock_tryrdlock(&ml->global))
+			return false;
+	} else {
+		/* Proxies lock whole region pages, so locking the faulting
+		 * system page conflicts with every proxy that affects it. */
+		if (!ufault_range_read_trylock(&ml->range, &h->range, page, page + sys_page))
+			return false;
 	}
-	ufault_range_write_lock(&ctx->range, &w->r, start, end);
-	w->n = 1;
+	ufault__witness_acquire(UFAULT__RANK_MM, true);
+	h->locked = true;
+	return true;
 }
 
-void ufault__wlock2(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1, uint64_t e1,
-		    uint64_t s2, uint64_t e2)
+void ufault__mm_read_unlock(struct ufault__mmlock *ml, struct ufault__mm_held *h)
 {
-	/*
-	 * One request over the union, even when the two ranges are far apart:
-	 * with a FIFO range lock, taking two ranges one after the other can
-	 * deadlock even in address order (a request queued between them
-	 * conflicts with both), so a multi-range locker must not nest.
-	 */
-	ufault__wlock(ctx, w, s1 < s2 ? s1 : s2, e1 > e2 ? e1 : e2);
-}
-
-void ufault__wunlock(struct ufault_ctx *ctx, struct ufault__wlock *w)
-{
-	if (w->n == 0)
-		pthread_rwlock_unlock(&ctx->global);
+	if (!h->locked)
+		return;
+	ufault__witness_release(UFAULT__RANK_MM);
+	if (ml->mode->global)
+		pthread_rwlock_unlock(&ml->global);
 	else
-		ufault_range_write_unlock(&ctx->range, &w->r);
-	/* Faults that found this range locked or its regions detached were
-	 * set aside, not waited for: tell their workers to try again. */
-	ufault__workers_poke(ctx);
+		ufault_range_read_unlock(&ml->range, &h->range);
+	h->locked = false;
+}
+
+void ufault__mm_write_lock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t start,
+			   uint64_t end)
+{
+	ufault__witness_acquire(UFAULT__RANK_MM, false);
+	if (ml->mode->global)
+		pthread_rwlock_wrlock(&ml->global);
+	else
+		ufault_range_write_lock(&ml->range, &h->range, start, end);
+	h->locked = true;
+}
+
+void ufault__mm_write_unlock(struct ufault__mmlock *ml, struct ufault__mm_held *h)
+{
+	ufault__witness_release(UFAULT__RANK_MM);
+	if (ml->mode->global)
+		pthread_rwlock_unlock(&ml->global);
+	else
+		ufault_range_write_unlock(&ml->range, &h->range);
+	h->locked = false;
+}
+
+void ufault__mm_assert_write_locked(const struct ufault__mm_held *h)
+{
+	ufault__witness_assert_held(UFAULT__RANK_MM, "changing regions");
+	(void)h;
 }

@@ -1,209 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * proxy.c - ufault_mmap / munmap / mremap / mprotect / madvise: the mmap
- * family, done so that regions and mappings never disagree.
+ * proxy.c - region registration and the mmap family (ufault_mmap / munmap /
+ * mremap / mprotect / madvise), done so that regions and mappings never
+ * disagree.
  *
- * Each proxy: compute the span of the regions it affects, lock that span
- * (never widening a held range: if the regions changed meanwhile, unlock and
- * retry), prepare every new region object (so nothing but the kernel can
- * fail after the syscall), make the syscall, then commit: detach the old
- * regions under their write locks, swap them for their surviving pieces in
- * the index under the tree lock, wake threads parked on the changed range,
- * and retire the old regions. A failed syscall changes nothing.
+ * Each call: compute the span of the regions it affects, write-lock that
+ * span in the mm lock (never widening a held range: if the regions changed
+ * meanwhile, unlock and retry), prepare every new region object (so nothing
+ * but the kernel can fail after the syscall), make the syscall, then commit:
+ * detach the old regions, swap them for their surviving pieces in the
+ * index, wake threads parked on the changed range, retire the old regions
+ * (region.h's collect/swap steps). A failed syscall changes nothing. After
+ * unlocking, deferred faults are poked and retired regions reclaimed.
  *
  * Return conventions mirror the syscalls: MAP_FAILED or -1 with errno.
  */
 #include <errno.h>
 #include <sys/mman.h>
 
-#include "ctx.h"
-
-static uint64_t round_up(uint64_t x, uint64_t a)
-{
-	return (x + a - 1) & ~(a - 1);
-}
-
-/* Span of [start, end) widened to the regions it overlaps. */
-static void span_of(struct ufault_ctx *ctx, uint64_t start, uint64_t end, uint64_t *s, uint64_t *e)
-{
-	struct ufault_region *r, *last = NULL;
-
-	*s = start;
-	*e = end;
-	pthread_mutex_lock(&ctx->tree_lock);
-	r = ufault__region_first_locked(ctx, start, end);
-	if (r && r->node.start < *s)
-		*s = r->node.start;
-	for (; r; r = ufault__region_next_locked(ctx, r, end))
-		last = r;
-	if (last && last->node.end > *e)
-		*e = last->node.end;
-	pthread_mutex_unlock(&ctx->tree_lock);
-}
-
-/* Lock the span of [s1, e1) and, if e2 > s2, of [s2, e2) too. */
-static void lock_spans(struct ufault_ctx *ctx, struct ufault__wlock *w, uint64_t s1, uint64_t e1,
-		       uint64_t s2, uint64_t e2)
-{
-	for (;;) {
-		uint64_t a1, b1, a2 = 0, b2 = 0, c1, d1, c2 = 0, d2 = 0;
-
-		span_of(ctx, s1, e1, &a1, &b1);
-		if (e2 > s2)
-			span_of(ctx, s2, e2, &a2, &b2);
-		if (e2 > s2)
-			ufault__wlock2(ctx, w, a1, b1, a2, b2);
-		else
-			ufault__wlock(ctx, w, a1, b1);
-		span_of(ctx, s1, e1, &c1, &d1);
-		if (e2 > s2)
-			span_of(ctx, s2, e2, &c2, &d2);
-		if (c1 >= a1 && d1 <= b1 && c2 >= a2 && d2 <= b2)
-			return;
-		ufault__wunlock(ctx, w);
-	}
-}
-
-/* Regions cut by a change of [start, end): removed, with surviving pieces. */
-struct cut {
-	struct ufault_region *victims; /* linked through next_victim */
-	struct ufault_region *left, *right;
-};
-
-static int cut_prepare(struct ufault_ctx *ctx, uint64_t start, uint64_t end, struct cut *c)
-{
-	struct ufault_region *r, *first = NULL, *last = NULL, **tail = &c->victims;
-	int ret = 0;
-
-	c->victims = c->left = c->right = NULL;
-	pthread_mutex_lock(&ctx->tree_lock);
-	for (r = ufault__region_first_locked(ctx, start, end); r;
-	     r = ufault__region_next_locked(ctx, r, end)) {
-		if (!first)
-			first = r;
-		last = r;
-		r->next_victim = NULL;
-		*tail = r;
-		tail = &r->next_victim;
-	}
-	if (first && first->node.start < start && (start - first->node.start) % first->page_size)
-		ret = -EINVAL;
-	if (last && last->node.end > end && (end - last->node.start) % last->page_size)
-		ret = -EINVAL;
-	pthread_mutex_unlock(&ctx->tree_lock);
-	if (ret) {
-		ufault__warn(&ctx->log, "[%#llx, %#llx) would split a region page",
-			     (unsigned long long)start, (unsigned long long)end);
-		c->victims = NULL;
-		return ret;
-	}
-	if (first && first->node.start < start) {
-		c->left = ufault__region_alloc(ctx);
-		if (!c->left)
-			goto nomem;
-		ufault__region_init_piece(c->left, first, first->node.start, start);
-	}
-	if (last && last->node.end > end) {
-		c->right = ufault__region_alloc(ctx);
-		if (!c->right)
-			goto nomem;
-		ufault__region_init_piece(c->right, last, end, last->node.end);
-	}
-	return 0;
-nomem:
-	if (c->left)
-		ufault__region_free_now(c->left);
-	c->victims = c->left = NULL;
-	return -ENOMEM;
-}
-
-static void cut_abort(struct cut *c)
-{
-	if (c->left)
-		ufault__region_free_now(c->left);
-	if (c->right)
-		ufault__region_free_now(c->right);
-	c->victims = c->left = c->right = NULL;
-}
-
-/*
- * Detach the victims before the syscall: from then on a fault that finds
- * one is deferred until the proxy unlocks, so no fault can fill the changed
- * range from an old source, and none is left to a lookup that finds
- * nothing. If the syscall fails, the victims are undetached.
- */
-static void cut_detach(struct cut *c)
-{
-	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
-		ufault__region_detach(r);
-}
-
-static void cut_undetach(struct cut *c)
-{
-	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
-		ufault__region_undetach(r);
-}
-
-static void insert_locked(struct ufault_ctx *ctx, struct ufault_region *r)
-{
-	int ret;
-
-	r->gen = ++ctx->next_gen;
-	ret = ufault__index_insert(&ctx->index, &r->node);
-	if (ret) /* only if memory changed behind ufault's back */
-		ufault__err(&ctx->log, "index insert [%#llx, %#llx): %s",
-			    (unsigned long long)r->node.start, (unsigned long long)r->node.end,
-			    ufault_strerror(ret));
-}
-
-/* Swap the (detached) victims for their pieces and @extra in the index. */
-static void cut_swap(struct ufault_ctx *ctx, struct cut *c, struct ufault_region *extra)
-{
-	pthread_mutex_lock(&ctx->tree_lock);
-	for (struct ufault_region *r = c->victims; r; r = r->next_victim)
-		ufault__index_remove(&ctx->index, &r->node);
-	if (c->left)
-		insert_locked(ctx, c->left);
-	if (c->right)
-		insert_locked(ctx, c->right);
-	if (extra)
-		insert_locked(ctx, extra);
-	pthread_mutex_unlock(&ctx->tree_lock);
-	c->left = c->right = NULL; /* the index owns them now */
-}
-
-/*
- * Threads parked on the changed range wait on the old regions' uffds, and
- * the kernel does not wake them on munmap, mmap or mremap; a fault message
- * for the range that a worker dropped (its lookup found no region while the
- * change was under way) left its thread parked too. Woken, they fault again
- * on whatever is mapped now. Then the old regions are retired.
- */
-static void cut_finish(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end)
-{
-	struct ufault_region *r = c->victims, *next;
-
-	for (; r; r = next) {
-		uint64_t s = r->node.start > start ? r->node.start : start;
-		uint64_t e = r->node.end < end ? r->node.end : end;
-
-		next = r->next_victim;
-		ufault__uffd_wake(ctx->uffds[r->uffd_idx], s, e - s);
-		ufault__region_retire(r);
-	}
-	c->victims = NULL;
-}
-
-/* The same for faults on a new region's range before it was indexed. */
-static void wake_region(struct ufault_ctx *ctx, struct ufault_region *r)
-{
-	ufault__uffd_wake(ctx->uffds[r->uffd_idx], r->node.start, r->node.end - r->node.start);
-}
-
-static void proxy_done(struct ufault_ctx *ctx)
-{
-	__atomic_fetch_add(&ctx->proxy_ops, 1, __ATOMIC_RELAXED);
-}
+#include "worker.h"
 
 static void *map_failed(int err)
 {
@@ -217,51 +32,156 @@ static int fail(int err)
 	return -1;
 }
 
-/* mmap with the kernel choosing the address, aligned to @align. */
-static void *map_aligned(void *hint, uint64_t len, uint64_t align, int prot, int flags,
-			 uint64_t sys_page)
+/* Unlock, retry the faults deferred meanwhile, free what expired. */
+static void proxy_unlock(struct ufault_ctx *ctx, struct ufault__mm_held *h)
 {
-	uint64_t extra = align > sys_page ? align : 0, p, a;
-	void *m = mmap(hint, len + extra, prot, flags, -1, 0);
+	ufault__mm_write_unlock(&ctx->mm, h);
+	/* Faults that found this range locked or its regions detached were
+	 * set aside, not waited for: tell their workers to try again. */
+	ufault__workers_poke(ctx);
+	ufault__regions_reclaim(&ctx->regions);
+}
 
+static void proxy_done(struct ufault_ctx *ctx)
+{
+	__atomic_fetch_add(&ctx->proxy_ops, 1, __ATOMIC_RELAXED);
+}
+
+/* [addr, addr + len) rounded out to system pages, or -EINVAL if it wraps. */
+static int page_range(struct ufault_ctx *ctx, uint64_t addr, uint64_t len, uint64_t *end)
+{
+	uint64_t rounded;
+
+	if (addr % ufault__sys_page() || !ufault__round_up(len, ufault__sys_page(), &rounded) ||
+	    addr + rounded < addr) {
+		ufault__warn(&ctx->log, "[%#llx, +%llu): unaligned or wraps around",
+			     (unsigned long long)addr, (unsigned long long)len);
+		return -EINVAL;
+	}
+	*end = addr + rounded;
+	return 0;
+}
+
+/* Lock the span of [s1, e1) and, if e2 > s2, of [s2, e2) too: one request
+ * over their union (with a FIFO range lock, taking two ranges one after
+ * the other can deadlock even in address order). */
+static void lock_spans(struct ufault_ctx *ctx, struct ufault__mm_held *h, uint64_t s1,
+		       uint64_t e1, uint64_t s2, uint64_t e2)
+{
+	struct ufault__regions *set = &ctx->regions;
+
+	for (;;) {
+		uint64_t a1, b1, a2 = 0, b2 = 0, c1, d1, c2 = 0, d2 = 0;
+
+		ufault__regions_span(set, s1, e1, &a1, &b1);
+		if (e2 > s2)
+			ufault__regions_span(set, s2, e2, &a2, &b2);
+		ufault__mm_write_lock(&ctx->mm, h, e2 > s2 && a2 < a1 ? a2 : a1,
+				      e2 > s2 && b2 > b1 ? b2 : b1);
+		ufault__regions_span(set, s1, e1, &c1, &d1);
+		if (e2 > s2)
+			ufault__regions_span(set, s2, e2, &c2, &d2);
+		if (c1 >= a1 && d1 <= b1 && c2 >= a2 && d2 <= b2)
+			return;
+		ufault__mm_write_unlock(&ctx->mm, h);
+	}
+}
+
+/* --- registration ------------------------------------------------------ */
+
+int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
+			   const struct ufault_source *src, unsigned int flags,
+			   struct ufault_region **out)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr, ps;
+	struct ufault__source *s;
+	struct ufault__mm_held h;
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "register"))
+		return -ECHILD;
+	if (!addr) {
+		ufault__warn(&ctx->log, "register: NULL address");
+		return -EINVAL;
+	}
+	ret = ufault__region_check_args(&ctx->regions, start, len, src, flags, &ps);
+	if (ret)
+		return ret;
+	ret = ufault__source_create(&ctx->regions.source_slab, src, &ctx->log, &s);
+	if (ret)
+		return ret;
+	ufault__mm_write_lock(&ctx->mm, &h, start, start + len);
+	ret = ufault__region_create(&ctx->regions, start, len, s, flags, ps, out);
+	proxy_unlock(ctx, &h);
+	if (ret)
+		ufault__source_abandon(s);
+	else
+		ufault__source_commit(s);
+	return ret;
+}
+
+int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *region)
+{
+	struct ufault_region *r;
+	struct ufault__mm_held h;
+	uint64_t start, end;
+
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "unregister"))
+		return -ECHILD;
+	if (!region) {
+		ufault__warn(&ctx->log, "unregister: NULL region");
+		return -EINVAL;
+	}
+	/*
+	 * Proxies are not QSBR readers: the region may be freed between the
+	 * lookup and the lock (its slab memory stays mapped, so reading it is
+	 * safe). Trust it only if the handle still names it, with the same
+	 * range, once the range is locked.
+	 */
+	r = ufault__region_from_handle(&ctx->regions, region);
+	if (r) {
+		start = __atomic_load_n(&r->node.start, __ATOMIC_ACQUIRE);
+		end = __atomic_load_n(&r->node.end, __ATOMIC_ACQUIRE);
+		if (start < end) {
+			ufault__mm_write_lock(&ctx->mm, &h, start, end);
+			if (ufault__region_from_handle(&ctx->regions, region) == r &&
+			    r->node.start == start && r->node.end == end) {
+				ufault__region_remove(&ctx->regions, r);
+				proxy_unlock(ctx, &h);
+				return 0;
+			}
+			proxy_unlock(ctx, &h);
+		}
+	}
+	ufault__warn(&ctx->log, "unregister: %p is not a live region of this context",
+		     (void *)region);
+	return -ENOENT;
+}
+
+/* --- mmap ------------------------------------------------------------------ */
+
+/* mmap with the kernel choosing the address, aligned to @align. */
+static void *map_aligned(void *hint, uint64_t len, uint64_t align, int prot, int flags)
+{
+	uint64_t extra = align > ufault__sys_page() ? align : 0, p, a;
+	void *m;
+
+	if (len + extra < len)
+		return map_failed(ENOMEM);
+	m = mmap(hint, len + extra, prot, flags, -1, 0);
 	if (m == MAP_FAILED || !extra)
 		return m;
 	p = (uint64_t)(uintptr_t)m;
-	a = round_up(p, align);
+	a = (p + align - 1) & ~(align - 1);
 	if (a > p)
 		munmap(m, a - p);
 	if (p + extra > a)
 		munmap((void *)(uintptr_t)(a + len), p + extra - a);
 	return (void *)(uintptr_t)a;
-}
-
-/*
- * mremap(2) of a proxy, announced so its UFFD_EVENT_REMAP is recognised. A
- * move returns once a worker has read the event, possibly before that worker
- * looked the announcement up, so the worker withdraws it; when nothing moved
- * there is no event and the proxy withdraws it.
- */
-static void *proxy_mremap(struct ufault_ctx *ctx, void *old, size_t old_len, size_t new_len,
-			  int flags, void *new_addr)
-{
-	void *res;
-
-	ufault__remap_begin(ctx, (uint64_t)(uintptr_t)old, old_len);
-	res = mremap(old, old_len, new_len, flags, new_addr);
-	if (res == MAP_FAILED || res == old)
-		ufault__remap_end(ctx, (uint64_t)(uintptr_t)old, old_len);
-	return res;
-}
-
-/* Regions made for a replacement, chained through next_victim. */
-static void free_chain(struct ufault_region *r)
-{
-	while (r) {
-		struct ufault_region *next = r->next_victim;
-
-		ufault__region_free_now(r);
-		r = next;
-	}
 }
 
 /*
@@ -271,10 +191,9 @@ static void free_chain(struct ufault_region *r)
  */
 static int chain_add(struct ufault_ctx *ctx, struct ufault_region ***tail,
 		     struct ufault_region *last, uint64_t start, uint64_t s, uint64_t e,
-		     unsigned int idx, const struct ufault_source *src, unsigned int region_flags,
+		     unsigned int idx, struct ufault__source *src, unsigned int region_flags,
 		     uint64_t ps)
 {
-	struct ufault_source piece_src = *src;
 	struct ufault_region *n;
 
 	if ((s - start) % ps || (e - start) % ps)
@@ -283,12 +202,10 @@ static int chain_add(struct ufault_ctx *ctx, struct ufault_region ***tail,
 		last->node.end = e;
 		return 0;
 	}
-	n = ufault__region_alloc(ctx);
+	n = ufault__region_new(&ctx->regions, s, e - s, src, src->user.offset + (s - start),
+			       region_flags, ps, idx);
 	if (!n)
 		return -ENOMEM;
-	piece_src.offset = src->offset + (s - start);
-	ufault__region_init_new(ctx, n, s, e - s, &piece_src, region_flags, ps);
-	n->uffd_idx = idx;
 	**tail = n;
 	*tail = &n->next_victim;
 	return 0;
@@ -299,11 +216,12 @@ static int chain_add(struct ufault_ctx *ctx, struct ufault_region ***tail,
  * them. On failure *mapped is where the mapping stopped: what lies past it
  * is not ours (a NOREPLACE mmap that found the range taken).
  */
-static int map_gaps(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end, int flags,
-		    unsigned int idx, uint64_t *mapped)
+static int map_gaps(struct ufault_ctx *ctx, struct ufault__cut *c, uint64_t start, uint64_t end,
+		    int flags, unsigned int idx, uint64_t *mapped)
 {
 	struct ufault_region *v = c->victims;
 	uint64_t at = start;
+	int ret;
 
 	*mapped = start;
 	while (at < end) {
@@ -314,8 +232,8 @@ static int map_gaps(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint6
 			    MAP_FAILED)
 				return -errno;
 			*mapped = gap_end;
-			int ret = ufault__uffd_register(ctx->uffds[idx], at, gap_end - at,
-							UFFDIO_REGISTER_MODE_MISSING, NULL);
+			ret = ufault__uffd_register(ctx->uffds[idx], at, gap_end - at,
+						    UFFDIO_REGISTER_MODE_MISSING, NULL);
 			if (ret)
 				return ret;
 		}
@@ -330,7 +248,7 @@ static int map_gaps(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint6
 
 /* Undo map_gaps up to @mapped: the gaps were holes (NOREPLACE) or foreign
  * mappings that are gone now, as after a failed MAP_FIXED mmap(2). */
-static void unmap_gaps(struct cut *c, uint64_t start, uint64_t mapped)
+static void unmap_gaps(struct ufault__cut *c, uint64_t start, uint64_t mapped)
 {
 	struct ufault_region *v = c->victims;
 	uint64_t at = start;
@@ -349,31 +267,49 @@ static void unmap_gaps(struct cut *c, uint64_t start, uint64_t mapped)
 	}
 }
 
+/* Drop the old regions' pages (kept VMAs get new contents). Locked memory
+ * needs MADV_DONTNEED_LOCKED (Linux 5.18); older kernels refuse it with
+ * EINVAL, and then plain MADV_DONTNEED is all there is. */
+static int drop_pages(struct ufault__cut *c, uint64_t start, uint64_t end)
+{
+	for (struct ufault_region *v = c->victims; v; v = v->next_victim) {
+		uint64_t s = v->node.start > start ? v->node.start : start;
+		uint64_t e = v->node.end < end ? v->node.end : end;
+		void *p = (void *)(uintptr_t)s;
+
+		if (madvise(p, e - s, MADV_DONTNEED_LOCKED) &&
+		    (errno != EINVAL || madvise(p, e - s, MADV_DONTNEED)))
+			return -errno;
+	}
+	return 0;
+}
+
 /*
  * MAP_FIXED and MAP_FIXED_NOREPLACE. A new mapping must never be visible
  * unregistered: a thread touching it then would get a kernel zero page
  * that no fill replaces. So the parts that regions cover keep their
  * registered VMAs and only get new contents: old regions detached, pages
- * dropped (MADV_DONTNEED), new regions indexed on the same uffds; a thread
- * touching them meanwhile parks and is served from the new source once the
- * proxy unlocks. The gaps (holes, foreign mappings) are mapped PROT_NONE,
+ * dropped, new regions indexed on the same uffds; a thread touching them
+ * meanwhile parks and is served from the new source once the proxy
+ * unlocks. The gaps (holes, foreign mappings) are mapped PROT_NONE,
  * registered, and only then given their protection, so a thread touching
  * them early gets SIGSEGV as before, never zeros.
+ *
+ * Order: the pages are dropped before the protection changes, so a failure
+ * of either leaves the old protection; pages dropped before a failing
+ * mprotect are filled again from the old source.
  */
-static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint64_t end, int prot,
-		     int flags, const struct ufault_source *src, unsigned int region_flags,
+static int map_fixed(struct ufault_ctx *ctx, struct ufault__cut *c, uint64_t start, uint64_t end,
+		     int prot, int flags, struct ufault__source *src, unsigned int region_flags,
 		     uint64_t ps)
 {
 	struct ufault_region *v, *chain = NULL, *last = NULL, **tail = &chain;
-	void *addr = (void *)(uintptr_t)start;
 	uint64_t at = start, mapped;
 	unsigned int gap_idx;
 	int ret = 0;
 
 	/* Gaps go on the first old region's uffd, so the pieces can merge. */
-	gap_idx = c->victims
-		      ? c->victims->uffd_idx
-		      : __atomic_fetch_add(&ctx->next_uffd, 1, __ATOMIC_RELAXED) % ctx->nr_uffds;
+	gap_idx = c->victims ? c->victims->uffd_idx : ufault__regions_next_uffd(&ctx->regions);
 	for (v = c->victims; v && !ret; v = v->next_victim) {
 		uint64_t s = v->node.start > start ? v->node.start : start;
 		uint64_t e = v->node.end < end ? v->node.end : end;
@@ -395,49 +331,87 @@ static int map_fixed(struct ufault_ctx *ctx, struct cut *c, uint64_t start, uint
 	if (ret) {
 		ufault__warn(&ctx->log, "mmap: [%#llx, %#llx): %s", (unsigned long long)start,
 			     (unsigned long long)end, ufault_strerror(ret));
-		free_chain(chain);
+		ufault__region_free_chain(chain);
 		return ret;
 	}
 
-	cut_detach(c);
+	ufault__cut_detach(c);
 	ret = map_gaps(ctx, c, start, end, flags, gap_idx, &mapped);
-	if (!ret && mprotect(addr, end - start, prot))
-		ret = -errno;
-	if (!ret && madvise(addr, end - start, MADV_DONTNEED))
-		ret = -errno;
 	if (!ret)
-		ufault__region_set_fork(ctx, start, end - start, src, true);
+		ret = drop_pages(c, start, end);
+	if (!ret && mprotect((void *)(uintptr_t)start, end - start, prot))
+		ret = -errno;
 	if (ret) {
+		ufault__warn(&ctx->log, "mmap: [%#llx, %#llx): %s", (unsigned long long)start,
+			     (unsigned long long)end, ufault_strerror(ret));
 		unmap_gaps(c, start, mapped);
-		cut_undetach(c);
-		free_chain(chain);
+		ufault__cut_undetach(c);
+		ufault__region_free_chain(chain);
 		return ret;
 	}
-	cut_swap(ctx, c, NULL);
-	pthread_mutex_lock(&ctx->tree_lock);
+	ufault__region_set_fork(&ctx->regions, start, end - start, src, true);
+	ufault__cut_swap(&ctx->regions, c, chain);
+	ufault__cut_finish(c, start, end);
 	for (v = chain; v; v = v->next_victim)
-		insert_locked(ctx, v);
-	pthread_mutex_unlock(&ctx->tree_lock);
-	cut_finish(ctx, c, start, end);
-	for (v = chain; v; v = v->next_victim)
-		wake_region(ctx, v);
+		ufault__region_wake(v);
 	return 0;
+}
+
+static void *mmap_locked(struct ufault_ctx *ctx, void *addr, uint64_t len, int prot, int flags,
+			 struct ufault__source *src, unsigned int region_flags, uint64_t ps)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr;
+	struct ufault__mm_held h;
+	struct ufault__cut c;
+	void *m;
+	int ret;
+
+	if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))) {
+		/* The kernel picks a range nobody else can be using; lock it
+		 * only to register it. */
+		m = map_aligned(addr, len, ps, prot, flags);
+		if (m == MAP_FAILED)
+			return m;
+		start = (uint64_t)(uintptr_t)m;
+		ufault__mm_write_lock(&ctx->mm, &h, start, start + len);
+		ret = ufault__region_create(&ctx->regions, start, len, src, region_flags, ps, NULL);
+		proxy_unlock(ctx, &h);
+		if (ret) {
+			munmap(m, len);
+			return map_failed(ret);
+		}
+		return m;
+	}
+
+	lock_spans(ctx, &h, start, start + len, 0, 0);
+	ret = ufault__regions_foreign(&ctx->regions, start, start + len) ? -EBUSY : 0;
+	if (!ret)
+		ret = ufault__cut_collect(&ctx->regions, start, start + len, &c);
+	if (!ret && (flags & MAP_FIXED_NOREPLACE) && c.victims)
+		ret = -EEXIST;
+	if (!ret)
+		ret = map_fixed(ctx, &c, start, start + len, prot, flags, src, region_flags, ps);
+	if (ret)
+		ufault__cut_abort(&c);
+	proxy_unlock(ctx, &h);
+	return ret ? map_failed(ret) : addr;
 }
 
 void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 		  const struct ufault_source *src, unsigned int region_flags)
 {
-	const struct ufault_source zero = {.type = UFAULT_SOURCE_ZERO};
 	const int need = MAP_PRIVATE | MAP_ANONYMOUS;
 	const int allowed = need | MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
-	uint64_t start = (uint64_t)(uintptr_t)addr, ps;
-	struct ufault__wlock w;
-	struct cut c;
+	uint64_t start = (uint64_t)(uintptr_t)addr, ps, rounded;
+	struct ufault_source zero;
+	struct ufault__source *s;
 	void *m;
 	int ret;
 
 	if (!ctx)
 		return map_failed(EINVAL);
+	if (ufault__ctx_forked(ctx, "mmap"))
+		return map_failed(ECHILD);
 	if ((flags & need) != need || (flags & ~allowed)) {
 		ufault__warn(&ctx->log,
 			     "mmap: flags %#x: only MAP_PRIVATE|MAP_ANONYMOUS memory, with "
@@ -445,82 +419,147 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 			     flags);
 		return map_failed(EINVAL);
 	}
-	if (!len)
+	if (!len || !ufault__round_up(len, ufault__sys_page(), &rounded)) {
+		ufault__warn(&ctx->log, "mmap: length %zu", len);
 		return map_failed(EINVAL);
-	len = round_up(len, ctx->sys_page);
-	if (!src)
+	}
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		if (!start || start + rounded < start) {
+			ufault__warn(&ctx->log, "mmap: MAP_FIXED at %#llx, +%llu",
+				     (unsigned long long)start, (unsigned long long)rounded);
+			return map_failed(EINVAL);
+		}
+	} else {
+		start = 0; /* a hint: the region page alignment comes later */
+	}
+	if (!src) {
+		ufault_source_init(&zero, UFAULT_SOURCE_ZERO);
 		src = &zero;
-	if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
-		start = 0;
-	ret = ufault__region_check_args(ctx, start, len, src, region_flags, &ps);
+	}
+	ret = ufault__region_check_args(&ctx->regions, start, rounded, src, region_flags, &ps);
+	if (!ret)
+		ret = ufault__source_create(&ctx->regions.source_slab, src, &ctx->log, &s);
 	if (ret)
 		return map_failed(ret);
-
-	if (!start) {
-		/* The kernel picks a range nobody else can be using; lock it
-		 * only to register it. */
-		m = map_aligned(addr, len, ps, prot, flags, ctx->sys_page);
-		if (m == MAP_FAILED)
-			return m;
-		start = (uint64_t)(uintptr_t)m;
-		ufault__wlock(ctx, &w, start, start + len);
-		ret = ufault__region_create_locked(ctx, start, len, src, region_flags, ps, NULL);
-		ufault__wunlock(ctx, &w);
-		if (ret) {
-			munmap(m, len);
-			return map_failed(ret);
-		}
-		proxy_done(ctx);
+	m = mmap_locked(ctx, addr, rounded, prot, flags, s, region_flags, ps);
+	if (m == MAP_FAILED) {
+		ret = errno;
+		ufault__source_abandon(s);
+		errno = ret;
 		return m;
 	}
-
-	if (start + len < start)
-		return map_failed(EINVAL);
-	lock_spans(ctx, &w, start, start + len, 0, 0);
-	ret = cut_prepare(ctx, start, start + len, &c);
-	if (!ret && (flags & MAP_FIXED_NOREPLACE) && c.victims)
-		ret = -EEXIST;
-	if (!ret)
-		ret = map_fixed(ctx, &c, start, start + len, prot, flags, src, region_flags, ps);
-	if (ret)
-		cut_abort(&c);
-	ufault__wunlock(ctx, &w);
-	if (ret)
-		return map_failed(ret);
+	ufault__source_commit(s);
 	proxy_done(ctx);
-	return addr;
+	return m;
 }
+
+/* --- munmap -------------------------------------------------------------- */
 
 int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr, end;
-	struct ufault__wlock w;
-	struct cut c;
+	struct ufault__mm_held h;
+	struct ufault__cut c;
 	int ret;
 
-	if (!ctx || !len || start % (ctx ? ctx->sys_page : 1))
+	if (!ctx)
 		return fail(EINVAL);
-	end = start + round_up(len, ctx->sys_page);
-	if (end < start)
+	if (ufault__ctx_forked(ctx, "munmap"))
+		return fail(ECHILD);
+	if (!len || page_range(ctx, start, len, &end))
 		return fail(EINVAL);
-	lock_spans(ctx, &w, start, end, 0, 0);
-	ret = cut_prepare(ctx, start, end, &c);
-	if (ret)
-		goto unlock;
-	cut_detach(&c);
-	if (munmap(addr, end - start)) {
-		ret = -errno;
-		cut_undetach(&c);
-		cut_abort(&c);
+	lock_spans(ctx, &h, start, end, 0, 0);
+	ret = ufault__regions_foreign(&ctx->regions, start, end) ? -EBUSY : 0;
+	if (ret) {
+		ufault__warn(&ctx->log, "munmap: [%#llx, %#llx) holds another context's region",
+			     (unsigned long long)start, (unsigned long long)end);
 		goto unlock;
 	}
-	cut_swap(ctx, &c, NULL);
-	cut_finish(ctx, &c, start, end);
+	ret = ufault__cut_collect(&ctx->regions, start, end, &c);
+	if (ret)
+		goto unlock;
+	ufault__cut_detach(&c);
+	if (munmap(addr, end - start)) {
+		ret = -errno;
+		ufault__cut_undetach(&c);
+		ufault__cut_abort(&c);
+		goto unlock;
+	}
+	ufault__cut_swap(&ctx->regions, &c, NULL);
+	ufault__cut_finish(&c, start, end);
 unlock:
-	ufault__wunlock(ctx, &w);
+	proxy_unlock(ctx, &h);
 	if (ret)
 		return fail(ret);
 	proxy_done(ctx);
+	return 0;
+}
+
+/* --- mremap -------------------------------------------------------------- */
+
+/*
+ * mremap(2), announced so that its UFFD_EVENT_REMAP is recognised as ours
+ * (remap.h). The event is *read* before the syscall returns; the
+ * announcement is withdrawn once the workers have *handled* what they read.
+ * A move the kernel would place (MAYMOVE without FIXED) of a region with
+ * pages larger than the system page goes to an aligned reservation of ours
+ * instead, unless it can grow in place.
+ */
+static void *proxy_mremap(struct ufault_ctx *ctx, void *old, uint64_t old_len, uint64_t new_len,
+			  int flags, void *new_addr, uint64_t ps)
+{
+	struct ufault__remap a;
+	void *res, *dst;
+	int err;
+
+	ufault__remap_announce(&ctx->remaps, &a, (uint64_t)(uintptr_t)old,
+			       old_len < new_len ? old_len : new_len);
+	if ((flags & MREMAP_MAYMOVE) && !(flags & MREMAP_FIXED) && ps > ufault__sys_page()) {
+		res = mremap(old, old_len, new_len, 0);
+		if (res == MAP_FAILED && errno == ENOMEM) {
+			dst = map_aligned(NULL, new_len, ps, PROT_NONE,
+					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+			if (dst != MAP_FAILED) {
+				res = mremap(old, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED,
+					     dst);
+				err = errno;
+				if (res == MAP_FAILED)
+					munmap(dst, new_len);
+				errno = err;
+			}
+		}
+	} else {
+		res = mremap(old, old_len, new_len, flags, new_addr);
+	}
+	err = errno;
+	if (res != MAP_FAILED && res != old)
+		ufault__workers_sync(ctx);
+	ufault__remap_withdraw(&ctx->remaps, &a);
+	errno = err;
+	return res;
+}
+
+/* Checks of the region being remapped; under the mm write lock. */
+static int mremap_check(struct ufault_ctx *ctx, struct ufault__cut *c, uint64_t old,
+			uint64_t old_end, uint64_t new_len, int flags, uint64_t dst)
+{
+	struct ufault_region *a = c->victims;
+
+	if (!a || a->next_victim || a->node.start > old || a->node.end < old_end ||
+	    (old - a->node.start) % a->page_size || (old_end - old) % a->page_size ||
+	    new_len % a->page_size ||
+	    ufault__region_offset(a, old) + new_len < ufault__region_offset(a, old)) {
+		ufault__warn(&ctx->log,
+			     "mremap: [%#llx, %#llx) is not whole region pages of one region",
+			     (unsigned long long)old, (unsigned long long)old_end);
+		return -EINVAL;
+	}
+	if ((flags & MREMAP_FIXED) && dst % a->page_size) {
+		ufault__warn(&ctx->log,
+			     "mremap: destination %#llx is not aligned to the region page %llu",
+			     (unsigned long long)dst, (unsigned long long)a->page_size);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -528,127 +567,128 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 		    int flags, void *new_addr)
 {
 	uint64_t old = (uint64_t)(uintptr_t)old_addr, dst = (uint64_t)(uintptr_t)new_addr;
-	uint64_t old_end, grow_end, dst_end = 0, res_start;
+	uint64_t old_end, new_end, grow_end, dst_end = 0, res_start;
+	struct ufault__cut src_cut = {0}, dst_cut = {0};
 	struct ufault_region *a, *moved = NULL;
-	struct cut src_cut = {0}, dst_cut = {0};
-	struct ufault__wlock w;
 	bool fixed = flags & MREMAP_FIXED;
+	struct ufault__mm_held h;
 	void *res;
-	int ret = 0;
+	int ret;
 
-	if (!ctx || !old_len || !new_len || old % ctx->sys_page ||
-	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || (fixed && !(flags & MREMAP_MAYMOVE)) ||
-	    (fixed && dst % ctx->sys_page))
+	if (!ctx)
+		return map_failed(EINVAL);
+	if (ufault__ctx_forked(ctx, "mremap"))
+		return map_failed(ECHILD);
+	if (!old_len || !new_len || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) ||
+	    (fixed && !(flags & MREMAP_MAYMOVE)) || page_range(ctx, old, old_len, &old_end) ||
+	    page_range(ctx, old, new_len, &new_end) || (fixed && page_range(ctx, dst, new_len, &dst_end)))
 		return map_failed(EINVAL);
 	if ((flags & MREMAP_MAYMOVE) && !(ctx->features & UFFD_FEATURE_EVENT_REMAP)) {
 		/* Without it the kernel unregisters the moved range. */
 		ufault__warn(&ctx->log, "mremap: moving needs UFFD_FEATURE_EVENT_REMAP");
 		return map_failed(EOPNOTSUPP);
 	}
-	old_len = round_up(old_len, ctx->sys_page);
-	new_len = round_up(new_len, ctx->sys_page);
-	old_end = old + old_len;
-	grow_end = old + (new_len > old_len ? new_len : old_len);
-	if (old_end < old || grow_end < old)
+	old_len = old_end - old;
+	new_len = new_end - old;
+	grow_end = old_end > new_end ? old_end : new_end;
+	/* mremap(2) refuses a destination overlapping the old range. */
+	if (fixed && dst < old_end && old < dst_end)
 		return map_failed(EINVAL);
-	if (fixed) {
-		dst_end = dst + new_len;
-		/* mremap(2) refuses a destination overlapping the old range. */
-		if (dst_end < dst || (dst < old_end && old < dst_end))
-			return map_failed(EINVAL);
-	}
-	lock_spans(ctx, &w, old, grow_end, dst, dst_end);
+	lock_spans(ctx, &h, old, grow_end, dst, dst_end);
 
-	pthread_mutex_lock(&ctx->tree_lock);
-	a = ufault__region_first_locked(ctx, old, old_end);
-	if (!a ||
-	    (a->node.start > old || a->node.end < old_end || (old - a->node.start) % a->page_size ||
-	     old_len % a->page_size || new_len % a->page_size ||
-	     a->src.offset + (old - a->node.start) + new_len < a->src.offset))
-		ret = -EINVAL;
-	pthread_mutex_unlock(&ctx->tree_lock);
-	if (ret) {
-		ufault__warn(&ctx->log,
-			     "mremap: [%#llx, +%zu) is not whole region pages of one region",
-			     (unsigned long long)old, old_len);
-		goto unlock;
-	}
 	/* The region loses [old, old_end); keep its outside pieces. */
-	ret = cut_prepare(ctx, old, old_end, &src_cut);
+	ret = ufault__cut_collect(&ctx->regions, old, old_end, &src_cut);
+	if (!ret)
+		ret = mremap_check(ctx, &src_cut, old, old_end, new_len, flags, dst);
+	if (!ret && fixed && ufault__regions_foreign(&ctx->regions, dst, dst_end))
+		ret = -EBUSY;
+	if (!ret && fixed)
+		ret = ufault__cut_collect(&ctx->regions, dst, dst_end, &dst_cut);
 	if (ret)
 		goto unlock;
-	moved = ufault__region_alloc(ctx);
+	a = src_cut.victims;
+	moved = ufault__region_new(&ctx->regions, 0, new_len, a->src, ufault__region_offset(a, old),
+				   a->flags, a->page_size, a->uffd_idx);
 	if (!moved) {
 		ret = -ENOMEM;
 		goto unlock;
 	}
-	if (fixed) {
-		ret = cut_prepare(ctx, dst, dst_end, &dst_cut);
-		if (ret)
-			goto unlock;
-	}
 
-	cut_detach(&src_cut);
-	cut_detach(&dst_cut);
-	res = proxy_mremap(ctx, old_addr, old_len, new_len, flags, new_addr);
+	ufault__cut_detach(&src_cut);
+	ufault__cut_detach(&dst_cut);
+	res = proxy_mremap(ctx, old_addr, old_len, new_len, flags, new_addr, a->page_size);
 	if (res == MAP_FAILED) {
 		ret = -errno;
-		cut_undetach(&src_cut);
-		cut_undetach(&dst_cut);
+		ufault__cut_undetach(&src_cut);
+		ufault__cut_undetach(&dst_cut);
 		goto unlock;
 	}
 	res_start = (uint64_t)(uintptr_t)res;
-	ufault__region_init_piece(moved, a, old, old + new_len);
 	moved->node.start = res_start;
 	moved->node.end = res_start + new_len;
-	cut_swap(ctx, &dst_cut, NULL);
-	cut_swap(ctx, &src_cut, moved);
+	ufault__cut_swap(&ctx->regions, &dst_cut, NULL);
+	ufault__cut_swap(&ctx->regions, &src_cut, moved);
 	/* In place, a grown VMA keeps its registration; a moved one keeps it
 	 * thanks to UFFD_EVENT_REMAP. Nothing to register again. */
-	cut_finish(ctx, &dst_cut, dst, dst_end);
-	cut_finish(ctx, &src_cut, old, old_end);
-	wake_region(ctx, moved);
-	ufault__wunlock(ctx, &w);
+	ufault__cut_finish(&dst_cut, dst, dst_end);
+	ufault__cut_finish(&src_cut, old, old_end);
+	ufault__region_wake(moved);
+	proxy_unlock(ctx, &h);
 	proxy_done(ctx);
 	return res;
 
 unlock:
-	cut_abort(&src_cut);
-	cut_abort(&dst_cut);
+	ufault__cut_abort(&src_cut);
+	ufault__cut_abort(&dst_cut);
 	if (moved)
-		ufault__region_free_now(moved);
-	ufault__wunlock(ctx, &w);
+		ufault__region_free_chain(moved);
+	proxy_unlock(ctx, &h);
 	return map_failed(ret);
 }
 
-/* mprotect and madvise change no region: lock the range, make the call. */
-static int locked_call(struct ufault_ctx *ctx, void *addr, size_t len, int arg,
+/* --- mprotect, madvise ------------------------------------------------------ */
+
+/* They change no region: lock the range, make the call. A range that
+ * starts or ends inside a region page would split its VMA there, and the
+ * page could no longer be installed with one ioctl: refused. */
+static int locked_call(struct ufault_ctx *ctx, const char *name, void *addr, size_t len, int arg,
 		       int (*call)(void *, size_t, int))
 {
-	uint64_t start = (uint64_t)(uintptr_t)addr;
-	struct ufault__wlock w;
+	uint64_t start = (uint64_t)(uintptr_t)addr, end;
+	struct ufault__mm_held h;
 	int ret;
 
-	if (!ctx || start % ctx->sys_page)
+	if (!ctx)
 		return fail(EINVAL);
-	if (!len)
+	if (ufault__ctx_forked(ctx, name))
+		return fail(ECHILD);
+	if (page_range(ctx, start, len, &end))
+		return fail(EINVAL);
+	if (end == start)
 		return call(addr, len, arg); /* the syscall defines len 0 */
-	if (start + round_up(len, ctx->sys_page) < start)
-		return fail(EINVAL);
-	ufault__wlock(ctx, &w, start, start + round_up(len, ctx->sys_page));
-	ret = call(addr, len, arg);
-	ufault__wunlock(ctx, &w);
-	if (!ret)
-		proxy_done(ctx);
-	return ret;
+	ufault__mm_write_lock(&ctx->mm, &h, start, end);
+	if (ufault__regions_cut_page(&ctx->regions, start, end)) {
+		ufault__warn(&ctx->log, "%s: [%#llx, %#llx) would split a region page", name,
+			     (unsigned long long)start, (unsigned long long)end);
+		errno = EINVAL;
+		ret = -1;
+	} else {
+		ret = call(addr, len, arg);
+	}
+	ret = ret ? -errno : 0;
+	proxy_unlock(ctx, &h);
+	if (ret)
+		return fail(ret);
+	proxy_done(ctx);
+	return 0;
 }
 
 int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len, int prot)
 {
-	return locked_call(ctx, addr, len, prot, mprotect);
+	return locked_call(ctx, "mprotect", addr, len, prot, mprotect);
 }
 
 int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, int advice)
 {
-	return locked_call(ctx, addr, len, advice, madvise);
+	return locked_call(ctx, "madvise", addr, len, advice, madvise);
 }

@@ -34,6 +34,7 @@
  * a seq_cst load, which TSan models (and which is also correct).
  */
 #include "qsbr.h"
+#include "witness.h"
 #include "alloc.h"
 
 #include <errno.h>
@@ -114,6 +115,13 @@ static unsigned int free_list(struct ufault__qsbr_item *it)
 	return n;
 }
 
+void ufault__qsbr_forget(struct ufault__qsbr *q)
+{
+	ufault__pages_unmap(q->slots, q->map_len);
+	q->slots = NULL;
+	q->snap = NULL;
+}
+
 void ufault__qsbr_destroy(struct ufault__qsbr *q)
 {
 	free_list(q->waiting);
@@ -151,8 +159,10 @@ void ufault__qsbr_offline(struct ufault__qsbr *q, unsigned int slot)
 int ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item)
 {
 	pthread_mutex_lock(&q->lock);
+	ufault__witness_acquire(UFAULT__RANK_QSBR, false);
 	item->next = q->retired;
 	__atomic_store_n(&q->retired, item, __ATOMIC_RELAXED);
+	ufault__witness_release(UFAULT__RANK_QSBR);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
@@ -194,6 +204,7 @@ unsigned int ufault__qsbr_poll(struct ufault__qsbr *q)
 		return 0;
 
 	pthread_mutex_lock(&q->lock);
+	ufault__witness_acquire(UFAULT__RANK_QSBR, false);
 	if (q->waiting && batch_expired(q)) {
 		done = q->waiting;
 		__atomic_store_n(&q->waiting, NULL, __ATOMIC_RELAXED);
@@ -211,6 +222,7 @@ unsigned int ufault__qsbr_poll(struct ufault__qsbr *q)
 			__atomic_store_n(&q->waiting, NULL, __ATOMIC_RELAXED);
 		}
 	}
+	ufault__witness_release(UFAULT__RANK_QSBR);
 	pthread_mutex_unlock(&q->lock);
 	return free_list(done);
 }
@@ -224,8 +236,10 @@ void ufault__qsbr_drain(struct ufault__qsbr *q)
 
 		ufault__qsbr_poll(q);
 		pthread_mutex_lock(&q->lock);
+	ufault__witness_acquire(UFAULT__RANK_QSBR, false);
 		empty = !q->waiting && !q->retired;
-		pthread_mutex_unlock(&q->lock);
+		ufault__witness_release(UFAULT__RANK_QSBR);
+	pthread_mutex_unlock(&q->lock);
 		if (empty)
 			return;
 		nanosleep(&ts, NULL);

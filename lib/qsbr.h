@@ -49,6 +49,8 @@ struct ufault__qsbr {
 int ufault__qsbr_init(struct ufault__qsbr *q, unsigned int nr_slots);
 /* Frees everything still retired, then the slots. No reader may be online. */
 void ufault__qsbr_destroy(struct ufault__qsbr *q);
+/* In a child process: unmap this copy's slots; frees no item, takes no lock. */
+void ufault__qsbr_forget(struct ufault__qsbr *q);
 
 void ufault__qsbr_online(struct ufault__qsbr *q, unsigned int slot);
 void ufault__qsbr_offline(struct ufault__qsbr *q, unsigned int slot);

@@ -25,21 +25,12 @@
 #include <ufault/rangelock.h>
 
 #include "rangelock_internal.h"
+#include "util.h"
 
 /* Bounded spins before sleeping: cheap handoffs stay in user space. */
 #define MUTEX_SPIN 100
 #define WAIT_SPIN 200
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
 
 static void futex_wait(uint32_t *word, uint32_t val)
 {
@@ -69,7 +60,7 @@ static inline void mutex_lock(uint32_t *m)
 			return;
 		for (int i = 0; __atomic_load_n(m, __ATOMIC_RELAXED) != 0; i++) {
 			if (i < MUTEX_SPIN) {
-				cpu_relax();
+				ufault__cpu_relax();
 			} else {
 				sched_yield();
 				i = 0;
@@ -196,7 +187,7 @@ static void range_wait(struct ufault_range *r)
 	for (int i = 0; i < WAIT_SPIN; i++) {
 		if (ufault__range_is_granted(r))
 			return;
-		cpu_relax();
+		ufault__cpu_relax();
 	}
 	while (!ufault__range_is_granted(r))
 		futex_wait(&r->granted, 0);

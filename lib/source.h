@@ -1,17 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * source.h - how a region's bytes are produced. Each source type is one file
- * (source_zero.c, source_snapshot.c, source_callback.c) providing one ops
- * table; the fault path only calls through it.
+ * source.h - how a region's bytes are produced, and the source object that
+ * regions share.
+ *
+ * Each source type is one file (source_zero.c, source_snapshot.c,
+ * source_callback.c) providing one ops table; the fault path only calls
+ * through it. A registration makes one struct ufault__source, holding the
+ * caller's struct and a reference count: every region made from it (the
+ * region itself, and the pieces a split or a replacement leaves) holds a
+ * reference, dropped when the region is freed after its QSBR grace period.
+ * The last reference calls the caller's release hook, so the hook runs
+ * only once no fill can still use the source.
  */
 #ifndef UFAULT_LIB_SOURCE_H
 #define UFAULT_LIB_SOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <ufault/ufault.h>
 
+#include "alloc.h"
 #include "log.h"
 
 /* fill() result meaning "install zeros" (UFFDIO_ZEROPAGE, no copy). */
@@ -35,7 +45,38 @@ extern const struct ufault__source_ops ufault__source_zero;
 extern const struct ufault__source_ops ufault__source_snapshot;
 extern const struct ufault__source_ops ufault__source_callback;
 
-/* The ops for @src->type, or NULL for an unknown type. */
-const struct ufault__source_ops *ufault__source_ops(const struct ufault_source *src);
+struct ufault__source {
+	struct ufault_source user; /* the caller's struct, at this library's size */
+	const struct ufault__source_ops *ops;
+	struct ufault__slab *slab; /* where this object lives */
+	unsigned int refs;	   /* atomic */
+	bool release_ok;	   /* the registration succeeded: call the hook */
+};
+
+/*
+ * Check @user (size, type, the type's own fields) and make a source object
+ * holding one reference, the caller's. Returns 0, -EINVAL (logged) or
+ * -ENOMEM. Takes the slab lock.
+ */
+int ufault__source_create(struct ufault__slab *slab, const struct ufault_source *user,
+			  const struct ufault__log *log, struct ufault__source **out);
+/* Only the checks of ufault__source_create (no object). */
+int ufault__source_check(const struct ufault_source *user, const struct ufault__log *log,
+			 struct ufault_source *normalised);
+
+static inline void ufault__source_get(struct ufault__source *s)
+{
+	__atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Drop a reference; the last one runs the release hook (if the
+ * registration succeeded) and frees the object. No ufault lock may be
+ * held: the hook is user code. */
+void ufault__source_put(struct ufault__source *s);
+
+/* The registration that created @s succeeded / failed: drop the caller's
+ * reference, and let the last one call the hook only on success. */
+void ufault__source_commit(struct ufault__source *s);
+void ufault__source_abandon(struct ufault__source *s);
 
 #endif

@@ -23,16 +23,3 @@ const struct ufault__source_ops ufault__source_zero = {
     .validate = zero_validate,
     .fill = zero_fill,
 };
-
-const struct ufault__source_ops *ufault__source_ops(const struct ufault_source *src)
-{
-	switch (src->type) {
-	case UFAULT_SOURCE_ZERO:
-		return &ufault__source_zero;
-	case UFAULT_SOURCE_SNAPSHOT:
-		return &ufault__source_snapshot;
-	case UFAULT_SOURCE_CALLBACK:
-		return &ufault__source_callback;
-	}
-	return NULL;
-}

@@ -1,22 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
- * stats.c - histogram bucketing and merging of per-thread counters.
+ * stats.c - histogram bucketing (the only copy: the benchmarks use the
+ * public functions), quantiles, and merging of per-thread counters.
  */
 #include <string.h>
 
 #include "stats.h"
 
-#define SUB (1u << UFAULT_HIST_SUB_BITS)
+#define SUB (1u << UFAULT__HIST_SUB_BITS)
 
-unsigned int ufault__hist_bucket(uint64_t ns)
+unsigned int ufault_stats_bucket_of(uint64_t ns)
 {
 	unsigned int log, sub;
 
 	if (ns < SUB)
 		return (unsigned int)ns;
 	log = 63u - (unsigned int)__builtin_clzll(ns);
-	sub = (unsigned int)(ns >> (log - UFAULT_HIST_SUB_BITS)) & (SUB - 1);
-	return (log - UFAULT_HIST_SUB_BITS + 1) * SUB + sub;
+	sub = (unsigned int)(ns >> (log - UFAULT__HIST_SUB_BITS)) & (SUB - 1);
+	return (log - UFAULT__HIST_SUB_BITS + 1) * SUB + sub;
 }
 
 uint64_t ufault_stats_bucket_ns(unsigned int i)
@@ -25,13 +26,11 @@ uint64_t ufault_stats_bucket_ns(unsigned int i)
 
 	if (i < SUB)
 		return i;
-	if (i >= UFAULT_HIST_BUCKETS)
+	if (i >= UFAULT__HIST_BUCKETS)
 		return UINT64_MAX;
-	log = i / SUB + UFAULT_HIST_SUB_BITS - 1;
+	log = i / SUB + UFAULT__HIST_SUB_BITS - 1;
 	sub = i % SUB;
-	if (log > 63) /* past the largest 64-bit value: never used */
-		return UINT64_MAX;
-	return ((uint64_t)SUB + sub) << (log - UFAULT_HIST_SUB_BITS);
+	return ((uint64_t)SUB + sub) << (log - UFAULT__HIST_SUB_BITS);
 }
 
 void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *src)
@@ -50,37 +49,39 @@ void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *s
 	out->zero_filled += c[UFAULT__STAT_ZERO_FILLED];
 	for (unsigned int i = 0; i < UFAULT_SPEC_ABORT_NR; i++)
 		out->spec_aborts[i] += c[UFAULT__STAT_SPEC_ABORT + i];
-	for (unsigned int i = 0; i < UFAULT_HIST_BUCKETS; i++)
-		out->latency_hist[i] += __atomic_load_n(&src->hist[i], __ATOMIC_RELAXED);
 }
 
-/* Midpoint of the bucket holding the q-th quantile (q in per mille). */
-static uint64_t quantile(const uint64_t *hist, uint64_t total, unsigned int permille)
+void ufault__stats_merge_hist(uint64_t *hist, unsigned int nr, const struct ufault__stats *src)
 {
-	uint64_t want = (total * permille + 999) / 1000, seen = 0;
+	if (nr > UFAULT__HIST_BUCKETS)
+		nr = UFAULT__HIST_BUCKETS;
+	for (unsigned int i = 0; i < nr; i++)
+		hist[i] += __atomic_load_n(&src->hist[i], __ATOMIC_RELAXED);
+}
 
+uint64_t ufault_stats_quantile_ns(const uint64_t *hist, unsigned int nr, unsigned int permille)
+{
+	uint64_t total = 0, want, seen = 0;
+
+	if (!hist)
+		return 0;
+	if (permille > 1000)
+		permille = 1000;
+	for (unsigned int i = 0; i < nr; i++)
+		total += hist[i];
 	if (!total)
 		return 0;
+	want = (total * permille + 999) / 1000;
 	if (!want)
 		want = 1;
-	for (unsigned int i = 0; i < UFAULT_HIST_BUCKETS; i++) {
+	for (unsigned int i = 0; i < nr; i++) {
 		seen += hist[i];
 		if (seen >= want) {
 			uint64_t lo = ufault_stats_bucket_ns(i);
 			uint64_t hi = ufault_stats_bucket_ns(i + 1);
 
-			return i + 1 < UFAULT_HIST_BUCKETS ? lo + (hi - lo) / 2 : lo;
+			return hi != UINT64_MAX ? lo + (hi - lo) / 2 : lo;
 		}
 	}
-	return ufault_stats_bucket_ns(UFAULT_HIST_BUCKETS - 1);
-}
-
-void ufault__stats_finish(struct ufault_stats *out)
-{
-	uint64_t total = 0;
-
-	for (unsigned int i = 0; i < UFAULT_HIST_BUCKETS; i++)
-		total += out->latency_hist[i];
-	out->latency_p50_ns = quantile(out->latency_hist, total, 500);
-	out->latency_p99_ns = quantile(out->latency_hist, total, 990);
+	return ufault_stats_bucket_ns(nr - 1);
 }

@@ -27,9 +27,14 @@ enum ufault__stat {
 	UFAULT__STAT_NR = UFAULT__STAT_SPEC_ABORT + UFAULT_SPEC_ABORT_NR,
 };
 
+/* Latency histogram: log-linear, 2^UFAULT__HIST_SUB_BITS buckets per power
+ * of two of nanoseconds (about 3% wide), enough for any 64-bit value. */
+#define UFAULT__HIST_SUB_BITS 5
+#define UFAULT__HIST_BUCKETS ((64 - UFAULT__HIST_SUB_BITS + 1) << UFAULT__HIST_SUB_BITS)
+
 struct ufault__stats {
 	uint64_t ctr[UFAULT__STAT_NR];
-	uint64_t hist[UFAULT_HIST_BUCKETS];
+	uint64_t hist[UFAULT__HIST_BUCKETS];
 } __attribute__((aligned(64)));
 
 static inline void ufault__stat_add(struct ufault__stats *s, enum ufault__stat which, uint64_t n)
@@ -47,19 +52,16 @@ static inline uint64_t ufault__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Histogram bucket of a latency in ns (log-linear, UFAULT_HIST_SUB_BITS). */
-unsigned int ufault__hist_bucket(uint64_t ns);
-
 static inline void ufault__stat_latency(struct ufault__stats *s, uint64_t ns)
 {
-	uint64_t *p = &s->hist[ufault__hist_bucket(ns)];
+	uint64_t *p = &s->hist[ufault_stats_bucket_of(ns)];
 
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
 /* Add @src's counters into @out (relaxed loads). */
 void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *src);
-/* Fill the percentiles of @out from its histogram. */
-void ufault__stats_finish(struct ufault_stats *out);
+/* Add @src's histogram into @hist (its first @nr buckets). */
+void ufault__stats_merge_hist(uint64_t *hist, unsigned int nr, const struct ufault__stats *src);
 
 #endif

@@ -13,15 +13,7 @@
 #include <unistd.h>
 
 #include "uffd.h"
-
-static uint64_t sys_page(void)
-{
-	static uint64_t page;
-
-	if (!__atomic_load_n(&page, __ATOMIC_RELAXED))
-		__atomic_store_n(&page, (uint64_t)sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
-	return __atomic_load_n(&page, __ATOMIC_RELAXED);
-}
+#include "util.h"
 
 static int uffd_ioctl(int fd, unsigned long req, void *arg)
 {
@@ -187,8 +179,8 @@ static int fill_loop(int fd, unsigned long req, uint64_t dst, const void *src, u
 			continue;
 		/* One page of a multi-page range already there (someone else
 		 * resolved it): skip it, fill the rest, report EEXIST at the end. */
-		if (ret == -EEXIST && pos + sys_page() < len) {
-			pos += sys_page();
+		if (ret == -EEXIST && pos + ufault__sys_page() < len) {
+			pos += ufault__sys_page();
 			eexist = true;
 			continue;
 		}
@@ -233,39 +225,6 @@ int ufault__uffd_wake(int fd, uint64_t start, uint64_t len)
 	return uffd_ioctl(fd, UFFDIO_WAKE, &range);
 }
 
-int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool wp, bool wake)
-{
-	struct uffdio_writeprotect a = {.range = {.start = start, .len = len}};
-
-	if (wp)
-		a.mode |= UFFDIO_WRITEPROTECT_MODE_WP;
-	if (!wake)
-		a.mode |= UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
-	return uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &a);
-}
-
-int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
-		      uint64_t *done_out)
-{
-	uint64_t done = 0;
-	int ret;
-
-	for (;;) {
-		struct uffdio_move a = {
-		    .dst = dst + done, .src = src + done, .len = len - done, .mode = mode};
-
-		ret = uffd_ioctl(fd, UFFDIO_MOVE, &a);
-		if (a.move > 0)
-			done += (uint64_t)a.move;
-		if (ret == -EAGAIN && a.move > 0 && done < len)
-			continue;
-		break;
-	}
-	if (done_out)
-		*done_out = done;
-	return ret;
-}
-
 enum ufault__uffd_verdict ufault__uffd_classify(int err)
 {
 	switch (err < 0 ? -err : err) {
@@ -276,6 +235,7 @@ enum ufault__uffd_verdict ufault__uffd_classify(int err)
 	case EAGAIN:
 		return UFAULT__UFFD_LATER;
 	case ENOENT:
+		return UFAULT__UFFD_NOVMA;
 	case ESRCH:
 		return UFAULT__UFFD_GONE;
 	default:

@@ -57,21 +57,17 @@ int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_
 int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
-int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool wp, bool wake);
-int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
-		      uint64_t *done);
 
-/*
- * How to treat an error of the fill ioctls (COPY, ZEROPAGE, CONTINUE,
- * POISON) and WAKE. Not for MOVE, whose ENOENT means "the source page is
- * missing", a real error its caller must judge.
- */
+/* How to treat an error of the fill ioctls (COPY, ZEROPAGE, CONTINUE,
+ * POISON), WAKE and UNREGISTER. */
 enum ufault__uffd_verdict {
 	UFAULT__UFFD_OK = 0,   /* success */
 	UFAULT__UFFD_RESOLVED, /* EEXIST: someone else installed it: success */
 	UFAULT__UFFD_LATER,    /* EAGAIN: events pending (mmap_changing): defer */
-	UFAULT__UFFD_GONE,     /* ENOENT/ESRCH: range unregistered, unmapped, or
-				* the mm is exiting: nobody waits any more */
+	UFAULT__UFFD_NOVMA,    /* ENOENT: the destination is not inside one VMA
+				* (unmapped, or split by mprotect/madvise):
+				* the faulting thread may still be parked */
+	UFAULT__UFFD_GONE,     /* ESRCH: the mm is exiting: nobody waits */
 	UFAULT__UFFD_FATAL,    /* anything else: a real error */
 };
 enum ufault__uffd_verdict ufault__uffd_classify(int err);

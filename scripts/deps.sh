@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages ufault needs, if any is missing. Idempotent.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox)
+pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox
+	man-db groff-base) # man-db, groff-base: tests/man_check.sh renders the man pages
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

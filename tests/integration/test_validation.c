@@ -224,19 +224,20 @@ static void test_ctx_create_args(void **state)
 	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
 
 	/*
-	 * An older, shorter struct (a prefix) is accepted: the fields past
-	 * @size take their defaults, whatever the bytes there hold.
+	 * The smallest struct any release defined (0.1's) is accepted; a
+	 * prefix shorter than it is not a struct of any release.
 	 */
 	ufault_config_init(&cfg);
 	cfg.nr_workers = 2;
 	cfg.nr_uffds = 2;
-	cfg.lock_mode = (enum ufault_lock_mode)99;
-	cfg.size = offsetof(struct ufault_config, lock_mode);
+	cfg.size = UFAULT_CONFIG_SIZE_VER0;
 	assert_int_equal(ufault_ctx_create(&ctx, &cfg), 0);
 	assert_int_equal(ufault_ctx_nr_workers(ctx), 2);
 	assert_int_equal(ufault_ctx_nr_uffds(ctx), 2);
 	assert_int_equal(ufault_ctx_lock_mode(ctx), UFAULT_LOCK_SPEC);
 	ufault_ctx_destroy(ctx);
+	cfg.size = offsetof(struct ufault_config, lock_mode);
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
 
 	ufault_config_init(&cfg);
 	cfg.nr_workers = 100000;
@@ -398,13 +399,19 @@ static void register_bad_args_mode(enum ufault_lock_mode mode)
 	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
 	bad.type = (enum ufault_source_type)99;
 	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
-	memset(&bad, 0, sizeof(bad));
-	bad.type = UFAULT_SOURCE_SNAPSHOT;
+	/* A source not sized by ufault_source_init() (e.g. memset to 0). */
+	bad = src;
+	bad.size = 0;
+	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
+	bad.size = UFAULT_SOURCE_SIZE_VER0 - 1;
+	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
+	bad.size = sizeof(bad) + 8;
+	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
+	ufault_source_init(&bad, UFAULT_SOURCE_SNAPSHOT);
 	bad.snapshot.data = NULL;
 	bad.snapshot.len = ps;
 	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);
-	memset(&bad, 0, sizeof(bad));
-	bad.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&bad, UFAULT_SOURCE_CALLBACK);
 	bad.callback.fill = NULL;
 	bad.callback.arg = &bad;
 	expect_reg(&st, st.ctx, v, len, &bad, 0, -EINVAL);

@@ -184,7 +184,7 @@ static void test_einval_eexist(void **state)
 	struct ufault__index_node h = {.start = 120, .end = 180};
 
 	ufault__index_init(&ix);
-	assert_null(ufault__index_lookup(&ix, 0));
+	assert_null(ufault__index_lookup(&ix, 0, NULL));
 	assert_null(ufault__index_first_overlap_locked(&ix, 0, UINT64_MAX));
 	assert_int_equal(ufault__index_insert(&ix, &a), 0);
 	assert_int_equal(ufault__index_insert(&ix, &b), -EINVAL);
@@ -196,11 +196,11 @@ static void test_einval_eexist(void **state)
 	assert_int_equal(ufault__index_count(&ix), 3);
 	check_tree(&ix);
 
-	assert_ptr_equal(ufault__index_lookup(&ix, 100), &a);
-	assert_ptr_equal(ufault__index_lookup(&ix, 199), &a);
-	assert_ptr_equal(ufault__index_lookup(&ix, 200), &f);
-	assert_ptr_equal(ufault__index_lookup(&ix, 0), &g);
-	assert_null(ufault__index_lookup(&ix, 300));
+	assert_ptr_equal(ufault__index_lookup(&ix, 100, NULL), &a);
+	assert_ptr_equal(ufault__index_lookup(&ix, 199, NULL), &a);
+	assert_ptr_equal(ufault__index_lookup(&ix, 200, NULL), &f);
+	assert_ptr_equal(ufault__index_lookup(&ix, 0, NULL), &g);
+	assert_null(ufault__index_lookup(&ix, 300, NULL));
 	assert_ptr_equal(ufault__index_find_locked(&ix, 99), &g);
 
 	/* Iteration in address order over an overlap query. */
@@ -213,10 +213,10 @@ static void test_einval_eexist(void **state)
 	assert_null(ufault__index_first_overlap_locked(&ix, 150, 150));
 
 	ufault__index_remove(&ix, &a);
-	assert_null(ufault__index_lookup(&ix, 150));
+	assert_null(ufault__index_lookup(&ix, 150, NULL));
 	assert_int_equal(ufault__index_insert(&ix, &e), -EEXIST); /* still overlaps g */
 	assert_int_equal(ufault__index_insert(&ix, &h), 0);	  /* the hole is free */
-	assert_ptr_equal(ufault__index_lookup(&ix, 150), &h);
+	assert_ptr_equal(ufault__index_lookup(&ix, 150, NULL), &h);
 	check_tree(&ix);
 	ufault__index_remove(&ix, &h);
 	ufault__index_remove(&ix, &g);
@@ -238,8 +238,8 @@ static void check_queries(struct ufault__index *ix, struct model *m, uint64_t sp
 		size_t i;
 
 		assert_ptr_equal(ufault__index_find_locked(ix, addr), want);
-		assert_ptr_equal(ufault__index_lookup(ix, addr), want);
-		assert_ptr_equal(ufault__index_lookup_stat(ix, addr, &retried), want);
+		assert_ptr_equal(ufault__index_lookup(ix, addr, NULL), want);
+		assert_ptr_equal(ufault__index_lookup(ix, addr, &retried), want);
 		assert_false(retried);
 
 		got = ufault__index_first_overlap_locked(ix, addr, e);
@@ -356,13 +356,13 @@ static void test_50k(void **state)
 	assert_int_equal(ufault__index_count(&ix), N);
 	check_tree(&ix);
 	for (i = 0; i < N; i++) {
-		assert_ptr_equal(ufault__index_lookup(&ix, pool[i].start + 4095), &pool[i]);
-		assert_null(ufault__index_lookup(&ix, pool[i].end));
+		assert_ptr_equal(ufault__index_lookup(&ix, pool[i].start + 4095, NULL), &pool[i]);
+		assert_null(ufault__index_lookup(&ix, pool[i].end, NULL));
 	}
 	shuffle(order, N, &s);
 	for (i = 0; i < N; i++) {
 		ufault__index_remove(&ix, &pool[order[i]]);
-		assert_null(ufault__index_lookup(&ix, pool[order[i]].start));
+		assert_null(ufault__index_lookup(&ix, pool[order[i]].start, NULL));
 		if (i % 10000 == 0)
 			check_tree(&ix);
 	}
@@ -449,7 +449,7 @@ static void *reader(void *p)
 			uint64_t addr = k * SLOT + rnd(&s) % SLOT;
 			bool retried;
 			struct ufault__index_node *got =
-			    ufault__index_lookup_stat(&c->ix, addr, &retried);
+			    ufault__index_lookup(&c->ix, addr, &retried);
 			struct tnode *t = tn(got);
 
 			retr += retried;

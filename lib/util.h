@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util.h - the few helpers every layer of the library uses: overflow-checked
+ * rounding, the system page size (read once), container_of, a spin-wait
+ * hint. Header-only, includes nothing of ufault's.
+ */
+#ifndef UFAULT_LIB_UTIL_H
+#define UFAULT_LIB_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#define ufault__container_of(ptr, type, member)                                                    \
+	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
+
+/* *out = @x rounded up to a multiple of @a (a power of two); false if that
+ * does not fit in 64 bits (a length near SIZE_MAX is bad input, not a
+ * small number). */
+static inline bool ufault__round_up(uint64_t x, uint64_t a, uint64_t *out)
+{
+	if (x > UINT64_MAX - (a - 1))
+		return false;
+	*out = (x + a - 1) & ~(a - 1);
+	return true;
+}
+
+/* The system page size, read once per process (it never changes). */
+static inline uint64_t ufault__sys_page(void)
+{
+	static uint64_t page;
+	uint64_t v = __atomic_load_n(&page, __ATOMIC_RELAXED);
+
+	if (!v) {
+		long r = sysconf(_SC_PAGESIZE);
+
+		v = r > 0 ? (uint64_t)r : 4096;
+		__atomic_store_n(&page, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+static inline void ufault__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+#endif

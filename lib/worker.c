@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: MIT
+/*
+ * worker.c - worker threads (worker.h).
+ *
+ * A worker never blocks on a library lock before it has read its messages;
+ * a fault that cannot be resolved now is deferred and retried after a poke
+ * or a short epoll timeout, never spun on. While it sleeps in epoll_wait(2)
+ * the worker is an offline QSBR reader, so it never holds up reclamation.
+ * A worker stops only when told to: a failing read(2) or an error on its
+ * uffd is logged and retried after a back-off, so the faults queued on that
+ * uffd are not orphaned.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define DEFER_POLL_MS 1
+#define ERROR_BACKOFF_NS (10 * 1000 * 1000)
+#define SYNC_POLL_NS (50 * 1000)
+
+enum { EV_UFFD, EV_STOP, EV_POKE };
+
+static void sleep_ns(long ns)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+
+	nanosleep(&ts, NULL);
+}
+
+static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, uint64_t t0)
+{
+	uint64_t addr = msg->arg.pagefault.address & ~(ufault__sys_page() - 1);
+	unsigned int flags =
+	    (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
+
+	ufault__stat_add(&w->env.stats, UFAULT__STAT_FAULTS, 1);
+	if (ufault__fault_resolve(&w->env, addr, flags) == UFAULT__FAULT_DEFER) {
+		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
+		if (ufault__defer_add(&w->defer, addr, flags, t0))
+			return;
+		/* Deferred list full: this fault is retried by the thread
+		 * itself — wake it so it faults again and re-queues. */
+		ufault__uffd_wake(w->uffd, addr, ufault__sys_page());
+	}
+	ufault__stat_latency(&w->env.stats, ufault__now_ns() - t0);
+}
+
+static void retry_deferred(struct ufault__worker *w)
+{
+	struct ufault__deferred d[UFAULT__DEFER_MAX];
+	unsigned int n = ufault__defer_take(&w->defer, d);
+
+	for (unsigned int i = 0; i < n; i++) {
+		/* Counted as a fault once, when it was first read. */
+		ufault__stat_add(&w->env.stats, UFAULT__STAT_RETRIES, 1);
+		if (ufault__fault_resolve(&w->env, d[i].addr, d[i].flags) == UFAULT__FAULT_DEFER)
+			ufault__defer_add(&w->defer, d[i].addr, d[i].flags, d[i].t0);
+		else
+			ufault__stat_latency(&w->env.stats, ufault__now_ns() - d[i].t0);
+		ufault__qsbr_quiescent(&w->env.ctx->qsbr, w->id);
+	}
+}
+
+/*
+ * UFFD_EVENT_REMAP: reading it is what lets the mremap(2) return. A proxy's
+ * own move updates the index itself. A move the application made with plain
+ * mremap(2) leaves registered memory that no region describes, where a fault
+ * would park forever: unregister it so it behaves as ordinary memory.
+ */
+static void handle_remap(struct ufault__worker *w, const struct uffd_msg *msg)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to, len = msg->arg.remap.len;
+
+	if (ufault__remap_consume(&ctx->remaps, from, len))
+		return;
+	ufault__warn(&ctx->log,
+		     "registered memory [%#llx, +%llu) was moved to %#llx by mremap(2), not "
+		     "ufault_mremap: unregistering it there",
+		     (unsigned long long)from, (unsigned long long)len, (unsigned long long)to);
+	ufault__uffd_unregister(w->uffd, to, len);
+}
+
+static void log_error(struct ufault__worker *w, const char *what, int err)
+{
+	if (!w->err_budget)
+		return;
+	w->err_budget--;
+	ufault__err(&w->env.ctx->log, "worker %u: %s: %s; retrying%s", w->id, what,
+		    ufault_strerror(err), w->err_budget ? "" : " (further errors are not logged)");
+}
+
+/* Read and handle one batch; returns the number of messages read, 0 when
+ * the queue is empty, -1 on a read error. */
+static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+	int err = __atomic_exchange_n(&w->inject_err, 0, __ATOMIC_RELAXED);
+	ssize_t n = -1;
+	uint64_t t0;
+
+	if (!err) {
+		n = read(w->uffd, msgs, sizeof(*msgs) * ctx->batch);
+		err = n < 0 ? -errno : 0;
+	}
+	if (n < 0) {
+		if (err == -EAGAIN || err == -EINTR)
+			return 0;
+		log_error(w, "read(uffd)", err);
+		return -1;
+	}
+	t0 = ufault__now_ns();
+	for (size_t i = 0; i < (size_t)n / sizeof(*msgs); i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			handle_fault(w, &msgs[i], t0);
+		else if (msgs[i].event == UFFD_EVENT_REMAP)
+			handle_remap(w, &msgs[i]);
+		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
+	}
+	return (int)((size_t)n / sizeof(*msgs));
+}
+
+/* Read until the queue is dry. The batch sequence is odd from before the
+ * first read until every message read is handled (ufault__workers_sync). */
+static int drain(struct ufault__worker *w, struct uffd_msg *msgs)
+{
+	int n;
+
+	__atomic_fetch_add(&w->batch_seq, 1, __ATOMIC_SEQ_CST);
+	/* A full batch means more may be queued: read again before sleeping;
+	 * a short one means the queue is dry. */
+	while ((n = read_batch(w, msgs)) == (int)w->env.ctx->batch)
+		;
+	__atomic_fetch_add(&w->batch_seq, 1, __ATOMIC_RELEASE);
+	return n;
+}
+
+/*
+ * Each worker waits in its own epoll set, with its uffd added EPOLLEXCLUSIVE:
+ * when several workers share a uffd, one fault wakes one of them instead of
+ * all (every needless wake-up costs a cross-CPU IPI on a VM). Pokes come on
+ * the worker's own eventfd, edge-triggered and never read.
+ */
+static int worker_epoll(struct ufault__worker *w)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = EV_UFFD};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0)
+		return -errno;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->uffd, &ev))
+		goto fail;
+	ev.events = EPOLLIN;
+	ev.data.u32 = EV_STOP;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->env.ctx->stop_fd, &ev))
+		goto fail;
+	ev.events = EPOLLIN | EPOLLET;
+	ev.data.u32 = EV_POKE;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->defer.poke_fd, &ev))
+		goto fail;
+	return ep;
+fail:
+	ev.data.u32 = (uint32_t)errno;
+	close(ep);
+	return -(int)ev.data.u32;
+}
+
+static void *worker_main(void *arg)
+{
+	struct ufault__worker *w = arg;
+	struct ufault_ctx *ctx = w->env.ctx;
+	struct uffd_msg msgs[ctx->batch];
+
+	ufault__witness_set_worker();
+	/* Slots start offline; each loop goes offline to sleep and back. */
+	ufault__qsbr_online(&ctx->qsbr, w->id);
+	for (;;) {
+		struct epoll_event ev[3];
+		bool stop = false, ready = false, failed = false;
+		int n;
+
+		ufault__qsbr_offline(&ctx->qsbr, w->id);
+		n = epoll_wait(w->epfd, ev, 3, w->defer.n ? DEFER_POLL_MS : -1);
+		ufault__qsbr_online(&ctx->qsbr, w->id);
+		if (n < 0 && errno != EINTR) {
+			log_error(w, "epoll_wait", -errno);
+			failed = true;
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u32 == EV_STOP) {
+				stop = true;
+			} else if (ev[i].data.u32 == EV_POKE) {
+				/* only the deferred retry below */
+			} else if (ev[i].events & EPOLLERR) {
+				log_error(w, "uffd", -EIO);
+				failed = true;
+			} else {
+				ready = true;
+			}
+		}
+		if (stop)
+			break;
+		if (ready && drain(w, msgs) < 0)
+			failed = true;
+		if (w->defer.n)
+			retry_deferred(w);
+		if (failed) {
+			/* Back off, then read again: the faults stay queued. */
+			ufault__qsbr_offline(&ctx->qsbr, w->id);
+			sleep_ns(ERROR_BACKOFF_NS);
+			ufault__qsbr_online(&ctx->qsbr, w->id);
+		}
+		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
+		ufault__regions_reclaim(&ctx->regions);
+	}
+	ufault__qsbr_offline(&ctx->qsbr, w->id);
+	return NULL;
+}
+
+static void worker_free(struct ufault__worker *w)
+{
+	if (w->epfd >= 0)
+		close(w->epfd);
+	ufault__defer_destroy(&w->defer);
+	ufault__pages_unmap(w->env.buf, w->env.ctx->max_page_size);
+}
+
+int ufault__workers_start(struct ufault_ctx *ctx)
+{
+	size_t bytes = sizeof(struct ufault__worker) * ctx->nr_workers;
+	unsigned int i;
+	int ret;
+
+	ctx->workers = ufault__pages_map(bytes);
+	if (!ctx->workers)
+		return -ENOMEM;
+	ctx->workers_len = bytes;
+	for (i = 0; i < ctx->nr_workers; i++) {
+		struct ufault__worker *w = &ctx->workers[i];
+
+		w->env.ctx = ctx;
+		w->env.log_budget = 8;
+		w->err_budget = 8;
+		w->id = i;
+		w->uffd = ctx->uffds[i % ctx->nr_uffds];
+		w->epfd = -1;
+		w->defer.poke_fd = -1;
+		w->env.buf = ufault__pages_map(ctx->max_page_size);
+		ret = w->env.buf ? ufault__defer_init(&w->defer) : -ENOMEM;
+		if (!ret) {
+			w->epfd = worker_epoll(w);
+			ret = w->epfd < 0 ? w->epfd : 0;
+		}
+		if (!ret)
+			ret = -pthread_create(&w->thread, NULL, worker_main, w);
+		if (ret) {
+			worker_free(w);
+			goto undo;
+		}
+	}
+	return 0;
+
+undo:
+	ufault__err(&ctx->log, "starting worker %u: %s", i, ufault_strerror(ret));
+	ctx->nr_workers = i; /* stop only those that started */
+	ufault__workers_stop(ctx);
+	return ret;
+}
+
+void ufault__workers_stop(struct ufault_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	if (!ctx->workers)
+		return;
+	if (write(ctx->stop_fd, &one, sizeof(one)) != sizeof(one))
+		ufault__err(&ctx->log, "waking workers: %s", ufault_strerror(errno));
+	for (unsigned int i = 0; i < ctx->nr_workers; i++) {
+		pthread_join(ctx->workers[i].thread, NULL);
+		worker_free(&ctx->workers[i]);
+	}
+	ufault__pages_unmap(ctx->workers, ctx->workers_len);
+	ctx->workers = NULL;
+}
+
+void ufault__workers_forget(struct ufault_ctx *ctx)
+{
+	if (!ctx->workers)
+		return;
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		worker_free(&ctx->workers[i]);
+	ufault__pages_unmap(ctx->workers, ctx->workers_len);
+	ctx->workers = NULL;
+}
+
+void ufault__workers_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		ufault__stats_merge(out, &ctx->workers[i].env.stats);
+}
+
+void ufault__workers_hist(struct ufault_ctx *ctx, uint64_t *hist, unsigned int nr)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		ufault__stats_merge_hist(hist, nr, &ctx->workers[i].env.stats);
+}
+
+void ufault__workers_poke(struct ufault_ctx *ctx)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		ufault__defer_poke(&ctx->workers[i].defer);
+}
+
+void ufault__workers_sync(struct ufault_ctx *ctx)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++) {
+		struct ufault__worker *w = &ctx->workers[i];
+		unsigned int s = __atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST);
+
+		while ((s & 1) && __atomic_load_n(&w->batch_seq, __ATOMIC_ACQUIRE) == s)
+			sleep_ns(SYNC_POLL_NS);
+	}
+}
+
+void ufault__workers_inject_error(struct ufault_ctx *ctx, int err)
+{
+	for (unsigned int i = 0; i < ctx->nr_workers; i++)
+		__atomic_store_n(&ctx->workers[i].inject_err, err, __ATOMIC_RELAXED);
+}
