@@ -12,7 +12,8 @@
  *
  * Fault latency is measured end to end in the faulting thread (a clock read
  * before and after the first write to each page) into per-thread histograms
- * (bench/fault_storm_hist.h), merged after the run.
+ * (bench/fault_storm_hist.h, in the library's bucketing), merged after the
+ * run.
  *
  * Only the public API (include/ufault/ufault.h) is used. The program touches
  * nothing outside its own mappings and the contexts it creates.
@@ -227,13 +228,12 @@ static void backend_close(struct backend *b, struct result *res)
 
 static void fill_source(const struct backend *b, struct ufault_source *s, uint64_t offset)
 {
-	memset(s, 0, sizeof(*s));
 	if (b->src == S_SLOW) {
-		s->type = UFAULT_SOURCE_CALLBACK;
+		ufault_source_init(s, UFAULT_SOURCE_CALLBACK);
 		s->callback.fill = slow_fill;
 		s->callback.arg = (void *)&b->slow;
 	} else {
-		s->type = UFAULT_SOURCE_ZERO;
+		ufault_source_init(s, UFAULT_SOURCE_ZERO);
 	}
 	s->offset = offset;
 }
@@ -677,8 +677,8 @@ static void run_one(const struct run_cfg *rc, struct result *res)
 	free(sh.thr);
 	res->faults_per_s = res->elapsed_s > 0 ? (double)res->faults / res->elapsed_s : 0;
 	res->us_mean = res->faults ? res->elapsed_s * 1e6 * rc->threads / (double)res->faults : 0;
-	res->us_p50 = hist_quantile_ns(merged, 0.50) / 1e3;
-	res->us_p99 = hist_quantile_ns(merged, 0.99) / 1e3;
+	res->us_p50 = hist_quantile_ns(merged, 500) / 1e3;
+	res->us_p99 = hist_quantile_ns(merged, 990) / 1e3;
 	free(merged);
 	res->valid = true;
 
@@ -1425,6 +1425,7 @@ int main(int argc, char **argv)
 	if (page_size <= 0 || ncpu <= 0)
 		die("sysconf: %s", strerror(errno));
 	nr_cpus = (unsigned int)ncpu;
+	hist_setup();
 	parse_args(argc, argv);
 	thp_always = thp_is_always();
 

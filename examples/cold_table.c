@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : "/tmp/ufault_cold_table.dat";
 	struct ufault_stats st = {.size = sizeof(st)};
-	struct ufault_source src = {.type = UFAULT_SOURCE_CALLBACK};
+	struct ufault_source src;
 	size_t rows = 1u << 20, len;
 	struct ufault_ctx *ctx;
 	struct stat sb;
@@ -79,6 +79,7 @@ int main(int argc, char **argv)
 	}
 	len = ((size_t)sb.st_size + 4095) & ~(size_t)4095;
 	rows = (size_t)sb.st_size / ROW;
+	ufault_source_init(&src, UFAULT_SOURCE_CALLBACK);
 	src.callback.fill = fill_from_file;
 	src.callback.arg = &fd;
 

@@ -16,7 +16,7 @@
 int main(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 256 * page;
-	struct ufault_source src = {.type = UFAULT_SOURCE_SNAPSHOT};
+	struct ufault_source src;
 	struct ufault_stats st = {.size = sizeof(st)};
 	struct ufault_ctx *ctx;
 	char *snapshot, *mem;
@@ -28,6 +28,7 @@ int main(void)
 		return 1;
 	for (size_t i = 0; i < len; i++)
 		snapshot[i] = (char)('a' + (i / page) % 26);
+	ufault_source_init(&src, UFAULT_SOURCE_SNAPSHOT);
 	src.snapshot.data = snapshot;
 	src.snapshot.len = len;
 

@@ -345,6 +345,8 @@ int ufault_stats_histogram(struct ufault_ctx *ctx, uint64_t *buckets, unsigned i
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "stats_histogram"))
 		return -ECHILD;
+	if (!nr)
+		return UFAULT__HIST_BUCKETS;
 	if (nr > UFAULT__HIST_BUCKETS)
 		nr = UFAULT__HIST_BUCKETS;
 	memset(buckets, 0, sizeof(*buckets) * nr);

@@ -342,8 +342,10 @@ static int map_fixed(struct ufault_ctx *ctx, struct ufault__cut *c, uint64_t sta
 	if (!ret && mprotect((void *)(uintptr_t)start, end - start, prot))
 		ret = -errno;
 	if (ret) {
-		ufault__warn(&ctx->log, "mmap: [%#llx, %#llx): %s", (unsigned long long)start,
-			     (unsigned long long)end, ufault_strerror(ret));
+		/* As mmap(2) would fail: no warning (NOREPLACE over a foreign
+		 * mapping is a normal EEXIST). */
+		ufault__debug(&ctx->log, "mmap: [%#llx, %#llx): %s", (unsigned long long)start,
+			      (unsigned long long)end, ufault_strerror(ret));
 		unmap_gaps(c, start, mapped);
 		ufault__cut_undetach(c);
 		ufault__region_free_chain(chain);

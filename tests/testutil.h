@@ -42,7 +42,8 @@
  *    tu_pattern_fill_cb  a ufault_fill_fn; its arg is the seed cast to a
  *                        pointer: (void *)(uintptr_t)seed.
  *    tu_pattern_source(offset, seed)  a callback source of that pattern,
- *                        starting at source @offset.
+ *                        starting at source @offset (made with
+ *                        ufault_source_init(), so its size is set).
  *
  *  Time (tests assert behaviour, never timing; these only bound run time)
  *    tu_now_ns()         CLOCK_MONOTONIC in ns.
@@ -227,8 +228,7 @@ static inline struct ufault_source tu_pattern_source(uint64_t offset, uint64_t s
 {
 	struct ufault_source s;
 
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.offset = offset;
 	s.callback.fill = tu_pattern_fill_cb;
 	s.callback.arg = (void *)(uintptr_t)seed;

@@ -48,7 +48,7 @@ struct ufault_ctx;
 struct ufault_region;
 
 /**
- * enum ufault_lock_mode - how faults and proxies synchronise (DESIGN.md).
+ * enum ufault_lock_mode - how faults and proxies synchronise (ufault(7)).
  * @UFAULT_LOCK_DEFAULT: $UFAULT_LOCK_MODE if set and non-empty (an invalid
  *                       value makes ufault_ctx_create() fail with -EINVAL;
  *                       an empty value counts as unset), else spec.
@@ -97,7 +97,8 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  * @log_fn, @log_arg: where log lines go; NULL means stderr. The callback
  *                may run on any thread, including inside a ufault call and
  *                under ufault's locks (see "Threads, callbacks and fork"):
- *                it must not call ufault functions and should not block.
+ *                it must not call ufault functions on the same context and
+ *                should not block.
  * @log_level:    the most verbose level passed on; default UFAULT_LOG_WARN.
  *                $UFAULT_LOG (error, warn, info, debug) overrides it; any
  *                other non-empty value is reported (a warning) and ignored.
@@ -140,8 +141,7 @@ UFAULT_API int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_co
  * behaviour (an anonymous page) rather than hanging. Waits for fills already
  * running in a worker to return, then calls every pending source release
  * hook. Must not be called from a source callback, nor while another thread
- * is inside a call on @ctx (a proxy, register, unregister, stats); @ctx is
- * invalid afterwards.
+ * is inside any call on @ctx; @ctx is invalid afterwards.
  *
  * In a child process (fork(2) after ufault_ctx_create()), it releases only
  * the child's copies of ufault's memory and file descriptors: the parent's
@@ -192,7 +192,8 @@ enum ufault_source_type {
  * ufault_region_register(), ufault_region_unregister(), a proxy or
  * ufault_ctx_destroy() on the same context: in region, range and global
  * mode that deadlocks, and in spec mode a mremap would wait for this
- * worker. ufault_stats() is allowed. Return 0 or a negative errno; a
+ * worker. ufault_stats(), ufault_stats_histogram() and the ufault_ctx_*
+ * getters are allowed. Return 0 or a negative errno; a
  * failure applies the region's error policy to the faulting page.
  */
 typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len);
@@ -206,9 +207,11 @@ typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len)
  * and no fill can touch it any more: after every region piece made from it
  * was unregistered, unmapped or replaced, and every fill that looked it up
  * has returned. From then on the caller may free the callback's argument or
- * the snapshot buffer. It runs on a ufault thread (a worker, or a thread
- * inside a ufault call on the context, or ufault_ctx_destroy()) with no
- * ufault lock held; it must not call ufault functions on the same context.
+ * the snapshot buffer. It runs on a ufault thread with no ufault lock held:
+ * a worker, or any thread inside a ufault call on the context once that
+ * call has released its locks (ufault_region_unregister() itself included),
+ * or ufault_ctx_destroy(). It must not call ufault functions on the same
+ * context.
  * Not called when the registration failed, nor in a child process.
  */
 typedef void (*ufault_release_fn)(void *arg);
@@ -313,8 +316,8 @@ UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t
  * are woken and from then on get ordinary kernel behaviour. The handle is
  * invalid afterwards. A proxy call that changes a region (munmap of part of
  * it, mremap) retires its handle too: unregister then returns -ENOENT.
- * Returns before the source's release hook runs (that waits for fills in
- * flight). Takes the range lock (the global lock in global mode), the tree
+ * May return before the source's release hook runs (the hook waits for
+ * fills in flight). Takes the range lock (the global lock in global mode), the tree
  * lock and the region's write lock; may block.
  * Errors: -EINVAL (NULL), -ENOENT (not a live region of @ctx), -ECHILD.
  */
@@ -343,8 +346,11 @@ UFAULT_API int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_re
  * Returns the address, or MAP_FAILED with errno set; a failure leaves
  * regions, contents and protections as they were, except that (as with
  * mmap(2)) a failed MAP_FIXED may leave the parts that were not ufault
- * memory unmapped, and an mprotect(2) that itself fails part-way (ENOMEM:
- * the map count limit) leaves the VMAs it reached with @prot.
+ * memory unmapped. The old regions' pages are dropped before the
+ * protection changes: if mprotect(2) itself then fails (ENOMEM: the map
+ * count limit), the protection is as it was, and those pages are filled
+ * again from the old source (writes the application made to them are lost,
+ * as with MADV_DONTNEED).
  */
 UFAULT_API void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 			     const struct ufault_source *src, unsigned int region_flags);
@@ -467,19 +473,21 @@ UFAULT_API int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out);
  * wide); ufault_stats_bucket_ns() gives a bucket's lower bound and
  * ufault_stats_bucket_of() the bucket of a duration. Returns the number of
  * buckets the library has (call with @nr 0 to size @buckets), or -EINVAL,
- * -ECHILD.
+ * -ECHILD. -EINVAL: @ctx NULL, or @buckets NULL with @nr > 0.
  */
 UFAULT_API int ufault_stats_histogram(struct ufault_ctx *ctx, uint64_t *buckets, unsigned int nr);
 
 /** Lower bound in nanoseconds of histogram bucket @i (UINT64_MAX past the last). */
 UFAULT_API uint64_t ufault_stats_bucket_ns(unsigned int i);
 
-/** The histogram bucket that a duration of @ns nanoseconds falls in. */
+/** The histogram bucket that a duration of @ns nanoseconds falls in (every
+ * 64-bit value has one: the result is always below the bucket count). */
 UFAULT_API unsigned int ufault_stats_bucket_of(uint64_t ns);
 
 /**
  * ufault_stats_quantile_ns() - the midpoint of the bucket holding quantile
- * @permille (0..1000) of the histogram @buckets[0..@nr); 0 if it is empty.
+ * @permille (0..1000; more counts as 1000) of the histogram
+ * @buckets[0..@nr); 0 if it is empty or @buckets is NULL.
  * Works on any histogram in ufault's bucketing (e.g. one a program keeps
  * itself with ufault_stats_bucket_of()).
  */
@@ -522,8 +530,8 @@ UFAULT_API uint64_t ufault_stats_quantile_ns(const uint64_t *buckets, unsigned i
  *
  * Callbacks:
  *  - A fill callback (ufault_fill_fn) runs on a worker, holding the locks
- *    its lock mode says there; it may call ufault_stats() and the getters,
- *    nothing else on its context.
+ *    its lock mode says there; it may call ufault_stats(),
+ *    ufault_stats_histogram() and the getters, nothing else on its context.
  *  - The log callback may run on any thread, inside any call and under any
  *    of the locks above; it must not call ufault functions on the context.
  *  - A release hook (ufault_release_fn) runs with no ufault lock held and

@@ -125,8 +125,7 @@ static struct ufault_source src_of(ufault_fill_fn fn, struct aba *t)
 {
 	struct ufault_source s;
 
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.callback.fill = fn;
 	s.callback.arg = t;
 	return s;

@@ -173,8 +173,7 @@ static void parked_destroy(enum ufault_lock_mode mode, unsigned int workers, uns
 	gate_init(&g, sleep_ms);
 	assert_int_equal(tu_ctx_create(&ctx, mode, workers, 1), 0);
 	a = tu_map_anon(len, rp);
-	memset(&src, 0, sizeof(src));
-	src.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&src, UFAULT_SOURCE_CALLBACK);
 	src.offset = 3 * rp;
 	src.callback.fill = gated_fill;
 	src.callback.arg = &g;
@@ -271,8 +270,7 @@ static void test_unregister_parked(void **state)
 		memset(&u, 0, sizeof(u));
 		assert_int_equal(tu_ctx_create(&u.ctx, tu_lock_mode(m), 2, 1), 0);
 		a = tu_map_anon(len, 0);
-		memset(&src, 0, sizeof(src));
-		src.type = UFAULT_SOURCE_CALLBACK;
+		ufault_source_init(&src, UFAULT_SOURCE_CALLBACK);
 		src.callback.fill = gated_fill;
 		src.callback.arg = &g;
 		assert_int_equal(ufault_region_register(u.ctx, a, len, &src, 0, &u.r), 0);
@@ -352,18 +350,17 @@ static void test_destroy_untouched(void **state)
 		assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 2, 2), 0);
 		for (unsigned int i = 0; i < 4; i++) {
 			a[i] = tu_map_anon(len, big);
-			memset(&src, 0, sizeof(src));
 			switch (i) {
 			case 0:
-				src.type = UFAULT_SOURCE_ZERO;
+				ufault_source_init(&src, UFAULT_SOURCE_ZERO);
 				break;
 			case 1:
-				src.type = UFAULT_SOURCE_SNAPSHOT;
+				ufault_source_init(&src, UFAULT_SOURCE_SNAPSHOT);
 				src.snapshot.data = snap;
 				src.snapshot.len = len;
 				break;
 			default:
-				src.type = UFAULT_SOURCE_CALLBACK;
+				ufault_source_init(&src, UFAULT_SOURCE_CALLBACK);
 				src.callback.fill = tu_pattern_fill_cb;
 				src.callback.arg = (void *)(uintptr_t)SEED;
 				break;
@@ -396,8 +393,7 @@ static void test_unregister_then_touch(void **state)
 	char *a;
 
 	(void)state;
-	memset(&src, 0, sizeof(src));
-	src.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&src, UFAULT_SOURCE_CALLBACK);
 	src.callback.fill = tu_pattern_fill_cb;
 	src.callback.arg = (void *)(uintptr_t)SEED;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++) {

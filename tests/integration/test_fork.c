@@ -96,8 +96,7 @@ static void test_zero_region_inherited(void **state)
 	unsigned char *a;
 
 	(void)state;
-	memset(&src, 0, sizeof(src));
-	src.type = UFAULT_SOURCE_ZERO;
+	ufault_source_init(&src, UFAULT_SOURCE_ZERO);
 	assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_SPEC, 1, 1), 0);
 	a = tu_map_anon(len, 0);
 	assert_int_equal(ufault_region_register(ctx, a, len, &src, 0, NULL), 0);

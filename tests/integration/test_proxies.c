@@ -185,8 +185,7 @@ static void test_mmap_snapshot(void **state)
 
 	assert_non_null(snap);
 	tu_pattern_fill(snap, snap_len, 0, 42);
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_SNAPSHOT;
+	ufault_source_init(&s, UFAULT_SOURCE_SNAPSHOT);
 	s.offset = ps; /* region byte 0 = snapshot byte ps */
 	s.snapshot.data = snap;
 	s.snapshot.len = snap_len;
@@ -622,6 +621,11 @@ static void test_bad_args_change_nothing(void **state)
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &s, UFAULT_REGION_PAGE_SHIFT(63)),
 			  EINVAL);
 	bad.type = (enum ufault_source_type)99;
+	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
+	bad = tu_pattern_source(0, 1);
+	bad.size = 0; /* not made by ufault_source_init() */
+	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
+	bad.size = sizeof(bad) + 8;
 	assert_mmap_fails(ufault_mmap(ctx, NULL, ps, RW, PA, &bad, 0), EINVAL);
 	bad = tu_pattern_source(0, 1);
 	bad.callback.fill = NULL;

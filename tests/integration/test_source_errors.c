@@ -68,8 +68,7 @@ static struct ufault_source failing_source(struct failing *f)
 {
 	struct ufault_source s;
 
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.offset = f->base_off;
 	s.callback.fill = failing_fill;
 	s.callback.arg = f;

@@ -184,24 +184,23 @@ static struct ufault_source make_source(const struct reg *g)
 {
 	struct ufault_source s;
 
-	memset(&s, 0, sizeof(s));
-	s.offset = g->offset;
 	switch (g->kind) {
 	case K_ZERO:
-		s.type = UFAULT_SOURCE_ZERO;
+		ufault_source_init(&s, UFAULT_SOURCE_ZERO);
 		break;
 	case K_SNAP_FULL:
 	case K_SNAP_SHORT:
-		s.type = UFAULT_SOURCE_SNAPSHOT;
+		ufault_source_init(&s, UFAULT_SOURCE_SNAPSHOT);
 		s.snapshot.data = g->snap;
 		s.snapshot.len = g->snap_len;
 		break;
 	default:
-		s.type = UFAULT_SOURCE_CALLBACK;
+		ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 		s.callback.fill = checking_fill;
 		s.callback.arg = (void *)g;
 		break;
 	}
+	s.offset = g->offset;
 	return s;
 }
 
@@ -341,8 +340,7 @@ static void test_snapshot_edges(void **state)
 		b = tu_map_anon(len, 0);
 		c = tu_map_anon(len, 0);
 
-		memset(&s, 0, sizeof(s));
-		s.type = UFAULT_SOURCE_SNAPSHOT;
+		ufault_source_init(&s, UFAULT_SOURCE_SNAPSHOT);
 		s.snapshot.data = snap;
 		s.snapshot.len = 4 * ps;
 		s.offset = 10 * ps; /* already past the end */
@@ -388,14 +386,12 @@ static void test_write_faults(void **state)
 		assert_int_equal(tu_ctx_create(&ctx, tu_lock_mode(m), 1, 1), 0);
 		a = tu_map_anon(len, 0);
 		z = tu_map_anon(len, 0);
-		memset(&s, 0, sizeof(s));
-		s.type = UFAULT_SOURCE_CALLBACK;
+		ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 		s.callback.fill = tu_pattern_fill_cb;
 		s.callback.arg = (void *)(uintptr_t)5;
 		s.offset = 4 * ps;
 		assert_int_equal(ufault_region_register(ctx, a, len, &s, 0, NULL), 0);
-		memset(&s, 0, sizeof(s));
-		s.type = UFAULT_SOURCE_ZERO;
+		ufault_source_init(&s, UFAULT_SOURCE_ZERO);
 		assert_int_equal(ufault_region_register(ctx, z, len, &s, 0, NULL), 0);
 
 		for (size_t pg = 0; pg < 8; pg++) {
@@ -430,8 +426,7 @@ static void test_populated_and_readonly(void **state)
 	char *a, *ro;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.callback.fill = tu_pattern_fill_cb;
 	s.callback.arg = (void *)(uintptr_t)21;
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++) {
@@ -479,8 +474,7 @@ static void test_offset_overflow(void **state)
 	tu_pattern_fill(snap, len, 0, 3);
 	assert_int_equal(tu_ctx_create(&ctx, UFAULT_LOCK_SPEC, 1, 1), 0);
 	a = tu_map_anon(len, 0);
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_SNAPSHOT;
+	ufault_source_init(&s, UFAULT_SOURCE_SNAPSHOT);
 	s.snapshot.data = snap;
 	s.snapshot.len = len;
 	s.offset = UINT64_MAX - ps + 1; /* region page 1 wraps to 0 */
@@ -546,8 +540,7 @@ static void test_many_regions(void **state)
 			unsigned int i = (k * 1031u) % NR_SMALL;
 			struct ufault_source s;
 
-			memset(&s, 0, sizeof(s));
-			s.type = UFAULT_SOURCE_CALLBACK;
+			ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 			s.offset = (uint64_t)i * 7 * ps;
 			s.callback.fill = tu_pattern_fill_cb;
 			s.callback.arg = (void *)(uintptr_t)i;
@@ -570,8 +563,7 @@ static void test_many_regions(void **state)
 		for (unsigned int i = 1; i < NR_SMALL; i += 2) {
 			struct ufault_source s;
 
-			memset(&s, 0, sizeof(s));
-			s.type = UFAULT_SOURCE_CALLBACK;
+			ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 			s.offset = (uint64_t)i * 7 * ps;
 			s.callback.fill = tu_pattern_fill_cb;
 			s.callback.arg = (void *)(uintptr_t)i;
@@ -602,8 +594,7 @@ static void test_max_region_page(void **state)
 	char *a;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.offset = huge;
 	s.callback.fill = tu_pattern_fill_cb;
 	s.callback.arg = (void *)(uintptr_t)31;

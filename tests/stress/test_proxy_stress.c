@@ -3,13 +3,20 @@
  * test_proxy_stress.c - fault threads read pages while proxy threads remap
  * the same and neighbouring ranges, in every lock mode, with an oracle.
  *
- * The arena: NR_SLOTS slots of SLOT_CAP pages, reserved PROT_NONE up front.
- * A slot is FREE (all reservation) or MAPPED: ufault memory over its first
- * len pages (one or more regions), our PROT_NONE reservation behind it.
+ * The arena: NR_SLOTS slots of SLOT_CAP units of up to 64 KiB, reserved
+ * PROT_NONE up front, each slot aligned to 64 KiB. A slot is FREE (all
+ * reservation) or MAPPED: ufault memory over its first len units (one or
+ * more regions), our PROT_NONE reservation behind it. A mapping's unit is
+ * its region page: the system page, or 64 KiB (UFAULT_REGION_PAGE_SHIFT(16));
+ * half the slots start with each, a remap may switch a slot to the other and
+ * a move carries its unit along. Every proxy operation on a slot uses
+ * offsets and lengths in whole units, as the library requires.
  * Every ufault mapping gets a fresh generation g and a random source offset
- * so; its callback source fills the page at source offset o with page(o, g):
- * word 0 = g << 32 | o / page size, the other words a hash of (o, g, i). So
- * any page read tells which (o, g) it came from, and whether it is whole.
+ * so; its callback source fills the system page at source offset o with
+ * page(o, g): word 0 names (g, o / system page size), the other words are a
+ * hash of (o, g, i). No byte of any page is 0, so a zero byte (the kernel's
+ * zero page, a lost install) is always a wrong byte. Any page read tells
+ * which (o, g) it came from, and whether it is whole.
  *
  * Per slot, a history ring of the (g, so) the slot has shown: a proxy
  * announces an entry (seq_hi) before the call that makes it visible and
@@ -38,7 +45,9 @@
  * region) and change nothing; that is checked too.
  *
  * After the run, every mapped page is read once more single-threaded and must
- * equal its slot's current entry exactly. Holes the test makes are refilled
+ * equal its slot's current entry exactly. Wrong bytes (a page that matches
+ * no entry it may show, compared byte by byte with the one it should) fail
+ * the mode. Holes the test makes are refilled
  * with MAP_FIXED_NOREPLACE: if something else landed in one, the slot is
  * retired ("dead") rather than clobbering somebody's memory.
  *
@@ -46,7 +55,17 @@
  * VMAs it cannot merge (mprotect split them, their pages got different
  * anon_vmas) is what mremap(2) does too: counted, not a failure.
  *
+ * Hangs: every reader and proxy beats a heartbeat per iteration; a thread
+ * whose beat stops for HANG_SECS (scaled by tu_slowdown()), or that does not
+ * return within that long after the stop, is a hang: the summary line is
+ * printed with hangs=N and the process exits 1 (a thread parked in a fault
+ * cannot be joined). tu_watchdog() stays armed as the last resort.
+ *
+ * Each mode ends with one summary line:
+ *   stress mode=M seconds=S reads=N proxy_ops=N wrong_bytes=N hangs=N
+ *
  * $UFAULT_TEST_SECONDS: seconds per mode (default 3; 2 under sanitizers).
+ * $UFAULT_STRESS_MODE: spec, region, range or global: run that mode only.
  * $UFAULT_STRESS_OPS: comma-separated subset of the operations above (e.g.
  * "replace" or "move,madvise") to narrow a failure down; default all.
  * A failure prints the slot, page, what was read (zero page, retired
@@ -73,8 +92,10 @@
 
 #define NR_SLOTS 16
 #define NR_MAPPED_AT_START 12
-#define SLOT_CAP 8 /* pages */
+#define SLOT_CAP 8 /* units (region pages of the slot's mapping) */
 #define MIN_LEN 2
+#define BIG_SHIFT 16 /* the large region page: 64 KiB */
+#define HANG_SECS 20
 #define HIST 256
 #define NR_READERS 3
 #define NR_PROXIES 2
@@ -128,20 +149,26 @@ struct slot {
 	pthread_rwlock_t rw;	 /* readers shared; unmapping windows exclusive */
 	pthread_mutex_t op;	 /* serialises proxies on this slot */
 	int state;		 /* atomic: enum slot_state */
-	unsigned int len;	 /* atomic: mapped pages */
+	unsigned int len;	 /* atomic: mapped units */
+	unsigned int upp;	 /* atomic: system pages a unit; changed exclusive */
 	uint64_t seq_lo, seq_hi; /* atomic */
 	struct hent hist[HIST];	 /* atomic fields */
 	int busy;		 /* atomic: op in progress + 1, for diagnostics */
 	int last_op;		 /* atomic: last op completed + 1, for diagnostics */
 	/* proxy-only (under op) */
 	uint64_t g, so;
-	unsigned int bounds[MAX_BOUNDS]; /* first page of each region */
+	unsigned int bounds[MAX_BOUNDS]; /* first unit of each region */
 	unsigned int nbounds;
 };
 
+/*
+ * Per thread. reads, ops and wrong_bytes are read by the main thread while
+ * the owner may still run (hang report): relaxed atomics, through cnt_add().
+ */
 struct counters {
-	uint64_t reads, checked, torn, skipped, unmapped_skips;
-	uint64_t ops[OP_NR], expected_failures, dead, efault;
+	uint64_t reads, checked, torn, skipped, unmapped_skips, big_reads;
+	uint64_t ops[OP_NR], big_ops, expected_failures, dead, efault;
+	uint64_t wrong_bytes;
 };
 
 static struct {
@@ -149,6 +176,8 @@ static struct {
 	enum ufault_lock_mode mode;
 	char *arena;
 	size_t ps;
+	size_t span;	      /* bytes a slot: SLOT_CAP large units */
+	unsigned int big_upp; /* system pages in a 64 KiB unit (1 on 64 KiB systems) */
 	struct slot slots[NR_SLOTS];
 	uint64_t next_g;     /* atomic */
 	int stop;	     /* atomic */
@@ -172,11 +201,51 @@ static uint64_t mix64(uint64_t x)
 	return x;
 }
 
+static void cnt_add(uint64_t *p, uint64_t n)
+{
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+#define ID_BITS 28
+#define ID_MASK ((1ull << ID_BITS) - 1)
+
+/* 56 bits as 8 bytes of 7 bits, each with its top bit set: never 0. */
+static uint64_t spread7(uint64_t v)
+{
+	uint64_t w = 0;
+
+	for (unsigned int b = 0; b < 8; b++)
+		w |= (((v >> (7 * b)) & 0x7f) | 0x80) << (8 * b);
+	return w;
+}
+
+static uint64_t unspread7(uint64_t w)
+{
+	uint64_t v = 0;
+
+	for (unsigned int b = 0; b < 8; b++)
+		v |= ((w >> (8 * b)) & 0x7f) << (7 * b);
+	return v;
+}
+
+/*
+ * Word 0 names the page: (g, o / ps), 28 bits each. The others are a hash
+ * with the low bit of every byte set. No byte of a page is ever 0.
+ */
 static uint64_t page_word(uint64_t o, uint64_t g, size_t i)
 {
 	if (i == 0)
-		return g << 32 | (o / S.ps);
-	return mix64(o * 0x9e3779b97f4a7c15ull ^ (g << 17) ^ i) | 1;
+		return spread7((g & ID_MASK) << ID_BITS | ((o / S.ps) & ID_MASK));
+	return mix64(o * 0x9e3779b97f4a7c15ull ^ (g << 17) ^ i) | 0x0101010101010101ull;
+}
+
+/* What word 0 of a page says it is. */
+static void page_id(const uint64_t *w, uint64_t *g, uint64_t *o)
+{
+	uint64_t v = unspread7(w[0]);
+
+	*g = v >> ID_BITS;
+	*o = (v & ID_MASK) * S.ps;
 }
 
 static int gen_fill(void *arg, uint64_t off, void *buf, size_t len)
@@ -199,12 +268,31 @@ static long page_mismatch(const uint64_t *w, uint64_t o, uint64_t g)
 	return -1;
 }
 
+/* Bytes of @w that differ from page(o, g): the oracle, byte for byte. */
+static uint64_t wrong_bytes(const uint64_t *w, uint64_t o, uint64_t g)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < S.ps / 8; i++) {
+		uint64_t d = w[i] ^ page_word(o, g, i);
+
+		for (; d; d >>= 8)
+			n += (d & 0xff) != 0;
+	}
+	return n;
+}
+
+/* Region flags of a mapping whose unit is @upp system pages. */
+static unsigned int unit_flags(unsigned int upp)
+{
+	return upp > 1 ? UFAULT_REGION_PAGE_SHIFT(BIG_SHIFT) : 0;
+}
+
 static struct ufault_source gen_src(uint64_t g, uint64_t so)
 {
 	struct ufault_source s;
 
-	memset(&s, 0, sizeof(s));
-	s.type = UFAULT_SOURCE_CALLBACK;
+	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
 	s.offset = so;
 	s.callback.fill = gen_fill;
 	s.callback.arg = (void *)(uintptr_t)g;
@@ -235,7 +323,13 @@ static void failf(const char *fmt, ...)
 
 static char *slot_base(unsigned int i)
 {
-	return S.arena + (size_t)i * SLOT_CAP * S.ps;
+	return S.arena + (size_t)i * S.span;
+}
+
+/* Bytes in a unit of slot @s's mapping (proxies, under the slot's op lock). */
+static size_t unit(const struct slot *s)
+{
+	return (size_t)s->upp * S.ps;
 }
 
 /* Diagnostics: the kernel's view (VMAs) of slots [i - 1, i + 1]. */
@@ -248,8 +342,9 @@ static void dump_maps(unsigned int i)
 
 	if (!f)
 		return;
-	fprintf(stderr, "  VMAs around slot %u (slot base %p, %zu bytes a slot):\n", i,
-		(void *)slot_base(i), SLOT_CAP * S.ps);
+	fprintf(stderr, "  VMAs around slot %u (slot base %p, %zu bytes a slot, unit %zu):\n", i,
+		(void *)slot_base(i), S.span,
+		__atomic_load_n(&S.slots[i].upp, __ATOMIC_RELAXED) * S.ps);
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long a, b;
 
@@ -268,18 +363,19 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
 	int n;
 
 	(void)uc;
-	if (a >= b && a < b + (uintptr_t)NR_SLOTS * SLOT_CAP * S.ps) {
-		unsigned int i = (unsigned int)((a - b) / (SLOT_CAP * S.ps));
-		unsigned int pg = (unsigned int)((a - b) / S.ps % SLOT_CAP);
+	if (a >= b && a < b + (uintptr_t)NR_SLOTS * S.span) {
+		unsigned int i = (unsigned int)((a - b) / S.span);
+		unsigned int pg = (unsigned int)((a - b) % S.span / S.ps);
 		struct slot *s = &S.slots[i];
 		int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
 
 		n = snprintf(msg, sizeof(msg),
 			     "FAIL [%s]: %s at %p: slot %u page %u, slot state %d "
-			     "len %u, proxy op in progress: %s\n",
+			     "len %u units of %u pages, proxy op in progress: %s\n",
 			     ufault_lock_mode_name(S.mode), sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
 			     si->si_addr, i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
 			     __atomic_load_n(&s->len, __ATOMIC_RELAXED),
+			     __atomic_load_n(&s->upp, __ATOMIC_RELAXED),
 			     busy ? op_names[busy - 1] : "none");
 	} else {
 		n = snprintf(msg, sizeof(msg),
@@ -379,25 +475,27 @@ static enum verdict judge(const uint64_t *w, struct slot *s, unsigned int pg, ui
 	return hi != lo ? V_TORN : V_BAD;
 }
 
-static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg, uint64_t lo, uint64_t hi,
-		       const char *who)
+/* A page matched nothing it may show: report it; returns its wrong bytes. */
+static uint64_t report_bad(const uint64_t *w, unsigned int i, unsigned int pg, uint64_t lo,
+			   uint64_t hi, const char *who)
 {
 	struct slot *s = &S.slots[i];
 	uint64_t g = __atomic_load_n(&s->hist[lo % HIST].g, __ATOMIC_ACQUIRE);
 	uint64_t so = __atomic_load_n(&s->hist[lo % HIST].so, __ATOMIC_ACQUIRE);
 	uint64_t o = so + (uint64_t)pg * S.ps;
-	uint64_t fg = w[0] >> 32, fo = (w[0] & 0xffffffffu) * S.ps;
+	uint64_t fg, fo, nwrong = wrong_bytes(w, o, g);
 	long bad = page_mismatch(w, o, g);
 	bool zero = tu_zero_check(w, S.ps) < 0;
 	const char *what;
 	bool old_gen = false;
 
+	page_id(w, &fg, &fo);
 	/* Did the page come whole from a retired generation of this slot? */
 	for (uint64_t e = lo > HIST - 2 ? lo - (HIST - 2) : 1; e < lo; e++) {
 		uint64_t og = __atomic_load_n(&s->hist[e % HIST].g, __ATOMIC_RELAXED);
 		uint64_t oso = __atomic_load_n(&s->hist[e % HIST].so, __ATOMIC_RELAXED);
 
-		if (og == fg && page_mismatch(w, oso + (uint64_t)pg * S.ps, og) < 0)
+		if ((og & ID_MASK) == fg && page_mismatch(w, oso + (uint64_t)pg * S.ps, og) < 0)
 			old_gen = true;
 	}
 	if (zero)
@@ -408,13 +506,14 @@ static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg, uint6
 		what = "a whole page of another (offset, generation)";
 	else
 		what = "a mixture / corrupted page";
-	failf("%s: slot %u page %u (%p): read %s: expected g %llu offset "
-	      "0x%llx (history window %llu..%llu), found word0 g %llu offset "
+	failf("%s: slot %u page %u (%p, unit %u pages): read %s: %llu wrong bytes: expected g "
+	      "%llu offset 0x%llx (history window %llu..%llu), found word0 g %llu offset "
 	      "0x%llx, first bad word %ld (0x%016llx, want 0x%016llx); proxy "
 	      "op on the slot now: %s, last completed: %s",
-	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps), what, (unsigned long long)g,
-	      (unsigned long long)o, (unsigned long long)lo, (unsigned long long)hi,
-	      (unsigned long long)fg, (unsigned long long)fo, bad,
+	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps),
+	      __atomic_load_n(&s->upp, __ATOMIC_RELAXED), what, (unsigned long long)nwrong,
+	      (unsigned long long)g, (unsigned long long)o, (unsigned long long)lo,
+	      (unsigned long long)hi, (unsigned long long)fg, (unsigned long long)fo, bad,
 	      bad >= 0 ? (unsigned long long)w[bad] : 0ull,
 	      bad >= 0 ? (unsigned long long)page_word(o, g, (size_t)bad) : 0ull,
 	      __atomic_load_n(&s->busy, __ATOMIC_RELAXED)
@@ -423,12 +522,22 @@ static void report_bad(const uint64_t *w, unsigned int i, unsigned int pg, uint6
 	      __atomic_load_n(&s->last_op, __ATOMIC_RELAXED)
 		  ? op_names[__atomic_load_n(&s->last_op, __ATOMIC_RELAXED) - 1]
 		  : "initial mmap");
+	return nwrong;
 }
 
 struct thr {
 	pthread_t t;
 	unsigned int id;
+	uint64_t beat; /* atomic: one per iteration, for the hang monitor */
+	int slot;      /* atomic: slot being worked on, -1 none (diagnostics) */
 };
+
+static void beat(struct thr *me, int slot)
+{
+	__atomic_store_n(&me->slot, slot, __ATOMIC_RELAXED);
+	__atomic_store_n(&me->beat, __atomic_load_n(&me->beat, __ATOMIC_RELAXED) + 1,
+			 __ATOMIC_RELEASE);
+}
 
 static void *reader_main(void *arg)
 {
@@ -438,27 +547,32 @@ static void *reader_main(void *arg)
 	uint64_t *buf = aligned_alloc(64, S.ps);
 
 	while (!__atomic_load_n(&S.stop, __ATOMIC_RELAXED)) {
-		unsigned int i = (unsigned int)(rnd(&st) % NR_SLOTS), pg, len;
+		unsigned int i = (unsigned int)(rnd(&st) % NR_SLOTS), pg, npages, upp;
 		struct slot *s = &S.slots[i];
 		uint64_t lo, hi;
 		enum verdict v;
 		int tries = 0;
 
+		beat(me, (int)i);
 		pthread_rwlock_rdlock(&s->rw);
 		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SLOT_MAPPED) {
 			pthread_rwlock_unlock(&s->rw);
 			c->unmapped_skips++;
 			continue;
 		}
-		len = __atomic_load_n(&s->len, __ATOMIC_ACQUIRE);
-		pg = (unsigned int)(rnd(&st) % len);
+		/* The unit changes only under the write lock; len may grow. */
+		upp = __atomic_load_n(&s->upp, __ATOMIC_ACQUIRE);
+		npages = __atomic_load_n(&s->len, __ATOMIC_ACQUIRE) * upp;
+		pg = (unsigned int)(rnd(&st) % npages);
 		do {
 			lo = __atomic_load_n(&s->seq_lo, __ATOMIC_ACQUIRE);
 			IGNORE_READS_BEGIN();
 			memcpy(buf, slot_base(i) + (size_t)pg * S.ps, S.ps);
 			IGNORE_READS_END();
 			hi = load_after(&s->seq_hi);
-			c->reads++;
+			cnt_add(&c->reads, 1);
+			if (upp > 1)
+				c->big_reads++;
 			v = judge(buf, s, pg, lo, hi);
 			if (v == V_TORN)
 				c->torn++;
@@ -469,8 +583,9 @@ static void *reader_main(void *arg)
 		else if (v == V_SKIP || v == V_TORN)
 			c->skipped++;
 		else
-			report_bad(buf, i, pg, lo, hi, "reader");
+			cnt_add(&c->wrong_bytes, report_bad(buf, i, pg, lo, hi, "reader"));
 	}
+	beat(me, -1);
 	free(buf);
 	return NULL;
 }
@@ -543,7 +658,7 @@ static void expect_mremap_fails(struct slot *s, unsigned int i, size_t new_len, 
 	void *r;
 
 	errno = 0;
-	r = ufault_mremap(S.ctx, slot_base(i), s->len * S.ps, new_len, flags, to);
+	r = ufault_mremap(S.ctx, slot_base(i), s->len * unit(s), new_len, flags, to);
 	if (r != MAP_FAILED)
 		PFAIL("slot %u: ufault_mremap over %u regions succeeded (%p); "
 		      "expected a failure (not within one region)",
@@ -563,16 +678,18 @@ static bool op_replace(unsigned int i, uint64_t *st, struct counters *c)
 	struct ufault_source src = gen_src(g, so);
 	void *r;
 
+	/* Same unit, at least as long: the old regions are wholly replaced. */
 	hist_announce(s, g, so);
-	r = ufault_mmap(S.ctx, slot_base(i), len2 * S.ps, RW, PA | MAP_FIXED, &src, 0);
+	r = ufault_mmap(S.ctx, slot_base(i), len2 * unit(s), RW, PA | MAP_FIXED, &src,
+			unit_flags(s->upp));
 	if (r != slot_base(i)) {
 		int e = errno;
 
 		/* The old mapping must be intact: re-announce it. */
 		hist_publish(s, s->g, s->so);
-		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u pages) over our own "
+		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u units of %u pages) over our own "
 		       "mapping failed: %s",
-		       i, len2, strerror(e));
+		       i, len2, s->upp, strerror(e));
 	}
 	hist_complete(s);
 	s->g = g;
@@ -585,22 +702,31 @@ static bool op_replace(unsigned int i, uint64_t *st, struct counters *c)
 static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 {
 	struct slot *s = &S.slots[i];
-	unsigned int len = s->len;
+	unsigned int len = s->len, upp = s->upp;
 	uint64_t g = new_gen(), so = rand_so(st);
 	struct ufault_source src = gen_src(g, so);
 	bool whole = rnd(st) & 1;
+	size_t u2;
 	void *r;
 
+	/* Every other remap on average switches the slot's unit; the new
+	 * mapping's length differs then, so the whole slot goes. */
+	if (S.big_upp > 1 && (rnd(st) & 1)) {
+		upp = s->upp == 1 ? S.big_upp : 1;
+		whole = true;
+	}
+	u2 = (size_t)upp * S.ps;
 	wrlock2(s, NULL);
 	/* Either the mapping alone, or the whole slot: mapping + our
 	 * reservation (a non-ufault mapping in the range). */
-	if (ufault_munmap(S.ctx, slot_base(i), (whole ? SLOT_CAP : len) * S.ps)) {
+	if (ufault_munmap(S.ctx, slot_base(i), whole ? S.span : len * unit(s))) {
 		int e = errno;
 
 		pthread_rwlock_unlock(&s->rw);
 		PFAILB("slot %u: ufault_munmap: %s", i, strerror(e));
 	}
-	r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW, PA | MAP_FIXED_NOREPLACE, &src, 0);
+	r = ufault_mmap(S.ctx, slot_base(i), len * u2, RW, PA | MAP_FIXED_NOREPLACE, &src,
+			unit_flags(upp));
 	if (r != slot_base(i)) {
 		int e = errno;
 
@@ -608,12 +734,15 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 			slot_kill(s, c);
 		} else {
 			pthread_rwlock_unlock(&s->rw);
-			PFAILB("slot %u: ufault_mmap(NOREPLACE) into a hole: %s", i, strerror(e));
+			PFAILB("slot %u: ufault_mmap(NOREPLACE, %u units of %u pages) into a "
+			       "hole: %s",
+			       i, len, upp, strerror(e));
 		}
 	} else {
 		hist_publish(s, g, so);
 		set_single_region(s);
-		if (whole && !rereserve(slot_base(i) + len * S.ps, (SLOT_CAP - len) * S.ps))
+		__atomic_store_n(&s->upp, upp, __ATOMIC_RELEASE);
+		if (whole && !rereserve(slot_base(i) + len * u2, S.span - len * u2))
 			slot_kill(s, c);
 	}
 	pthread_rwlock_unlock(&s->rw);
@@ -644,12 +773,12 @@ static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
 	len2 = MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
 	wrlock2(s, d);
 	if (s->nbounds > 1) {
-		expect_mremap_fails(s, i, len2 * S.ps, MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j),
-				    c);
+		expect_mremap_fails(s, i, len2 * unit(s), MREMAP_MAYMOVE | MREMAP_FIXED,
+				    slot_base(j), c);
 		done = true;
 		goto out;
 	}
-	r = ufault_mremap(S.ctx, slot_base(i), len * S.ps, len2 * S.ps,
+	r = ufault_mremap(S.ctx, slot_base(i), len * unit(s), len2 * unit(s),
 			  MREMAP_MAYMOVE | MREMAP_FIXED, slot_base(j));
 	if (r == MAP_FAILED && errno == EFAULT) {
 		c->efault++; /* two VMAs, as with mremap(2) */
@@ -662,12 +791,13 @@ static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
 		      i, j, len, len2, r == MAP_FAILED ? strerror(errno) : "wrong address");
 		goto out;
 	}
-	/* d takes over the memory, its generation and source offset. */
+	/* d takes over the memory, its unit, generation and source offset. */
 	hist_publish(d, s->g, s->so);
 	set_single_region(d);
+	__atomic_store_n(&d->upp, s->upp, __ATOMIC_RELEASE);
 	__atomic_store_n(&d->len, len2, __ATOMIC_RELEASE);
 	__atomic_store_n(&d->state, SLOT_MAPPED, __ATOMIC_RELEASE);
-	if (rereserve(slot_base(i), len * S.ps))
+	if (rereserve(slot_base(i), len * unit(s)))
 		__atomic_store_n(&s->state, SLOT_FREE, __ATOMIC_RELEASE);
 	else
 		slot_kill(s, c);
@@ -685,6 +815,7 @@ static bool op_grow(unsigned int i, uint64_t *st, struct counters *c)
 {
 	struct slot *s = &S.slots[i];
 	unsigned int len = s->len, len2, last;
+	size_t u = unit(s);
 	void *r;
 
 	if (len == SLOT_CAP)
@@ -692,35 +823,35 @@ static bool op_grow(unsigned int i, uint64_t *st, struct counters *c)
 	len2 = len + 1 + (unsigned int)(rnd(st) % (SLOT_CAP - len));
 	last = s->bounds[s->nbounds - 1];
 	/* Room to grow in place: give back that much of our reservation. */
-	tu_unmap(slot_base(i) + len * S.ps, (len2 - len) * S.ps);
+	tu_unmap(slot_base(i) + len * u, (len2 - len) * u);
 	if (rnd(st) % 4 == 0 && s->nbounds > 1) {
 		/* The whole slot is not one region: must fail. */
-		expect_mremap_fails(s, i, len2 * S.ps, 0, NULL, c);
-		if (!rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps))
+		expect_mremap_fails(s, i, len2 * u, 0, NULL, c);
+		if (!rereserve(slot_base(i) + len * u, (len2 - len) * u))
 			slot_kill(s, c);
 		return true;
 	}
 	/* Readers never read past the published len: no exclusion. */
-	r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps, (len - last) * S.ps,
-			  (len2 - last) * S.ps, 0, NULL);
+	r = ufault_mremap(S.ctx, slot_base(i) + last * u, (len - last) * u, (len2 - last) * u, 0,
+			  NULL);
 	if (r == MAP_FAILED && errno == EFAULT) {
 		/* As mremap(2): the region spans two VMAs the kernel could not
 		 * merge back (mprotect split them and their pages got
 		 * different anon_vmas). Nothing changed. */
 		c->efault++;
-		if (!rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps))
+		if (!rereserve(slot_base(i) + len * u, (len2 - len) * u))
 			slot_kill(s, c);
 		return true;
 	}
 	if (r == MAP_FAILED) {
 		int e = errno;
 
-		if (rereserve(slot_base(i) + len * S.ps, (len2 - len) * S.ps)) {
+		if (rereserve(slot_base(i) + len * u, (len2 - len) * u)) {
 			dump_maps(i);
 			PFAILB("slot %u: ufault_mremap grow in place %u -> %u "
-			       "pages (last region at page %u) failed although "
+			       "units of %u pages (last region at unit %u) failed although "
 			       "the space was free: %s",
-			       i, len, len2, last, strerror(e));
+			       i, len, len2, s->upp, last, strerror(e));
 		}
 		if (e != ENOMEM)
 			PFAILB("slot %u: ufault_mremap grow in place: %s", i, strerror(e));
@@ -728,7 +859,7 @@ static bool op_grow(unsigned int i, uint64_t *st, struct counters *c)
 		slot_kill(s, c);
 		return false;
 	}
-	if (r != slot_base(i) + last * S.ps)
+	if (r != slot_base(i) + last * u)
 		PFAILB("slot %u: grow in place moved the region to %p", i, r);
 	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
 	return true;
@@ -739,6 +870,7 @@ static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
 	struct slot *s = &S.slots[i];
 	unsigned int len = s->len, len2, last, k;
 	bool by_munmap, done = false;
+	size_t u = unit(s);
 	void *r;
 
 	if (len <= MIN_LEN)
@@ -748,7 +880,7 @@ static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
 	by_munmap = last >= len2 || (rnd(st) & 1);
 	wrlock2(s, NULL);
 	if (by_munmap) {
-		if (ufault_munmap(S.ctx, slot_base(i) + len2 * S.ps, (len - len2) * S.ps)) {
+		if (ufault_munmap(S.ctx, slot_base(i) + len2 * u, (len - len2) * u)) {
 			failf("slot %u: ufault_munmap of the tail [%u, %u): %s", i, len2, len,
 			      strerror(errno));
 			goto out;
@@ -757,22 +889,23 @@ static bool op_shrink(unsigned int i, uint64_t *st, struct counters *c)
 			;
 		s->nbounds = k;
 	} else {
-		r = ufault_mremap(S.ctx, slot_base(i) + last * S.ps, (len - last) * S.ps,
-				  (len2 - last) * S.ps, 0, NULL);
+		r = ufault_mremap(S.ctx, slot_base(i) + last * u, (len - last) * u,
+				  (len2 - last) * u, 0, NULL);
 		if (r == MAP_FAILED && errno == EFAULT) {
 			c->efault++; /* two VMAs, as with mremap(2) */
 			done = true;
 			goto out;
 		}
-		if (r != slot_base(i) + last * S.ps) {
-			failf("slot %u: ufault_mremap shrink %u -> %u pages "
-			      "(last region at page %u): %s",
-			      i, len, len2, last, r == MAP_FAILED ? strerror(errno) : "moved");
+		if (r != slot_base(i) + last * u) {
+			failf("slot %u: ufault_mremap shrink %u -> %u units of %u pages "
+			      "(last region at unit %u): %s",
+			      i, len, len2, s->upp, last,
+			      r == MAP_FAILED ? strerror(errno) : "moved");
 			goto out;
 		}
 	}
 	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
-	if (!rereserve(slot_base(i) + len2 * S.ps, (len - len2) * S.ps))
+	if (!rereserve(slot_base(i) + len2 * u, (len - len2) * u))
 		slot_kill(s, c);
 	done = true;
 out:
@@ -787,23 +920,24 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 	unsigned int nbounds[MAX_BOUNDS + 2];
 	struct ufault_source src;
 	bool done = false;
+	size_t u = unit(s);
 	void *r;
 
 	if (len < 3)
 		return false;
 	a = 1 + (unsigned int)(rnd(st) % (len - 2));
 	b = 1 + (unsigned int)(rnd(st) % (len - 1 - a));
-	src = gen_src(s->g, s->so + a * S.ps);
+	src = gen_src(s->g, s->so + a * u);
 	wrlock2(s, NULL);
-	if (ufault_munmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps)) {
+	if (ufault_munmap(S.ctx, slot_base(i) + a * u, b * u)) {
 		failf("slot %u: ufault_munmap of the middle [%u, %u): %s", i, a, a + b,
 		      strerror(errno));
 		goto out;
 	}
 	/* Refill the hole with a region serving the same bytes. */
-	r = ufault_mmap(S.ctx, slot_base(i) + a * S.ps, b * S.ps, RW, PA | MAP_FIXED_NOREPLACE,
-			&src, 0);
-	if (r != slot_base(i) + a * S.ps) {
+	r = ufault_mmap(S.ctx, slot_base(i) + a * u, b * u, RW, PA | MAP_FIXED_NOREPLACE, &src,
+			unit_flags(s->upp));
+	if (r != slot_base(i) + a * u) {
 		if (errno == EEXIST)
 			slot_kill(s, c);
 		else
@@ -839,14 +973,17 @@ static bool op_mprotect(unsigned int i, uint64_t *st, struct counters *c)
 	unsigned int len = s->len;
 	unsigned int a = (unsigned int)(rnd(st) % len);
 	unsigned int n = 1 + (unsigned int)(rnd(st) % (len - a));
-	char *p = slot_base(i) + a * S.ps;
+	size_t u = unit(s);
+	char *p = slot_base(i) + a * u;
 
-	if (ufault_mprotect(S.ctx, p, n * S.ps, PROT_READ))
-		PFAILB("slot %u: ufault_mprotect(R) [%u, %u): %s", i, a, a + n, strerror(errno));
+	if (ufault_mprotect(S.ctx, p, n * u, PROT_READ))
+		PFAILB("slot %u: ufault_mprotect(R) units [%u, %u) of %u pages: %s", i, a, a + n,
+		       s->upp, strerror(errno));
 	for (int k = 0; k < 3; k++)
 		sched_yield();
-	if (ufault_mprotect(S.ctx, p, n * S.ps, RW))
-		PFAILB("slot %u: ufault_mprotect(RW) [%u, %u): %s", i, a, a + n, strerror(errno));
+	if (ufault_mprotect(S.ctx, p, n * u, RW))
+		PFAILB("slot %u: ufault_mprotect(RW) units [%u, %u) of %u pages: %s", i, a, a + n,
+		       s->upp, strerror(errno));
 	return true;
 }
 
@@ -856,10 +993,11 @@ static bool op_madvise(unsigned int i, uint64_t *st, struct counters *c)
 	unsigned int len = s->len;
 	unsigned int a = (unsigned int)(rnd(st) % len);
 	unsigned int n = 1 + (unsigned int)(rnd(st) % (len - a));
+	size_t u = unit(s);
 
-	if (ufault_madvise(S.ctx, slot_base(i) + a * S.ps, n * S.ps, MADV_DONTNEED))
-		PFAILB("slot %u: ufault_madvise(DONTNEED) [%u, %u): %s", i, a, a + n,
-		       strerror(errno));
+	if (ufault_madvise(S.ctx, slot_base(i) + a * u, n * u, MADV_DONTNEED))
+		PFAILB("slot %u: ufault_madvise(DONTNEED) units [%u, %u) of %u pages: %s", i, a,
+		       a + n, s->upp, strerror(errno));
 	return true;
 }
 
@@ -916,8 +1054,9 @@ static void *proxy_main(void *arg)
 		unsigned int i = (unsigned int)(rnd(&st) % NR_SLOTS);
 		struct slot *s = &S.slots[i];
 		enum op op = pick_op(&st);
-		bool done;
+		bool done, big;
 
+		beat(me, (int)i);
 		if (pthread_mutex_trylock(&s->op))
 			continue;
 		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SLOT_MAPPED) {
@@ -925,6 +1064,7 @@ static void *proxy_main(void *arg)
 			continue;
 		}
 		__atomic_store_n(&s->busy, op + 1, __ATOMIC_RELAXED);
+		big = s->upp > 1;
 		switch (op) {
 		case OP_REPLACE:
 			done = op_replace(i, &st, c);
@@ -952,12 +1092,15 @@ static void *proxy_main(void *arg)
 			break;
 		}
 		if (done) {
-			c->ops[op]++;
+			cnt_add(&c->ops[op], 1);
+			if (big)
+				c->big_ops++;
 			__atomic_store_n(&s->last_op, op + 1, __ATOMIC_RELAXED);
 		}
 		__atomic_store_n(&s->busy, 0, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&s->op);
 	}
+	beat(me, -1);
 	return NULL;
 }
 
@@ -965,11 +1108,24 @@ static void *proxy_main(void *arg)
 /* One mode                                                          */
 /* ---------------------------------------------------------------- */
 
+/* The PROT_NONE reservation of every slot, aligned to the large unit. */
+static char *arena_reserve(void)
+{
+	size_t len = NR_SLOTS * S.span, align = S.big_upp * S.ps, span = len + align;
+	char *p = mmap(NULL, span, PROT_NONE, PA | MAP_NORESERVE, -1, 0), *a;
+
+	if (p == MAP_FAILED)
+		tu_die("mmap arena", errno);
+	a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (a > p)
+		tu_unmap(p, (size_t)(a - p));
+	tu_unmap(a + len, (size_t)(p + span - (a + len)));
+	return a;
+}
+
 static void arena_setup(uint64_t *st)
 {
-	S.arena = mmap(NULL, NR_SLOTS * SLOT_CAP * S.ps, PROT_NONE, PA | MAP_NORESERVE, -1, 0);
-	if (S.arena == MAP_FAILED)
-		tu_die("mmap arena", errno);
+	S.arena = arena_reserve();
 	for (unsigned int i = 0; i < NR_SLOTS; i++) {
 		struct slot *s = &S.slots[i];
 		pthread_rwlockattr_t ra;
@@ -981,13 +1137,15 @@ static void arena_setup(uint64_t *st)
 		pthread_rwlockattr_destroy(&ra);
 		pthread_mutex_init(&s->op, NULL);
 		s->state = SLOT_FREE;
+		/* Half the slots start with each unit. */
+		s->upp = i % 2 ? S.big_upp : 1;
 		if (i < NR_MAPPED_AT_START) {
 			uint64_t g = new_gen(), so = rand_so(st);
 			struct ufault_source src = gen_src(g, so);
 			unsigned int len =
 			    MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
-			void *r = ufault_mmap(S.ctx, slot_base(i), len * S.ps, RW, PA | MAP_FIXED,
-					      &src, 0);
+			void *r = ufault_mmap(S.ctx, slot_base(i), len * unit(s), RW,
+					      PA | MAP_FIXED, &src, unit_flags(s->upp));
 
 			if (r != slot_base(i))
 				fail_msg("initial ufault_mmap(MAP_FIXED) of slot "
@@ -1001,8 +1159,11 @@ static void arena_setup(uint64_t *st)
 	}
 }
 
-/* Single-threaded: every mapped page equals its slot's current entry. */
-static uint64_t final_check(void)
+/*
+ * Single-threaded: every mapped page equals its slot's current entry.
+ * Adds the wrong bytes it finds to *@wrong.
+ */
+static uint64_t final_check(uint64_t *wrong)
 {
 	uint64_t *buf = aligned_alloc(64, S.ps), n = 0;
 
@@ -1011,10 +1172,11 @@ static uint64_t final_check(void)
 
 		if (s->state != SLOT_MAPPED)
 			continue;
-		for (unsigned int pg = 0; pg < s->len && !S.failed; pg++) {
+		for (unsigned int pg = 0; pg < s->len * s->upp && !S.failed; pg++) {
 			memcpy(buf, slot_base(i) + (size_t)pg * S.ps, S.ps);
 			if (page_mismatch(buf, s->so + (uint64_t)pg * S.ps, s->g) >= 0)
-				report_bad(buf, i, pg, s->seq_lo, s->seq_lo, "final check");
+				*wrong +=
+				    report_bad(buf, i, pg, s->seq_lo, s->seq_lo, "final check");
 			n++;
 		}
 	}
@@ -1033,7 +1195,7 @@ static void arena_teardown(void)
 
 		while (j < NR_SLOTS && S.slots[j].state != SLOT_DEAD)
 			j++;
-		if (j > i && ufault_munmap(S.ctx, slot_base(i), (size_t)(j - i) * SLOT_CAP * S.ps))
+		if (j > i && ufault_munmap(S.ctx, slot_base(i), (size_t)(j - i) * S.span))
 			failf("final ufault_munmap of slots [%u, %u): %s", i, j, strerror(errno));
 		i = j + 1;
 	}
@@ -1043,14 +1205,106 @@ static void arena_teardown(void)
 	}
 }
 
+/* ---------------------------------------------------------------- */
+/* Hangs and the summary                                             */
+/* ---------------------------------------------------------------- */
+
+#define NR_THREADS (NR_READERS + NR_PROXIES)
+
+static uint64_t hang_ns(void)
+{
+	return (uint64_t)HANG_SECS * tu_slowdown() * 1000000000ull;
+}
+
+/* What the main thread last saw of a thread's heartbeat. */
+struct progress {
+	uint64_t beat, since;
+	bool stuck;
+};
+
+/* Marks and counts the threads whose heartbeat has not moved for hang_ns(). */
+static unsigned int stuck_threads(struct thr *thr, struct progress *pr, uint64_t now)
+{
+	unsigned int n = 0;
+
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
+		uint64_t b = __atomic_load_n(&thr[k].beat, __ATOMIC_ACQUIRE);
+
+		if (b != pr[k].beat) {
+			pr[k].beat = b;
+			pr[k].since = now;
+		} else if (now - pr[k].since > hang_ns()) {
+			pr[k].stuck = true;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* The one line a mode ends with. Safe while the threads still run. */
+static void print_summary(enum ufault_lock_mode mode, double secs, uint64_t final_wrong,
+			  unsigned int hangs)
+{
+	uint64_t reads = 0, ops = 0, wrong = final_wrong;
+
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
+		struct counters *c = &S.cnt[k];
+
+		reads += __atomic_load_n(&c->reads, __ATOMIC_RELAXED);
+		wrong += __atomic_load_n(&c->wrong_bytes, __ATOMIC_RELAXED);
+		for (int o = 0; o < OP_NR; o++)
+			ops += __atomic_load_n(&c->ops[o], __ATOMIC_RELAXED);
+	}
+	printf("stress mode=%s seconds=%.1f reads=%llu proxy_ops=%llu wrong_bytes=%llu "
+	       "hangs=%u\n",
+	       ufault_lock_mode_name(mode), secs, (unsigned long long)reads,
+	       (unsigned long long)ops, (unsigned long long)wrong, hangs);
+	fflush(stdout);
+}
+
+/*
+ * A thread is stuck (in a fault that is never resolved, or a proxy call
+ * that never returns): say where, print the summary and exit. It cannot be
+ * joined, so the process cannot go on to the next mode.
+ */
+static void die_hung(enum ufault_lock_mode mode, double secs, struct thr *thr,
+		     const struct progress *pr, unsigned int hangs, uint64_t now, const char *when)
+{
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
+		int i = __atomic_load_n(&thr[k].slot, __ATOMIC_RELAXED);
+		int busy = i >= 0 ? __atomic_load_n(&S.slots[i].busy, __ATOMIC_RELAXED) : 0;
+
+		if (!pr[k].stuck)
+			continue;
+		fprintf(stderr,
+			"HANG [%s]: %s %u made no progress for %.1f s (%s); last on slot %d, "
+			"proxy op on it: %s\n",
+			ufault_lock_mode_name(mode), k < NR_READERS ? "reader" : "proxy",
+			k < NR_READERS ? k : k - NR_READERS, (double)(now - pr[k].since) / 1e9,
+			when, i, busy ? op_names[busy - 1] : "none");
+		if (i >= 0)
+			dump_maps((unsigned int)i);
+	}
+	print_summary(mode, secs, 0, hangs);
+	fflush(NULL);
+	_exit(1);
+}
+
+/* ---------------------------------------------------------------- */
+/* One mode                                                          */
+/* ---------------------------------------------------------------- */
+
 static void run_mode(enum ufault_lock_mode mode)
 {
-	struct thr thr[NR_READERS + NR_PROXIES];
+	struct thr thr[NR_THREADS];
+	struct progress pr[NR_THREADS];
 	struct counters tot;
 	struct ufault_stats st0, st1;
 	struct sigaction sa, old_segv, old_bus;
 	double secs = tu_test_seconds(tu_slowdown() > 1 ? 2.0 : 3.0);
-	uint64_t seed = 0x1234567ull + (uint64_t)mode, proxy_calls, finals, t0;
+	uint64_t seed = 0x1234567ull + (uint64_t)mode, proxy_calls, finals, final_wrong = 0, t0;
+	unsigned int hangs = 0;
+	struct timespec dl;
 	int rc;
 
 	memset(&S.cnt, 0, sizeof(S.cnt));
@@ -1059,8 +1313,11 @@ static void run_mode(enum ufault_lock_mode mode)
 	S.failed = 0;
 	S.fail_msg[0] = 0;
 	S.ps = tu_page_size();
+	S.big_upp = S.ps < (1u << BIG_SHIFT) ? (unsigned int)((1u << BIG_SHIFT) / S.ps) : 1;
+	S.span = SLOT_CAP * (size_t)S.big_upp * S.ps;
 	pthread_mutex_init(&S.fail_lock, NULL);
-	tu_watchdog((unsigned int)secs + 60);
+	/* The last resort; the heartbeat monitor below fires well before. */
+	tu_watchdog((unsigned int)secs + 2 * HANG_SECS + 60);
 
 	rc = tu_ctx_create(&S.ctx, mode, 0, 0);
 	if (rc)
@@ -1078,20 +1335,38 @@ static void run_mode(enum ufault_lock_mode mode)
 	st0.size = sizeof(st0);
 	ufault_stats(S.ctx, &st0);
 
-	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++) {
+	t0 = tu_now_ns();
+	memset(pr, 0, sizeof(pr));
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
 		thr[k].id = k;
+		thr[k].beat = 0;
+		thr[k].slot = -1;
+		pr[k].since = t0;
 		pthread_create(&thr[k].t, NULL, k < NR_READERS ? reader_main : proxy_main, &thr[k]);
 	}
-	t0 = tu_now_ns();
-	for (uint64_t end = t0 + (uint64_t)(secs * 1e9);
-	     tu_now_ns() < end && !__atomic_load_n(&S.stop, __ATOMIC_RELAXED);)
+	for (uint64_t end = t0 + (uint64_t)(secs * 1e9), now = t0;
+	     now < end && !__atomic_load_n(&S.stop, __ATOMIC_RELAXED); now = tu_now_ns()) {
 		usleep(10 * 1000);
+		hangs = stuck_threads(thr, pr, tu_now_ns());
+		if (hangs)
+			die_hung(mode, (double)(tu_now_ns() - t0) / 1e9, thr, pr, hangs,
+				 tu_now_ns(), "while running");
+	}
 	secs = (double)(tu_now_ns() - t0) / 1e9;
 	__atomic_store_n(&S.stop, 1, __ATOMIC_SEQ_CST);
-	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++)
-		pthread_join(thr[k].t, NULL);
+	/* Every thread must notice the stop within the hang limit. */
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += (time_t)(hang_ns() / 1000000000ull);
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
+		if (pthread_timedjoin_np(thr[k].t, NULL, &dl)) {
+			pr[k].stuck = true;
+			hangs++;
+		}
+	}
+	if (hangs)
+		die_hung(mode, secs, thr, pr, hangs, tu_now_ns(), "after the stop");
 
-	finals = final_check();
+	finals = final_check(&final_wrong);
 	memset(&st1, 0, sizeof(st1));
 	st1.size = sizeof(st1);
 	ufault_stats(S.ctx, &st1);
@@ -1103,26 +1378,32 @@ static void run_mode(enum ufault_lock_mode mode)
 
 	memset(&tot, 0, sizeof(tot));
 	proxy_calls = 0;
-	for (unsigned int k = 0; k < NR_READERS + NR_PROXIES; k++) {
+	for (unsigned int k = 0; k < NR_THREADS; k++) {
 		struct counters *c = &S.cnt[k];
 
 		tot.reads += c->reads;
+		tot.big_reads += c->big_reads;
 		tot.checked += c->checked;
 		tot.torn += c->torn;
 		tot.skipped += c->skipped;
 		tot.expected_failures += c->expected_failures;
 		tot.dead += c->dead;
 		tot.efault += c->efault;
+		tot.wrong_bytes += c->wrong_bytes;
+		tot.big_ops += c->big_ops;
 		for (int o = 0; o < OP_NR; o++) {
 			tot.ops[o] += c->ops[o];
 			proxy_calls += c->ops[o];
 		}
 	}
-	printf("[%s] %.1fs: %llu page reads, %llu checked OK, %llu torn "
-	       "(re-read), %llu unjudged, %llu final pages OK; ops:",
+	tot.wrong_bytes += final_wrong;
+	printf("[%s] %.1fs: %llu page reads (%llu in %zu KiB units), %llu checked OK, %llu torn "
+	       "(re-read), %llu unjudged, %llu final pages OK; ops (%llu on %zu KiB units):",
 	       ufault_lock_mode_name(mode), secs, (unsigned long long)tot.reads,
+	       (unsigned long long)tot.big_reads, S.big_upp * S.ps / 1024,
 	       (unsigned long long)tot.checked, (unsigned long long)tot.torn,
-	       (unsigned long long)tot.skipped, (unsigned long long)finals);
+	       (unsigned long long)tot.skipped, (unsigned long long)finals,
+	       (unsigned long long)tot.big_ops, S.big_upp * S.ps / 1024);
 	for (int o = 0; o < OP_NR; o++)
 		printf(" %s %llu", op_names[o], (unsigned long long)tot.ops[o]);
 	printf("; expected mremap failures %llu (not one region) + %llu "
@@ -1142,11 +1423,12 @@ static void run_mode(enum ufault_lock_mode mode)
 	       (unsigned long long)(st1.spec_aborts[1] - st0.spec_aborts[1]),
 	       (unsigned long long)(st1.spec_aborts[2] - st0.spec_aborts[2]),
 	       (unsigned long long)(st1.spec_aborts[3] - st0.spec_aborts[3]));
-	fflush(stdout);
+	print_summary(mode, secs, final_wrong, 0);
 	pthread_mutex_destroy(&S.fail_lock);
 
 	if (S.failed)
 		fail_msg("%s: %s", ufault_lock_mode_name(mode), S.fail_msg);
+	assert_int_equal(tot.wrong_bytes, 0);
 	assert_true(tot.checked > 0);
 	assert_true(proxy_calls > 0);
 }
@@ -1177,14 +1459,26 @@ static void test_stress_global(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
+	const struct CMUnitTest all[TU_NR_LOCK_MODES] = {
 	    cmocka_unit_test(test_stress_spec),
 	    cmocka_unit_test(test_stress_region),
 	    cmocka_unit_test(test_stress_range),
 	    cmocka_unit_test(test_stress_global),
 	};
+	struct CMUnitTest tests[TU_NR_LOCK_MODES];
+	const char *only = getenv("UFAULT_STRESS_MODE");
+	size_t n = 0;
 
+	/* all[m] runs tu_lock_mode(m). */
+	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
+		if (!only || !*only || !strcmp(only, ufault_lock_mode_name(tu_lock_mode(m))))
+			tests[n++] = all[m];
+	if (!n) {
+		fprintf(stderr, "UFAULT_STRESS_MODE=%s: expected spec, region, range or global\n",
+			only);
+		return 1;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_ops();
-	return cmocka_run_group_tests_name("proxy_stress", tests, NULL, NULL);
+	return _cmocka_run_group_tests("proxy_stress", tests, n, NULL, NULL);
 }
