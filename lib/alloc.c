@@ -37,10 +37,13 @@ static size_t page_size(void)
 	return (size_t)ufault__sys_page();
 }
 
-/* Internal sizes only (never user input): cannot overflow. */
-static size_t round_up(size_t v, size_t a)
+/* Sizes here are checked against SIZE_MAX first: rounding cannot wrap. */
+static size_t len_up(size_t v, size_t a)
 {
-	return (v + a - 1) & ~(a - 1);
+	uint64_t r = 0;
+
+	ufault__round_up(v, a, &r);
+	return (size_t)r;
 }
 
 void *ufault__pages_map(size_t len)
@@ -52,7 +55,7 @@ void *ufault__pages_map(size_t len)
 		errno = EINVAL;
 		return NULL;
 	}
-	r = syscall(SYS_mmap, NULL, round_up(len, ps), PROT_READ | PROT_WRITE,
+	r = syscall(SYS_mmap, NULL, len_up(len, ps), PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (r == -1)
 		return NULL; /* errno set by syscall() */
@@ -63,7 +66,7 @@ void ufault__pages_unmap(void *p, size_t len)
 {
 	if (!p || !len)
 		return;
-	syscall(SYS_munmap, p, round_up(len, page_size()));
+	syscall(SYS_munmap, p, len_up(len, page_size()));
 }
 
 int ufault__slab_init(struct ufault__slab *s, size_t objsize)
@@ -74,12 +77,12 @@ int ufault__slab_init(struct ufault__slab *s, size_t objsize)
 	if (objsize == 0 || objsize > SIZE_MAX / 4)
 		return -EINVAL;
 	align = objsize >= 64 ? 64 : 16;
-	stride = round_up(objsize < sizeof(void *) ? sizeof(void *) : objsize, align);
+	stride = len_up(objsize < sizeof(void *) ? sizeof(void *) : objsize, align);
 	s->objsize = objsize;
 	s->stride = stride;
 	s->chunk_size = SLAB_CHUNK_SIZE;
 	if (CHUNK_HDR + stride > s->chunk_size)
-		s->chunk_size = round_up(CHUNK_HDR + stride, page_size());
+		s->chunk_size = len_up(CHUNK_HDR + stride, page_size());
 	s->per_chunk = (s->chunk_size - CHUNK_HDR) / stride;
 	err = pthread_mutex_init(&s->lock, NULL);
 	if (err)

@@ -156,7 +156,7 @@ void ufault__qsbr_offline(struct ufault__qsbr *q, unsigned int slot)
 	__atomic_store_n(ctr, *ctr + 1, __ATOMIC_RELEASE);
 }
 
-int ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item)
+void ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item)
 {
 	pthread_mutex_lock(&q->lock);
 	ufault__witness_acquire(UFAULT__RANK_QSBR, false);
@@ -164,7 +164,6 @@ int ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item)
 	__atomic_store_n(&q->retired, item, __ATOMIC_RELAXED);
 	ufault__witness_release(UFAULT__RANK_QSBR);
 	pthread_mutex_unlock(&q->lock);
-	return 0;
 }
 
 /* Called with q->lock held. */

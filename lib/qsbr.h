@@ -61,9 +61,9 @@ void ufault__qsbr_quiescent(struct ufault__qsbr *q, unsigned int slot);
 
 /* Queue @item for free_fn once no reader can see it. The object must
  * already be unreachable for new lookups (removed from the index). Never
- * blocks on readers, takes the list mutex briefly. Returns 0 (-ENOMEM is
- * kept in the contract for callers but this implementation never fails). */
-int ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item);
+ * blocks on readers, never fails (the list is threaded through the items),
+ * takes the list mutex briefly. */
+void ufault__qsbr_retire(struct ufault__qsbr *q, struct ufault__qsbr_item *item);
 /* Free what has expired (free_fn runs outside the list mutex, in the
  * caller's thread). Returns how many were freed. The caller may be online. */
 unsigned int ufault__qsbr_poll(struct ufault__qsbr *q);

@@ -54,12 +54,11 @@ int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len);
 int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
 		      uint64_t *done);
 int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
-int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
 
-/* How to treat an error of the fill ioctls (COPY, ZEROPAGE, CONTINUE,
- * POISON), WAKE and UNREGISTER. */
+/* How to treat an error of the fill ioctls (COPY, ZEROPAGE, POISON), WAKE
+ * and UNREGISTER. */
 enum ufault__uffd_verdict {
 	UFAULT__UFFD_OK = 0,   /* success */
 	UFAULT__UFFD_RESOLVED, /* EEXIST: someone else installed it: success */

@@ -2,8 +2,8 @@
 /*
  * test_uffd.c - the kernel-interface layer (lib/uffd.c) against a real
  * userfaultfd: open, the UFFDIO_API handshake and probe, and every ioctl
- * wrapper (register, copy, zeropage, poison, wake,
- * continue), plus ufault__uffd_classify. Each test asserts what the kernel
+ * wrapper (register, copy, zeropage, poison, wake), plus
+ * ufault__uffd_classify. Each test asserts what the kernel
  * really did (bytes, residency, fault messages, signals), not only return
  * codes.
  *
@@ -377,66 +377,6 @@ static void test_wake(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* continue (MINOR faults on shmem)                                     */
-/* ------------------------------------------------------------------ */
-
-static void test_continue(void **state)
-{
-	struct ufault__uffd_caps caps;
-	uint64_t ioctls = 0, done = 12345;
-	char *reg, *other;
-	int fd, mfd, ret;
-
-	if (!kernel_has(UFFD_FEATURE_MINOR_SHMEM)) {
-		print_message("skip: kernel lacks UFFD_FEATURE_MINOR_SHMEM\n");
-		skip();
-	}
-	fd = open_api(UFFD_FEATURE_MINOR_SHMEM, &caps);
-	if (!(caps.features & UFFD_FEATURE_MINOR_SHMEM)) {
-		close(fd);
-		print_message("skip: UFFD_FEATURE_MINOR_SHMEM not granted\n");
-		skip();
-	}
-	mfd = memfd_create("ufault-test-uffd", MFD_CLOEXEC);
-	assert_true(mfd >= 0);
-	assert_int_equal(ftruncate(mfd, (off_t)(2 * page)), 0);
-	reg = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-	other = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-	assert_true(reg != MAP_FAILED && other != MAP_FAILED);
-
-	assert_int_equal(
-	    ufault__uffd_register(fd, addr_of(reg), 2 * page, UFFDIO_REGISTER_MODE_MINOR, &ioctls),
-	    0);
-	assert_true(ioctls & (1ull << _UFFDIO_CONTINUE));
-
-	tu_pattern_fill(other, page, 0, 6);
-	assert_int_equal(ufault__uffd_continue(fd, addr_of(reg), page, true, &done), 0);
-	assert_int_equal(done, page);
-	assert_int_equal(tu_pattern_check(reg, page, 0, 6), -1);
-
-	/* Mapped already: EEXIST. */
-	done = 12345;
-	ret = ufault__uffd_continue(fd, addr_of(reg), page, true, &done);
-	assert_int_equal(ret, -EEXIST);
-	assert_int_equal(done, 0);
-
-	/* No page in the cache for page 1: the kernel answers EFAULT. */
-	done = 12345;
-	ret = ufault__uffd_continue(fd, addr_of(reg) + page, page, true, &done);
-	assert_int_equal(ret, -EFAULT);
-	assert_int_equal(done, 0);
-	assert_int_equal(ufault__uffd_classify(ret), UFAULT__UFFD_FATAL);
-
-	assert_int_equal(ufault__uffd_unregister(fd, addr_of(reg), 2 * page), 0);
-	munmap(reg, 2 * page);
-	munmap(other, 2 * page);
-	close(mfd);
-	close(fd);
-}
-
-/* ------------------------------------------------------------------ */
-/* classify                                                             */
-/* ------------------------------------------------------------------ */
 
 static void test_classify(void **state)
 {
@@ -464,7 +404,7 @@ int main(void)
 	    cmocka_unit_test(test_copy),	   cmocka_unit_test(test_copy_partial_eexist),
 	    cmocka_unit_test(test_zeropage),	   cmocka_unit_test(test_poison),
 	    cmocka_unit_test(test_wake),	   
-	    	   cmocka_unit_test(test_continue),
+	    	   
 	    cmocka_unit_test(test_classify),
 	};
 	struct ufault__uffd_caps caps;

@@ -520,7 +520,7 @@ static void *writer(void *p)
 			if (cur[k]) {
 				ufault__index_remove(&c->ix, &cur[k]->ix);
 				pthread_mutex_unlock(&c->tree_lock);
-				c->werr += ufault__qsbr_retire(&c->q, &cur[k]->qi) != 0;
+				ufault__qsbr_retire(&c->q, &cur[k]->qi);
 				cur[k] = NULL;
 				c->removes++;
 			} else {
