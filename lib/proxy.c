@@ -363,8 +363,8 @@ static void *mmap_locked(struct ufault_ctx *ctx, void *addr, uint64_t len, int p
 			 struct ufault__source *src, unsigned int region_flags, uint64_t ps)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr;
+	struct ufault__cut c = {0};
 	struct ufault__mm_held h;
-	struct ufault__cut c;
 	void *m;
 	int ret;
 
@@ -461,7 +461,7 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr, end;
 	struct ufault__mm_held h;
-	struct ufault__cut c;
+	struct ufault__cut c = {0};
 	int ret;
 
 	if (!ctx)

@@ -5,7 +5,8 @@
  * A worker never blocks on a library lock before it has read its messages;
  * a fault that cannot be resolved now is deferred and retried after a poke
  * or a short epoll timeout, never spun on. While it sleeps in epoll_wait(2)
- * the worker is an offline QSBR reader, so it never holds up reclamation.
+ * the worker is an offline QSBR reader, so it never holds up reclamation,
+ * and just before, it reclaims what expired.
  * A worker stops only when told to: a failing read(2) or an error on its
  * uffd is logged and retried after a back-off, so the faults queued on that
  * uffd are not orphaned.
@@ -184,7 +185,15 @@ static void *worker_main(void *arg)
 		bool stop = false, ready = false, failed = false;
 		int n;
 
+		/*
+		 * Offline first, then reclaim: a batch that waits only for
+		 * this worker expires now, not at its next wake-up (a source's
+		 * release hook would otherwise wait for an unrelated fault).
+		 * Every batch not expired at once was snapshot with some
+		 * worker online, and that worker comes through here.
+		 */
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
+		ufault__regions_reclaim(&ctx->regions);
 		n = epoll_wait(w->epfd, ev, 3, w->defer.n ? DEFER_POLL_MS : -1);
 		ufault__qsbr_online(&ctx->qsbr, w->id);
 		if (n < 0 && errno != EINTR) {
@@ -215,8 +224,6 @@ static void *worker_main(void *arg)
 			sleep_ns(ERROR_BACKOFF_NS);
 			ufault__qsbr_online(&ctx->qsbr, w->id);
 		}
-		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
-		ufault__regions_reclaim(&ctx->regions);
 	}
 	ufault__qsbr_offline(&ctx->qsbr, w->id);
 	return NULL;
