@@ -125,7 +125,7 @@ void *ufault__slab_alloc(struct ufault__slab *s)
 			c = slab_grow(s);
 		if (!c) {
 			ufault__witness_release(UFAULT__RANK_SLAB);
-	pthread_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->lock);
 			errno = ENOMEM;
 			return NULL;
 		}

@@ -82,10 +82,9 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 	}
 	if (ctx->max_page_size < sys_page || ctx->max_page_size > MAX_PAGE ||
 	    (ctx->max_page_size & (ctx->max_page_size - 1))) {
-		ufault__warn(&ctx->log,
-			     "config: max_page_size %llu must be a power of two in [%llu, %llu]",
-			     (unsigned long long)ctx->max_page_size, (unsigned long long)sys_page,
-			     MAX_PAGE);
+		ufault__warn(
+		    &ctx->log, "config: max_page_size %llu must be a power of two in [%llu, %llu]",
+		    (unsigned long long)ctx->max_page_size, (unsigned long long)sys_page, MAX_PAGE);
 		return -EINVAL;
 	}
 	if ((unsigned int)cfg->log_level > UFAULT_LOG_DEBUG) {
@@ -209,8 +208,8 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	ufault__log_init(&ctx->log, cfg->size >= UFAULT_CONFIG_SIZE_VER0 ? cfg : NULL);
 	if (cfg->size < UFAULT_CONFIG_SIZE_VER0 || cfg->size > sizeof(*cfg)) {
 		/* A larger size is a newer caller asking for options we lack. */
-		ufault__warn(&ctx->log, "config: size %zu, this library accepts %d..%zu",
-			     cfg->size, UFAULT_CONFIG_SIZE_VER0, sizeof(*cfg));
+		ufault__warn(&ctx->log, "config: size %zu, this library accepts %d..%zu", cfg->size,
+			     UFAULT_CONFIG_SIZE_VER0, sizeof(*cfg));
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -244,8 +243,8 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (ret)
 		goto fail;
 	built = BUILT_QSBR;
-	ret = ufault__regions_init(&ctx->regions, &ctx->qsbr, &ctx->log, ctx->uffds,
-				   ctx->nr_uffds, ctx->features, ctx->max_page_size);
+	ret = ufault__regions_init(&ctx->regions, &ctx->qsbr, &ctx->log, ctx->uffds, ctx->nr_uffds,
+				   ctx->features, ctx->max_page_size);
 	if (ret)
 		goto fail;
 	built = BUILT_REGIONS;

@@ -53,8 +53,8 @@ static inline bool ufault__ctx_forked(const struct ufault_ctx *ctx, const char *
 {
 	if (getpid() == ctx->pid)
 		return false;
-	ufault__warn(&ctx->log, "%s: the context belongs to process %d, not to its child %d",
-		     call, (int)ctx->pid, (int)getpid());
+	ufault__warn(&ctx->log, "%s: the context belongs to process %d, not to its child %d", call,
+		     (int)ctx->pid, (int)getpid());
 	return true;
 }
 

@@ -18,9 +18,9 @@
 #define UFAULT__DEFER_MAX 256
 
 struct ufault__deferred {
-	uint64_t addr;	/* system page */
+	uint64_t addr; /* system page */
 	unsigned int flags;
-	uint64_t t0;	/* when its message was read */
+	uint64_t t0; /* when its message was read */
 };
 
 struct ufault__defer {

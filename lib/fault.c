@@ -38,20 +38,20 @@ static void fill_page(struct ufault__fault_env *env, struct ufault_region *r, ui
 				   env->buf, &f->data);
 }
 
-static void log_source_error(struct ufault__fault_env *env, struct ufault_region *r,
-			     uint64_t page, int err)
+static void log_source_error(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page,
+			     int err)
 {
 	/* A failing source can fail every page: log the first few loudly,
 	 * then only count (the counters stay exact). */
 	if (env->log_budget) {
 		env->log_budget--;
-		ufault__err(&env->ctx->log,
-			    "%s source failed at %#llx (source offset %llu): %s; %s%s",
-			    r->src->ops->name, (unsigned long long)page,
-			    (unsigned long long)ufault__region_offset(r, page), ufault_strerror(err),
-			    (r->flags & UFAULT_REGION_ON_ERROR_ZERO) ? "zero-filling"
-								     : "poisoning (SIGBUS)",
-			    env->log_budget ? "" : " (further source errors are only counted)");
+		ufault__err(
+		    &env->ctx->log, "%s source failed at %#llx (source offset %llu): %s; %s%s",
+		    r->src->ops->name, (unsigned long long)page,
+		    (unsigned long long)ufault__region_offset(r, page), ufault_strerror(err),
+		    (r->flags & UFAULT_REGION_ON_ERROR_ZERO) ? "zero-filling"
+							     : "poisoning (SIGBUS)",
+		    env->log_budget ? "" : " (further source errors are only counted)");
 	}
 }
 
@@ -192,8 +192,8 @@ static enum ufault__fault_result resolve_hold(struct ufault__fault_env *env,
 }
 
 /* Spec mode: fill with no lock, validate at install. false: retry. */
-static bool resolve_validate(struct ufault__fault_env *env, struct ufault_region *r,
-			     uint64_t addr, unsigned int flags, enum ufault__fault_result *res)
+static bool resolve_validate(struct ufault__fault_env *env, struct ufault_region *r, uint64_t addr,
+			     unsigned int flags, enum ufault__fault_result *res)
 {
 	uint64_t gen = ufault__region_gen(r), page = ufault__region_page(r, addr);
 	struct fill f;

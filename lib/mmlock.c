@@ -51,8 +51,8 @@ void ufault__mmlock_destroy(struct ufault__mmlock *ml)
 	pthread_rwlock_destroy(&ml->global);
 }
 
-bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *h,
-			     uint64_t page, uint64_t sys_page)
+bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t page,
+			     uint64_t sys_page)
 {
 	h->locked = false;
 	if (!ml->mode->fault_mm)

@@ -34,8 +34,8 @@ enum ufault__region_hold {
 
 struct ufault__mm_mode {
 	const char *name;
-	bool global;		      /* the mm lock is the global rwlock */
-	bool fault_mm;		      /* faults read-hold the mm lock */
+	bool global;			 /* the mm lock is the global rwlock */
+	bool fault_mm;			 /* faults read-hold the mm lock */
 	enum ufault__region_hold region; /* then, what they do with the region */
 };
 
@@ -59,8 +59,8 @@ void ufault__mmlock_destroy(struct ufault__mmlock *ml);
 
 /* Faults: read-trylock the system page at @page if the mode says so (true
  * also when the mode takes nothing). Never waits. */
-bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *h,
-			     uint64_t page, uint64_t sys_page);
+bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t page,
+			     uint64_t sys_page);
 void ufault__mm_read_unlock(struct ufault__mmlock *ml, struct ufault__mm_held *h);
 
 /* Proxies: write-lock [start, end) (the whole space in global mode). */

@@ -65,8 +65,8 @@ static int page_range(struct ufault_ctx *ctx, uint64_t addr, uint64_t len, uint6
 /* Lock the span of [s1, e1) and, if e2 > s2, of [s2, e2) too: one request
  * over their union (with a FIFO range lock, taking two ranges one after
  * the other can deadlock even in address order). */
-static void lock_spans(struct ufault_ctx *ctx, struct ufault__mm_held *h, uint64_t s1,
-		       uint64_t e1, uint64_t s2, uint64_t e2)
+static void lock_spans(struct ufault_ctx *ctx, struct ufault__mm_held *h, uint64_t s1, uint64_t e1,
+		       uint64_t s2, uint64_t e2)
 {
 	struct ufault__regions *set = &ctx->regions;
 
@@ -583,7 +583,8 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 		return map_failed(ECHILD);
 	if (!old_len || !new_len || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) ||
 	    (fixed && !(flags & MREMAP_MAYMOVE)) || page_range(ctx, old, old_len, &old_end) ||
-	    page_range(ctx, old, new_len, &new_end) || (fixed && page_range(ctx, dst, new_len, &dst_end)))
+	    page_range(ctx, old, new_len, &new_end) ||
+	    (fixed && page_range(ctx, dst, new_len, &dst_end)))
 		return map_failed(EINVAL);
 	if ((flags & MREMAP_MAYMOVE) && !(ctx->features & UFFD_FEATURE_EVENT_REMAP)) {
 		/* Without it the kernel unregisters the moved range. */

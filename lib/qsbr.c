@@ -235,10 +235,10 @@ void ufault__qsbr_drain(struct ufault__qsbr *q)
 
 		ufault__qsbr_poll(q);
 		pthread_mutex_lock(&q->lock);
-	ufault__witness_acquire(UFAULT__RANK_QSBR, false);
+		ufault__witness_acquire(UFAULT__RANK_QSBR, false);
 		empty = !q->waiting && !q->retired;
 		ufault__witness_release(UFAULT__RANK_QSBR);
-	pthread_mutex_unlock(&q->lock);
+		pthread_mutex_unlock(&q->lock);
 		if (empty)
 			return;
 		nanosleep(&ts, NULL);

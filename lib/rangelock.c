@@ -31,7 +31,6 @@
 #define MUTEX_SPIN 100
 #define WAIT_SPIN 200
 
-
 static void futex_wait(uint32_t *word, uint32_t val)
 {
 	/* EAGAIN (word changed), EINTR, spurious: the callers loop. */

@@ -104,9 +104,10 @@ void ufault__regions_forget(struct ufault__regions *set)
 
 /* --- allocation and reclamation ------------------------------------------ */
 
-struct ufault_region *ufault__region_new(struct ufault__regions *set, uint64_t start,
-					 uint64_t len, struct ufault__source *src, uint64_t offset,
-					 unsigned int flags, uint64_t page_size, unsigned int uffd_idx)
+struct ufault_region *ufault__region_new(struct ufault__regions *set, uint64_t start, uint64_t len,
+					 struct ufault__source *src, uint64_t offset,
+					 unsigned int flags, uint64_t page_size,
+					 unsigned int uffd_idx)
 {
 	/* Writer-preferring, as the kernel's rwsem: a proxy waiting to
 	 * detach the region is not starved by a stream of region-mode
@@ -224,8 +225,7 @@ struct ufault_region *ufault__region_lookup(struct ufault__regions *set, uint64_
 }
 
 /* Under the tree lock: regions overlapping [start, end) in address order. */
-static struct ufault_region *first_locked(struct ufault__regions *set, uint64_t start,
-					  uint64_t end)
+static struct ufault_region *first_locked(struct ufault__regions *set, uint64_t start, uint64_t end)
 {
 	return region_of(ufault__index_first_overlap_locked(&set->index, start, end));
 }

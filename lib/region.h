@@ -229,9 +229,10 @@ void ufault__cut_finish(struct ufault__cut *c, uint64_t start, uint64_t end);
 
 /* A region not yet indexed, describing [start, start+len) of @src at
  * source @offset; takes a reference on @src. NULL if out of memory. */
-struct ufault_region *ufault__region_new(struct ufault__regions *set, uint64_t start,
-					 uint64_t len, struct ufault__source *src, uint64_t offset,
-					 unsigned int flags, uint64_t page_size, unsigned int uffd_idx);
+struct ufault_region *ufault__region_new(struct ufault__regions *set, uint64_t start, uint64_t len,
+					 struct ufault__source *src, uint64_t offset,
+					 unsigned int flags, uint64_t page_size,
+					 unsigned int uffd_idx);
 /* The next uffd index, round robin. */
 unsigned int ufault__regions_next_uffd(struct ufault__regions *set);
 /* Free a region (and a chain through next_victim) never indexed. */

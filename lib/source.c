@@ -41,8 +41,7 @@ int ufault__source_check(const struct ufault_source *user, const struct ufault__
 		return -EINVAL;
 	}
 	if (user->size < UFAULT_SOURCE_SIZE_VER0 || user->size > sizeof(*user)) {
-		ufault__warn(log,
-			     "source: size %zu, expected %d..%zu (use ufault_source_init)",
+		ufault__warn(log, "source: size %zu, expected %d..%zu (use ufault_source_init)",
 			     user->size, UFAULT_SOURCE_SIZE_VER0, sizeof(*user));
 		return -EINVAL;
 	}

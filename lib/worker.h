@@ -22,8 +22,8 @@ struct ufault__worker {
 	int epfd; /* this worker's epoll set: its uffd (exclusive), stop, pokes */
 	pthread_t thread;
 	struct ufault__defer defer;
-	unsigned int batch_seq; /* atomic; odd while reading or handling messages */
-	int inject_err;		/* atomic; tests: the next read fails with it */
+	unsigned int batch_seq;	 /* atomic; odd while reading or handling messages */
+	int inject_err;		 /* atomic; tests: the next read fails with it */
 	unsigned int err_budget; /* read-error lines left before going quiet */
 };
 

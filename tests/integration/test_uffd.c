@@ -403,8 +403,8 @@ int main(void)
 	    cmocka_unit_test(test_open_probe_api), cmocka_unit_test(test_register_unregister),
 	    cmocka_unit_test(test_copy),	   cmocka_unit_test(test_copy_partial_eexist),
 	    cmocka_unit_test(test_zeropage),	   cmocka_unit_test(test_poison),
-	    cmocka_unit_test(test_wake),	   
-	    	   
+	    cmocka_unit_test(test_wake),
+
 	    cmocka_unit_test(test_classify),
 	};
 	struct ufault__uffd_caps caps;
