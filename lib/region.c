@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "region.h"
 
@@ -16,11 +17,29 @@
 #define HANDLE_SLOT_BITS 24
 #define HANDLE_MAX_SLOTS ((1u << HANDLE_SLOT_BITS) - 1)
 
+/*
+ * The process's region sets, so one context can see another's regions. A
+ * child made by fork(2) starts with none: its copies of the parent's
+ * contexts are not its own (ctx.h), and the lock may have been held by a
+ * parent thread at the fork.
+ */
 static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t sets_once = PTHREAD_ONCE_INIT;
 /* Handle sequences are drawn from one process-wide counter, so a handle is
  * never valid in another context either. */
 static uint64_t next_handle_seq;
 static struct ufault__regions *sets;
+
+static void sets_forget_in_child(void)
+{
+	pthread_mutex_init(&sets_lock, NULL);
+	sets = NULL;
+}
+
+static void sets_setup(void)
+{
+	pthread_atfork(NULL, NULL, sets_forget_in_child);
+}
 
 static void tree_lock(struct ufault__regions *set)
 {
@@ -61,6 +80,8 @@ int ufault__regions_init(struct ufault__regions *set, struct ufault__qsbr *qsbr,
 	ret = ufault__slab_init(&set->source_slab, sizeof(struct ufault__source));
 	if (ret)
 		goto out_slab;
+	set->pid = getpid();
+	pthread_once(&sets_once, sets_setup);
 	pthread_mutex_lock(&sets_lock);
 	set->next_set = sets;
 	sets = set;
@@ -378,8 +399,8 @@ bool ufault__regions_foreign(struct ufault__regions *set, uint64_t start, uint64
 	pthread_mutex_lock(&sets_lock);
 	ufault__witness_acquire(UFAULT__RANK_CTXLIST, false);
 	for (struct ufault__regions *o = sets; o && !found; o = o->next_set) {
-		if (o == set)
-			continue;
+		if (o == set || o->pid != set->pid)
+			continue; /* a raw clone(2) child may still list its parent's */
 		tree_lock(o);
 		found = first_locked(o, start, end) != NULL;
 		tree_unlock(o);

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ufault/ufault.h>
 
@@ -76,6 +77,7 @@ struct ufault__regions {
 	struct ufault__handle_slot *handles;
 	uint32_t nr_handles, free_handle; /* free_handle: head of a free list, +1 */
 	struct ufault__regions *next_set; /* the process's list of sets */
+	pid_t pid;			  /* the process the set belongs to */
 };
 
 /* Set up an empty set; 0 or -errno. Joins the process's list of sets. */

@@ -316,6 +316,62 @@ static void test_child_calls_fail_echild(void **state)
 	tu_unmap(plain, 4 * ps);
 }
 
+/*
+ * A child that drops its copy of the parent's context and then makes its
+ * own: the new context works (regions served, munmap not refused as
+ * another context's), and never looks at the parent's copy, which the
+ * child freed.
+ */
+static int child_own_context(struct ufault_ctx *parent, char *parent_mem)
+{
+	struct ufault_source s = tu_pattern_source(0, 71);
+	struct ufault_ctx *own;
+	char *m;
+
+	ufault_ctx_destroy(parent);
+	if (tu_ctx_create(&own, g_mode, 1, 1))
+		return 2;
+	m = ufault_mmap(own, NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &s,
+			0);
+	if (m == MAP_FAILED)
+		return 3;
+	if (tu_pattern_check(m + ps, ps, ps, 71) != -1)
+		return 4;
+	/* The parent's region is not there in the child (MADV_DONTFORK):
+	 * mapping over its address is this child's business alone. */
+	if (ufault_mmap(own, parent_mem, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			NULL, 0) != parent_mem)
+		return 5;
+	if (ufault_munmap(own, m, 4 * ps) || ufault_munmap(own, parent_mem, ps))
+		return 6;
+	ufault_ctx_destroy(own);
+	return 0;
+}
+
+static void test_child_own_context(void **state)
+{
+	struct fx *f = *state;
+	struct ufault_source s = tu_pattern_source(0, 72);
+	char *p = tu_map_anon(NPAGES * ps, 0);
+	pid_t pid;
+	int child;
+
+	assert_int_equal(ufault_region_register(f->ctx, p, NPAGES * ps, &s, 0, NULL), 0);
+	pid = fork_flushed();
+	if (pid == 0) {
+		tu_watchdog(10);
+		_exit(child_own_context(f->ctx, p));
+	}
+	child = wait_child(pid);
+	if (child)
+		fail_msg("[%s] the child's own context failed: %d (1: hung, >256: signal)",
+			 ufault_lock_mode_name(g_mode), child);
+	/* And the parent's region is still served. */
+	for (size_t pg = 0; pg < NPAGES; pg++)
+		check_page(p, pg, 72, "after the child's own context");
+	tu_unmap(p, NPAGES * ps);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +380,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_child_destroy_keeps_parent_workers, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_child_calls_fail_echild, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_child_own_context, setup, teardown),
 	};
 	int failed = 0;
 
