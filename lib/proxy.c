@@ -126,7 +126,7 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 {
 	struct ufault_region *r;
 	struct ufault__mm_held h;
-	uint64_t start, end;
+	uint64_t start, end, s2, e2;
 
 	if (!ctx)
 		return -EINVAL;
@@ -137,25 +137,20 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 		return -EINVAL;
 	}
 	/*
-	 * Proxies are not QSBR readers: the region may be freed between the
-	 * lookup and the lock (its slab memory stays mapped, so reading it is
-	 * safe). Trust it only if the handle still names it, with the same
-	 * range, once the range is locked.
+	 * The region may be removed between the lookup and the lock: trust
+	 * it only if the handle still names it, with the same range, once
+	 * the range is locked (no region there can then change).
 	 */
-	r = ufault__region_from_handle(&ctx->regions, region);
+	r = ufault__region_from_handle(&ctx->regions, region, &start, &end);
 	if (r) {
-		start = __atomic_load_n(&r->node.start, __ATOMIC_ACQUIRE);
-		end = __atomic_load_n(&r->node.end, __ATOMIC_ACQUIRE);
-		if (start < end) {
-			ufault__mm_write_lock(&ctx->mm, &h, start, end);
-			if (ufault__region_from_handle(&ctx->regions, region) == r &&
-			    r->node.start == start && r->node.end == end) {
-				ufault__region_remove(&ctx->regions, r);
-				proxy_unlock(ctx, &h);
-				return 0;
-			}
+		ufault__mm_write_lock(&ctx->mm, &h, start, end);
+		if (ufault__region_from_handle(&ctx->regions, region, &s2, &e2) == r &&
+		    s2 == start && e2 == end) {
+			ufault__region_remove(&ctx->regions, r);
 			proxy_unlock(ctx, &h);
+			return 0;
 		}
+		proxy_unlock(ctx, &h);
 	}
 	ufault__warn(&ctx->log, "unregister: %p is not a live region of this context",
 		     (void *)region);

@@ -318,7 +318,8 @@ static struct ufault_region *handle_alloc_locked(struct ufault__regions *set,
 }
 
 struct ufault_region *ufault__region_from_handle(struct ufault__regions *set,
-						 struct ufault_region *handle)
+						 struct ufault_region *handle, uint64_t *start,
+						 uint64_t *end)
 {
 	uint64_t token = (uint64_t)(uintptr_t)handle;
 	uint64_t slot = token & HANDLE_MAX_SLOTS;
@@ -328,6 +329,10 @@ struct ufault_region *ufault__region_from_handle(struct ufault__regions *set,
 	if (slot && slot <= set->nr_handles &&
 	    set->handles[slot - 1].seq == token >> HANDLE_SLOT_BITS)
 		r = set->handles[slot - 1].r;
+	if (r) {
+		*start = r->node.start;
+		*end = r->node.end;
+	}
 	tree_unlock(set);
 	return r;
 }

@@ -179,9 +179,11 @@ int ufault__region_check_args(struct ufault__regions *set, uint64_t start, uint6
 int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t len,
 			  struct ufault__source *src, unsigned int flags, uint64_t page_size,
 			  struct ufault_region **handle);
-/* The live region a handle names, or NULL (stale, forged). Tree lock. */
+/* The live region a handle names, and its range, or NULL (stale, forged).
+ * Takes the tree lock; the region may be gone as soon as it is dropped. */
 struct ufault_region *ufault__region_from_handle(struct ufault__regions *set,
-						 struct ufault_region *handle);
+						 struct ufault_region *handle, uint64_t *start,
+						 uint64_t *end);
 /* Unindex, unregister from the kernel (waking parked threads) and retire
  * @r. The caller holds the mm write lock over its range. */
 void ufault__region_remove(struct ufault__regions *set, struct ufault_region *r);
