@@ -29,6 +29,10 @@
  *                        pages are not populated. Exits 1 on failure (the
  *                        machine, not the library, is broken then).
  *    tu_unmap(addr, len) munmap, exits 1 on failure.
+ *    tu_reserve(len)     a PROT_NONE private anonymous reservation of @len
+ *                        bytes (MAP_NORESERVE) that the test owns, so a
+ *                        MAP_FIXED into it clobbers nothing else. Exits 1
+ *                        on failure.
  *    tu_read_byte(p)     one volatile read (a touch the compiler keeps).
  *
  *  Data oracle
@@ -45,6 +49,18 @@
  *                        starting at source @offset (made with
  *                        ufault_source_init(), so its size is set).
  *
+ *  Gates (a fill that blocks until the test lets it go)
+ *    struct tu_gate      lock, cond, entered (fills that reached the gate),
+ *                        open, seed; initialise with TU_GATE_INIT(seed).
+ *    tu_gate_pass(g)     in a fill: count this fill as entered, wake
+ *                        tu_gate_wait_entered(), block until the gate is
+ *                        open. No timeout (the process watchdog bounds it).
+ *    tu_gate_wait_entered(g)  block until at least one fill has entered.
+ *    tu_gate_open(g)     open the gate: every fill blocked in it, and every
+ *                        later one, goes on.
+ *    tu_gate_fill_cb     a ufault_fill_fn whose arg is a struct tu_gate *:
+ *                        tu_gate_pass(), then tu_pattern(offset, g->seed).
+ *
  *  Time (tests assert behaviour, never timing; these only bound run time)
  *    tu_now_ns()         CLOCK_MONOTONIC in ns.
  *    tu_test_seconds(def)  $UFAULT_TEST_SECONDS if set and > 0, else @def.
@@ -59,7 +75,9 @@
 #define UFAULT_TESTUTIL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +188,15 @@ static inline void tu_unmap(void *addr, size_t len)
 		tu_die("munmap", errno);
 }
 
+static inline void *tu_reserve(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		tu_die("mmap reserve", errno);
+	return p;
+}
+
 static inline unsigned char tu_read_byte(const void *p)
 {
 	return *(const volatile unsigned char *)p;
@@ -233,6 +260,60 @@ static inline struct ufault_source tu_pattern_source(uint64_t offset, uint64_t s
 	s.callback.fill = tu_pattern_fill_cb;
 	s.callback.arg = (void *)(uintptr_t)seed;
 	return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Gates                                                                */
+/* ------------------------------------------------------------------ */
+
+struct tu_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int entered; /* under lock: fills that reached the gate */
+	bool open;	      /* under lock */
+	uint64_t seed;	      /* tu_gate_fill_cb's pattern */
+};
+
+#define TU_GATE_INIT(seed_)                                                                        \
+	{                                                                                          \
+		.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,               \
+		.seed = (seed_)                                                                    \
+	}
+
+static inline void tu_gate_pass(struct tu_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->entered++;
+	pthread_cond_broadcast(&g->cond);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static inline void tu_gate_wait_entered(struct tu_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	while (!g->entered)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static inline void tu_gate_open(struct tu_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->open = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* A ufault_fill_fn: waits at the gate @arg, then fills its pattern. */
+static inline int tu_gate_fill_cb(void *arg, uint64_t offset, void *buf, size_t len)
+{
+	struct tu_gate *g = arg;
+
+	tu_gate_pass(g);
+	tu_pattern_fill(buf, len, offset, g->seed);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

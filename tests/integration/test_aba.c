@@ -42,7 +42,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -94,7 +94,6 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 	do {                                                                                       \
 	} while (0)
 #endif
-static enum ufault_lock_mode g_mode;
 
 static int fill_a(void *arg, uint64_t off, void *buf, size_t len)
 {
@@ -279,7 +278,7 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	static char why[512];
 	struct ufault_source sa;
 	pthread_t t1, p;
-	bool entered, p_early, spec = g_mode == UFAULT_LOCK_SPEC;
+	bool entered, p_early, spec = tu_mode == UFAULT_LOCK_SPEC;
 	uint64_t ab0, ab1, st0, st1;
 	unsigned char bad = 0;
 	int final;
@@ -357,7 +356,7 @@ static const char *aba_round(struct ufault_ctx *ctx, enum variant v, int iter)
 	printf("  [%s/%s #%d] P %s the blocked fill; T1 saw '%c', segv %d; "
 	       "fills A %d B %d; spec aborts detached+gen +%llu, "
 	       "seq+trylock +%llu; final '%c'\n",
-	       ufault_lock_mode_name(g_mode), v == V_MUNMAP_MMAP ? "munmap_mmap" : "map_fixed",
+	       ufault_lock_mode_name(tu_mode), v == V_MUNMAP_MMAP ? "munmap_mmap" : "map_fixed",
 	       iter, p_early ? "finished during" : "waited for", g.t1_view > 0 ? g.t1_view : '0',
 	       __atomic_load_n(&g.t1_segv, __ATOMIC_RELAXED),
 	       __atomic_load_n(&g.a_calls, __ATOMIC_RELAXED),
@@ -410,14 +409,14 @@ static void run_variant(enum variant v)
 	int rc;
 
 	/* Two workers: the one blocked in A's fill, and one for B's. */
-	rc = tu_ctx_create(&ctx, g_mode, 2, 0);
+	rc = tu_ctx_create(&ctx, tu_mode, 2, 0);
 	if (rc)
 		fail_msg("ufault_ctx_create: %s", ufault_strerror(rc));
 	for (int i = 0; i < ITERS && !why; i++)
 		why = aba_round(ctx, v, i);
 	ufault_ctx_destroy(ctx);
 	if (why)
-		fail_msg("%s: %s", ufault_lock_mode_name(g_mode), why);
+		fail_msg("%s: %s", ufault_lock_mode_name(tu_mode), why);
 }
 
 static void test_aba_munmap_mmap(void **state)
@@ -432,23 +431,17 @@ static void test_aba_map_fixed(void **state)
 	run_variant(V_MAP_FIXED);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_aba_munmap_mmap),
 	    cmocka_unit_test(test_aba_map_fixed),
 	};
-	int failed = 0;
+	int failed;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "aba/%s", ufault_lock_mode_name(g_mode));
-		tu_watchdog(60);
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
-	tu_watchdog(0);
+	/* A 60 s watchdog per lock mode's group, disarmed after the last. */
+	tu_modes_cfg.group_watchdog = 60;
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("aba", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

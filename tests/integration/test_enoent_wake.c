@@ -33,7 +33,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -41,47 +41,7 @@
 #define RP ((size_t)1 << RP_SHIFT) /* region page: 64 KiB */
 #define RFLAGS UFAULT_REGION_PAGE_SHIFT(RP_SHIFT)
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-struct fx {
-	struct ufault_ctx *ctx;
-};
-
-static int setup(void **state)
-{
-	static struct fx f;
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
-
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
-		return -1;
-	}
-	tu_watchdog(30); /* a parked thread fails the test, it does not stall it */
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	ufault_ctx_destroy(f->ctx);
-	f->ctx = NULL;
-	tu_watchdog(0);
-	return 0;
-}
-
-/* PROT_NONE reservation we own, so a MAP_FIXED into it clobbers nothing. */
-static char *reserve(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_NONE, PA | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		tu_die("mmap reserve", errno);
-	return p;
-}
 
 /*
  * Number of VMAs overlapping [addr, addr + len), from /proc/self/maps (which
@@ -141,12 +101,12 @@ static char *map_region(struct ufault_ctx *ctx, size_t len, uint64_t seed)
 
 static void test_mremap_fixed_unaligned(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t n = 8, len = n * RP;
 	const uint64_t seed = 21;
 	size_t rlen = len + 4 * RP;
 	char *p = map_region(f->ctx, len, seed);
-	char *res = reserve(rlen);
+	char *res = tu_reserve(rlen);
 	char *dst = (char *)(((uintptr_t)res + RP - 1) & ~(uintptr_t)(RP - 1)) + ps;
 	char perms[5];
 	void *q;
@@ -165,7 +125,7 @@ static void test_mremap_fixed_unaligned(void **state)
 		if (q != MAP_FAILED)
 			fail_msg("[%s] ufault_mremap(MREMAP_FIXED, new_len %zu) to %p (not 64 KiB "
 				 "aligned) returned %p; expected EINVAL",
-				 ufault_lock_mode_name(g_mode), new_lens[k], (void *)dst, q);
+				 ufault_lock_mode_name(tu_mode), new_lens[k], (void *)dst, q);
 		assert_int_equal(errno, EINVAL);
 	}
 
@@ -189,7 +149,7 @@ static void test_mremap_fixed_unaligned(void **state)
  */
 static void test_mremap_maymove_aligned(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint64_t seed = 22;
 	size_t len = 8 * RP;
 	char *cur = map_region(f->ctx, len, seed);
@@ -216,14 +176,14 @@ static void test_mremap_maymove_aligned(void **state)
 		q = ufault_mremap(f->ctx, cur, len, nlen, MREMAP_MAYMOVE, NULL);
 		if (q == MAP_FAILED)
 			fail_msg("[%s] round %u: ufault_mremap(MREMAP_MAYMOVE) %zu -> %zu: %s",
-				 ufault_lock_mode_name(g_mode), round, len, nlen, strerror(errno));
+				 ufault_lock_mode_name(tu_mode), round, len, nlen, strerror(errno));
 		if (guard != MAP_FAILED)
 			tu_unmap(guard, ps);
 		if ((uintptr_t)q % RP)
 			fail_msg("[%s] round %u: the kernel-placed move landed at %p, not aligned "
 				 "to the 64 KiB region page (a fault there would get ENOENT and "
 				 "park forever)",
-				 ufault_lock_mode_name(g_mode), round, (void *)q);
+				 ufault_lock_mode_name(tu_mode), round, (void *)q);
 		for (size_t i = 0; i < nlen / RP; i++)
 			check_rpage(q, i, seed);
 		cur = q;
@@ -253,7 +213,7 @@ static void make_cuts(struct cut_range c[NR_CUTS])
 
 static void test_mprotect_inside_region_page(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t n = 4, len = n * RP;
 	const uint64_t seed = 23;
 	char *p = map_region(f->ctx, len, seed);
@@ -269,7 +229,7 @@ static void test_mprotect_inside_region_page(void **state)
 		if (rc != -1)
 			fail_msg("[%s] ufault_mprotect([+%#zx, +%zu), PROT_READ) cuts a 64 KiB "
 				 "region page and returned %d; expected -1/EINVAL",
-				 ufault_lock_mode_name(g_mode), cuts[k].off, cuts[k].len, rc);
+				 ufault_lock_mode_name(tu_mode), cuts[k].off, cuts[k].len, rc);
 		assert_int_equal(errno, EINVAL);
 		/* Nothing changed: still one VMA, still read-write. */
 		assert_int_equal(vmas(p, len, perms), 1);
@@ -294,7 +254,7 @@ static void test_mprotect_inside_region_page(void **state)
 
 static void test_madvise_inside_region_page(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t n = 4, len = n * RP;
 	const uint64_t seed = 24;
 	const int advice[] = {MADV_DONTNEED, MADV_RANDOM, MADV_NOHUGEPAGE, MADV_DONTFORK};
@@ -315,7 +275,7 @@ static void test_madvise_inside_region_page(void **state)
 			if (rc != -1)
 				fail_msg("[%s] ufault_madvise([+%#zx, +%zu), %d) cuts a 64 KiB "
 					 "region page and returned %d; expected -1/EINVAL",
-					 ufault_lock_mode_name(g_mode), cuts[k].off, cuts[k].len,
+					 ufault_lock_mode_name(tu_mode), cuts[k].off, cuts[k].len,
 					 advice[a], rc);
 			assert_int_equal(errno, EINVAL);
 			assert_int_equal(vmas(p, len, perms), 1);
@@ -325,7 +285,7 @@ static void test_madvise_inside_region_page(void **state)
 		if ((unsigned char)p[RP + i] != 0x6b)
 			fail_msg("[%s] byte %zu of region page 1 is 0x%02x: a refused "
 				 "MADV_DONTNEED dropped the application's data",
-				 ufault_lock_mode_name(g_mode), i, (unsigned char)p[RP + i]);
+				 ufault_lock_mode_name(tu_mode), i, (unsigned char)p[RP + i]);
 	for (size_t i = 0; i < n; i++)
 		if (i != 1)
 			check_rpage(p, i, seed);
@@ -339,28 +299,6 @@ static void test_madvise_inside_region_page(void **state)
 /* ------------------------------------------------------------------ */
 /* munmap(2) of region memory while a thread is parked on it            */
 /* ------------------------------------------------------------------ */
-
-struct gate {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned int entered;
-	bool open;
-	uint64_t seed;
-};
-
-static int gated_fill(void *arg, uint64_t offset, void *buf, size_t len)
-{
-	struct gate *g = arg;
-
-	pthread_mutex_lock(&g->lock);
-	g->entered++;
-	pthread_cond_broadcast(&g->cond);
-	while (!g->open)
-		pthread_cond_wait(&g->cond, &g->lock);
-	pthread_mutex_unlock(&g->lock);
-	tu_pattern_fill(buf, len, offset, g->seed);
-	return 0;
-}
 
 enum touch_result { T_RUNNING, T_SEGV, T_READ };
 
@@ -401,10 +339,9 @@ static void *toucher_main(void *arg)
 
 static void test_munmap_while_parked(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = 4 * ps;
-	struct gate g = {
-	    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .seed = 25};
+	struct tu_gate g = TU_GATE_INIT(25);
 	struct toucher t = {.result = T_RUNNING};
 	struct sigaction sa, old;
 	struct ufault_source s;
@@ -412,7 +349,7 @@ static void test_munmap_while_parked(void **state)
 	char *p = tu_map_anon(len, 0);
 
 	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
-	s.callback.fill = gated_fill;
+	s.callback.fill = tu_gate_fill_cb;
 	s.callback.arg = &g;
 	assert_int_equal(ufault_region_register(f->ctx, p, len, &s, 0, NULL), 0);
 
@@ -424,18 +361,12 @@ static void test_munmap_while_parked(void **state)
 	/* The toucher parks on page 1; its fill starts and blocks. */
 	t.addr = p + ps;
 	assert_int_equal(pthread_create(&th, NULL, toucher_main, &t), 0);
-	pthread_mutex_lock(&g.lock);
-	while (!g.entered)
-		pthread_cond_wait(&g.cond, &g.lock);
-	pthread_mutex_unlock(&g.lock);
+	tu_gate_wait_entered(&g);
 
 	/* The memory goes away behind ufault's back, then the fill returns:
 	 * its UFFDIO_COPY finds no VMA (ENOENT). */
 	assert_int_equal(munmap(p, len), 0);
-	pthread_mutex_lock(&g.lock);
-	g.open = true;
-	pthread_cond_broadcast(&g.cond);
-	pthread_mutex_unlock(&g.lock);
+	tu_gate_open(&g);
 
 	/* The toucher must be woken: it faults again on an unmapped address
 	 * and gets SIGSEGV (or, if something else was mapped there meanwhile,
@@ -445,7 +376,7 @@ static void test_munmap_while_parked(void **state)
 	assert_int_not_equal(__atomic_load_n(&t.result, __ATOMIC_ACQUIRE), T_RUNNING);
 	if (t.result == T_READ)
 		printf("  [%s] the toucher read 0x%02x: the range was mapped again meanwhile\n",
-		       ufault_lock_mode_name(g_mode), t.byte);
+		       ufault_lock_mode_name(tu_mode), t.byte);
 	/* The region itself is left to ufault_ctx_destroy() (teardown): its
 	 * memory is gone and might be someone else's by now. */
 }
@@ -453,25 +384,18 @@ static void test_munmap_while_parked(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_mremap_fixed_unaligned, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mremap_maymove_aligned, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mprotect_inside_region_page, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_madvise_inside_region_page, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_munmap_while_parked, setup, teardown),
+	    tu_fx_test(test_mremap_fixed_unaligned),
+	    tu_fx_test(test_mremap_maymove_aligned),
+	    tu_fx_test(test_mprotect_inside_region_page),
+	    tu_fx_test(test_madvise_inside_region_page),
+	    tu_fx_test(test_munmap_while_parked),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "enoent_wake/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	tu_modes_cfg.test_watchdog = 30; /* a parked thread fails the test, it does not stall it */
+	/* An optional argument runs only the tests whose name matches it. */
+	failed =
+	    tu_run_every_mode("enoent_wake", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

@@ -29,43 +29,13 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 #define NPAGES 8
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-struct fx {
-	struct ufault_ctx *ctx;
-};
-
-static int setup(void **state)
-{
-	static struct fx f;
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
-
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
-		return -1;
-	}
-	tu_watchdog(30);
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	ufault_ctx_destroy(f->ctx);
-	f->ctx = NULL;
-	tu_watchdog(0);
-	return 0;
-}
 
 /* Page @pg of @base reads the pattern at source offset @pg * ps. */
 static void check_page(const char *base, size_t pg, uint64_t seed, const char *what)
@@ -75,7 +45,7 @@ static void check_page(const char *base, size_t pg, uint64_t seed, const char *w
 
 	if (bad >= 0)
 		fail_msg("[%s] %s: page %zu byte %ld is 0x%02x, expected 0x%02x%s",
-			 ufault_lock_mode_name(g_mode), what, pg, bad, (unsigned char)p[bad],
+			 ufault_lock_mode_name(tu_mode), what, pg, bad, (unsigned char)p[bad],
 			 tu_pattern(pg * ps + (uint64_t)bad, seed),
 			 tu_zero_check(p, ps) == -1 ? " (the page reads zeros: the region was "
 						      "unregistered behind the parent's back)"
@@ -110,12 +80,12 @@ static void check_child_destroy(int child)
 {
 	if (child == 1)
 		fail_msg("[%s] the child's ufault_ctx_destroy() hung",
-			 ufault_lock_mode_name(g_mode));
+			 ufault_lock_mode_name(tu_mode));
 	if (child > 256)
 		fail_msg("[%s] the child's ufault_ctx_destroy() died of signal %d",
-			 ufault_lock_mode_name(g_mode), child - 256);
+			 ufault_lock_mode_name(tu_mode), child - 256);
 	if (child)
-		fail_msg("[%s] the child exited %d", ufault_lock_mode_name(g_mode), child);
+		fail_msg("[%s] the child exited %d", ufault_lock_mode_name(tu_mode), child);
 }
 
 /* ------------------------------------------------------------------ */
@@ -148,7 +118,7 @@ static int child_destroys(struct ufault_ctx *ctx)
 
 static void test_child_destroy_keeps_parent_regions(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint64_t seed = 31;
 	struct ufault_source s = tu_pattern_source(0, seed);
 	struct ufault_region *h = NULL;
@@ -171,7 +141,7 @@ static void test_child_destroy_keeps_parent_regions(void **state)
 
 static void test_child_destroy_keeps_parent_workers(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint64_t seed = 32;
 	struct ufault_source s = tu_pattern_source(0, seed);
 	char *p;
@@ -258,14 +228,14 @@ static int child_calls(struct ufault_ctx *ctx, char *region, struct ufault_regio
 	if (ufault_madvise(ctx, plain, ps, MADV_DONTNEED) != -1 || errno != ECHILD)
 		bad |= 1 << CC_OTHER_PROXIES;
 
-	if (ufault_ctx_lock_mode(ctx) != g_mode || ufault_ctx_nr_workers(ctx) != 2)
+	if (ufault_ctx_lock_mode(ctx) != tu_mode || ufault_ctx_nr_workers(ctx) != 2)
 		bad |= 1 << CC_GETTERS;
 	return bad;
 }
 
 static void test_child_calls_fail_echild(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint64_t seed = 33;
 	struct ufault_source s = tu_pattern_source(0, seed);
 	struct ufault_region *h = NULL;
@@ -289,7 +259,7 @@ static void test_child_calls_fail_echild(void **state)
 		size_t n = 0;
 
 		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "[%s] in the child, ",
-				      ufault_lock_mode_name(g_mode));
+				      ufault_lock_mode_name(tu_mode));
 		if (child == 1)
 			n += (size_t)snprintf(msg + n, sizeof(msg) - n, "a call hung");
 		if (child > 256)
@@ -329,7 +299,7 @@ static int child_own_context(struct ufault_ctx *parent, char *parent_mem)
 	char *m;
 
 	ufault_ctx_destroy(parent);
-	if (tu_ctx_create(&own, g_mode, 1, 1))
+	if (tu_ctx_create(&own, tu_mode, 1, 1))
 		return 2;
 	m = ufault_mmap(own, NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &s,
 			0);
@@ -350,7 +320,7 @@ static int child_own_context(struct ufault_ctx *parent, char *parent_mem)
 
 static void test_child_own_context(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_source s = tu_pattern_source(0, 72);
 	char *p = tu_map_anon(NPAGES * ps, 0);
 	pid_t pid;
@@ -365,7 +335,7 @@ static void test_child_own_context(void **state)
 	child = wait_child(pid);
 	if (child)
 		fail_msg("[%s] the child's own context failed: %d (1: hung, >256: signal)",
-			 ufault_lock_mode_name(g_mode), child);
+			 ufault_lock_mode_name(tu_mode), child);
 	/* And the parent's region is still served. */
 	for (size_t pg = 0; pg < NPAGES; pg++)
 		check_page(p, pg, 72, "after the child's own context");
@@ -375,26 +345,16 @@ static void test_child_own_context(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_child_destroy_keeps_parent_regions, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_child_destroy_keeps_parent_workers, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_child_calls_fail_echild, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_child_own_context, setup, teardown),
+	    tu_fx_test(test_child_destroy_keeps_parent_regions),
+	    tu_fx_test(test_child_destroy_keeps_parent_workers),
+	    tu_fx_test(test_child_calls_fail_echild),
+	    tu_fx_test(test_child_own_context),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "fork_child/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	/* An optional argument runs only the tests whose name matches it. */
+	failed =
+	    tu_run_every_mode("fork_child", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

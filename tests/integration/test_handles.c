@@ -20,43 +20,13 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define CYCLES 200
 #define SEED_A 71
 #define SEED_B 72
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-struct fx {
-	struct ufault_ctx *ctx;
-};
-
-static int setup(void **state)
-{
-	static struct fx f;
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
-
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
-		return -1;
-	}
-	tu_watchdog(60);
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	ufault_ctx_destroy(f->ctx);
-	f->ctx = NULL;
-	tu_watchdog(0);
-	return 0;
-}
 
 /* Page @pg of @base, never touched before, fills from @seed's pattern at
  * source offset @pg * ps: the region there is registered. */
@@ -67,7 +37,7 @@ static void check_fresh_page(const char *base, size_t pg, uint64_t seed, unsigne
 
 	if (bad >= 0)
 		fail_msg("[%s] cycle %u: page %zu byte %ld is 0x%02x, expected 0x%02x%s",
-			 ufault_lock_mode_name(g_mode), cycle, pg, bad, (unsigned char)p[bad],
+			 ufault_lock_mode_name(tu_mode), cycle, pg, bad, (unsigned char)p[bad],
 			 tu_pattern(pg * ps + (uint64_t)bad, seed),
 			 tu_zero_check(p, ps) == -1 ? " (zeros: the region is no longer "
 						      "registered)"
@@ -80,7 +50,7 @@ static void check_fresh_page(const char *base, size_t pg, uint64_t seed, unsigne
  */
 static void test_stale_handle_same_range(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = CYCLES * ps;
 	struct ufault_source a = tu_pattern_source(0, SEED_A), b = tu_pattern_source(0, SEED_B);
 	char *p = tu_map_anon(len, 0);
@@ -99,7 +69,7 @@ static void test_stale_handle_same_range(void **state)
 		if (rc != -ENOENT)
 			fail_msg("[%s] cycle %u: the stale handle of A %s returned %d (%s), "
 				 "expected -ENOENT",
-				 ufault_lock_mode_name(g_mode), c,
+				 ufault_lock_mode_name(tu_mode), c,
 				 ha == hb ? "(equal to B's handle: slot reused)" : "", rc,
 				 ufault_strerror(rc));
 		/* B is still registered: page c was never touched before. */
@@ -108,7 +78,7 @@ static void test_stale_handle_same_range(void **state)
 		assert_int_equal(ufault_region_unregister(f->ctx, hb), -ENOENT);
 	}
 	printf("  [%s] %u of %u cycles gave B the same handle value as A\n",
-	       ufault_lock_mode_name(g_mode), same_value, CYCLES);
+	       ufault_lock_mode_name(tu_mode), same_value, CYCLES);
 	tu_unmap(p, len);
 }
 
@@ -119,7 +89,7 @@ static void test_stale_handle_same_range(void **state)
  */
 static void test_stale_handle_after_munmap(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = 8 * ps;
 	struct ufault_source a = tu_pattern_source(0, SEED_A);
 	struct ufault_region *stale[CYCLES];
@@ -139,7 +109,7 @@ static void test_stale_handle_after_munmap(void **state)
 			if (rc != -ENOENT)
 				fail_msg("[%s] cycle %u: a stale handle %s returned %d (%s), "
 					 "expected -ENOENT",
-					 ufault_lock_mode_name(g_mode), c,
+					 ufault_lock_mode_name(tu_mode), c,
 					 stale[i] == h ? "(equal to the new region's handle)" : "",
 					 rc, ufault_strerror(rc));
 		}
@@ -149,7 +119,7 @@ static void test_stale_handle_after_munmap(void **state)
 		if (rc != -ENOENT)
 			fail_msg("[%s] cycle %u: the handle of a region split by ufault_munmap "
 				 "returned %d (%s), expected -ENOENT",
-				 ufault_lock_mode_name(g_mode), c, rc, ufault_strerror(rc));
+				 ufault_lock_mode_name(tu_mode), c, rc, ufault_strerror(rc));
 		/* Both pieces still serve. */
 		check_fresh_page(p, 1, SEED_A, c);
 		check_fresh_page(p, 6, SEED_A, c);
@@ -171,7 +141,7 @@ static void test_stale_handle_after_munmap(void **state)
 /* Handles nobody was given. */
 static void test_forged_handles(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = 16 * ps;
 	struct ufault_source b = tu_pattern_source(0, SEED_B);
 	struct ufault_region *hb = NULL;
@@ -194,7 +164,7 @@ static void test_forged_handles(void **state)
 
 		if (rc != -ENOENT)
 			fail_msg("[%s] forged handle %p returned %d (%s), expected -ENOENT",
-				 ufault_lock_mode_name(g_mode), (void *)forged[i], rc,
+				 ufault_lock_mode_name(tu_mode), (void *)forged[i], rc,
 				 ufault_strerror(rc));
 		check_fresh_page(p, i, SEED_B, 0);
 	}
@@ -211,14 +181,14 @@ static void test_forged_handles(void **state)
 /* Another context's handle names nothing in this one. */
 static void test_foreign_handle(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = 8 * ps;
 	struct ufault_source a = tu_pattern_source(0, SEED_A), b = tu_pattern_source(0, SEED_B);
 	struct ufault_ctx *other = NULL;
 	struct ufault_region *ha = NULL, *hb = NULL;
 	char *pa = tu_map_anon(len, 0), *pb = tu_map_anon(len, 0);
 
-	assert_int_equal(tu_ctx_create(&other, g_mode, 1, 0), 0);
+	assert_int_equal(tu_ctx_create(&other, tu_mode, 1, 0), 0);
 	assert_int_equal(ufault_region_register(f->ctx, pa, len, &a, 0, &ha), 0);
 	assert_int_equal(ufault_region_register(other, pb, len, &b, 0, &hb), 0);
 	assert_int_equal(ufault_region_unregister(f->ctx, hb), -ENOENT);
@@ -235,24 +205,16 @@ static void test_foreign_handle(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_stale_handle_same_range, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_stale_handle_after_munmap, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_forged_handles, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_foreign_handle, setup, teardown),
+	    tu_fx_test(test_stale_handle_same_range),
+	    tu_fx_test(test_stale_handle_after_munmap),
+	    tu_fx_test(test_forged_handles),
+	    tu_fx_test(test_foreign_handle),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "handles/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	tu_modes_cfg.test_watchdog = 60;
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("handles", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

@@ -26,7 +26,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -34,7 +34,6 @@
 #define SEED 81
 #define NR_LENS 4
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
 
 struct fx {
@@ -45,35 +44,20 @@ struct fx {
 	size_t lens[NR_LENS - 1];
 };
 
-static uint64_t proxy_ops(struct ufault_ctx *ctx)
-{
-	struct ufault_stats st;
-
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(ufault_stats(ctx, &st), 0);
-	return st.proxy_ops;
-}
-
 static int setup(void **state)
 {
 	static struct fx f;
 	struct ufault_source s = tu_pattern_source(0, SEED);
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
 
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
+	if (tu_fx_ctx_open(&f.ctx))
 		return -1;
-	}
-	tu_watchdog(30);
 	f.p = ufault_mmap(f.ctx, NULL, NPAGES * ps, RW, PA, &s, 0);
 	if (f.p == MAP_FAILED)
 		return -1;
 	if (tu_pattern_check(f.p, 2 * ps, 0, SEED) != -1)
 		return -1;
 	f.scratch = tu_map_anon(NPAGES * ps, 0);
-	f.ops = proxy_ops(f.ctx);
+	f.ops = tu_proxy_ops(f.ctx);
 	f.lens[0] = SIZE_MAX;
 	f.lens[1] = SIZE_MAX - ps + 1;
 	f.lens[2] = SIZE_MAX - ps - 1;
@@ -98,8 +82,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	tu_unmap(f->scratch, NPAGES * ps);
-	ufault_ctx_destroy(f->ctx);
-	tu_watchdog(0);
+	tu_fx_ctx_close(&f->ctx);
 	return 0;
 }
 
@@ -114,11 +97,11 @@ static void check_unchanged(struct fx *f)
 	if (bad >= 0)
 		fail_msg("[%s] after the failed calls, byte %ld of the region is 0x%02x, "
 			 "expected 0x%02x",
-			 ufault_lock_mode_name(g_mode), bad, (unsigned char)f->p[bad],
+			 ufault_lock_mode_name(tu_mode), bad, (unsigned char)f->p[bad],
 			 tu_pattern((uint64_t)bad, SEED));
-	if (proxy_ops(f->ctx) != f->ops)
+	if (tu_proxy_ops(f->ctx) != f->ops)
 		fail_msg("[%s] a failed call was counted as a proxy operation",
-			 ufault_lock_mode_name(g_mode));
+			 ufault_lock_mode_name(tu_mode));
 	assert_int_equal(ufault_munmap(f->ctx, f->p, NPAGES * ps), 0);
 	errno = 0;
 	assert_int_equal(mincore(f->p, ps, &v), -1);
@@ -134,7 +117,7 @@ static void check_unchanged(struct fx *f)
 		if (r_ != (const void *)(intptr_t)(failed) || e_ != EINVAL)                        \
 			fail_msg("[%s] %s with len %#zx returned %p, errno %d (%s); "              \
 				 "expected EINVAL",                                                \
-				 ufault_lock_mode_name(g_mode), #call, (size_t)(len), r_, e_,      \
+				 ufault_lock_mode_name(tu_mode), #call, (size_t)(len), r_, e_,     \
 				 strerror(e_));                                                    \
 	} while (0)
 
@@ -230,7 +213,7 @@ static void test_mmap_huge(void **state)
 					fail_msg("[%s] ufault_mmap(NULL, len %#zx, %s source) "
 						 "returned %p, errno %d (%s); expected EINVAL or "
 						 "ENOMEM",
-						 ufault_lock_mode_name(g_mode), plen,
+						 ufault_lock_mode_name(tu_mode), plen,
 						 k ? "zero" : "callback", m, e, strerror(e));
 			}
 		}
@@ -260,7 +243,7 @@ static void test_register_huge(void **state)
 			if (rc != -EINVAL)
 				fail_msg("[%s] ufault_region_register(%s) with len %#zx returned "
 					 "%d (%s); expected -EINVAL",
-					 ufault_lock_mode_name(g_mode), a ? "region" : "scratch",
+					 ufault_lock_mode_name(tu_mode), a ? "region" : "scratch",
 					 len, rc, ufault_strerror(rc));
 		}
 	}
@@ -281,19 +264,10 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_mmap_huge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_register_huge, setup, teardown),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "huge_len/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("huge_len", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT 1
@@ -41,37 +41,7 @@
 #define SEED_OLD 1
 #define SEED_NEW 2
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-struct fx {
-	struct ufault_ctx *ctx;
-};
-
-static int setup(void **state)
-{
-	static struct fx f;
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
-
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
-		return -1;
-	}
-	tu_watchdog(30);
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	ufault_ctx_destroy(f->ctx);
-	f->ctx = NULL;
-	tu_watchdog(0);
-	return 0;
-}
 
 /*
  * True if every byte of [addr, addr + len) is covered by VMAs whose
@@ -144,7 +114,7 @@ static void check_pages(const char *p, uint64_t seed, const char *what)
 		if (bad >= 0)
 			fail_msg(
 			    "[%s] %s: page %zu byte %ld is 0x%02x, expected 0x%02x (seed %llu)",
-			    ufault_lock_mode_name(g_mode), what, pg, bad,
+			    ufault_lock_mode_name(tu_mode), what, pg, bad,
 			    (unsigned char)p[pg * ps + (size_t)bad],
 			    tu_pattern(pg * ps + (uint64_t)bad, seed), (unsigned long long)seed);
 	}
@@ -152,7 +122,7 @@ static void check_pages(const char *p, uint64_t seed, const char *what)
 
 static void test_map_fixed_over_mlocked(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = NPAGES * ps;
 	struct ufault_source s1 = tu_pattern_source(0, SEED_OLD),
 			     s2 = tu_pattern_source(0, SEED_NEW);
@@ -173,17 +143,17 @@ static void test_map_fixed_over_mlocked(void **state)
 	if (q == MAP_FAILED) {
 		/* Allowed, but then nothing may have changed. */
 		printf("  [%s] MAP_FIXED over mlocked memory failed: %s\n",
-		       ufault_lock_mode_name(g_mode), strerror(err));
+		       ufault_lock_mode_name(tu_mode), strerror(err));
 		if (!prot_is(p, len, "rw-"))
 			fail_msg("[%s] the failed MAP_FIXED left the old region's protection "
 				 "changed (no longer PROT_READ|PROT_WRITE)",
-				 ufault_lock_mode_name(g_mode));
+				 ufault_lock_mode_name(tu_mode));
 		check_pages(p, SEED_OLD, "after the failed MAP_FIXED");
 		for (size_t pg = 0; pg < NPAGES; pg++)
 			if (write_faults(p + pg * ps))
 				fail_msg("[%s] page %zu: a write got SIGSEGV after the failed "
 					 "MAP_FIXED",
-					 ufault_lock_mode_name(g_mode), pg);
+					 ufault_lock_mode_name(tu_mode), pg);
 	} else {
 		assert_ptr_equal(q, p);
 		assert_true(prot_is(q, len, "r--"));
@@ -192,7 +162,7 @@ static void test_map_fixed_over_mlocked(void **state)
 			if (!write_faults(q + pg * ps))
 				fail_msg("[%s] page %zu: a write to the PROT_READ replacement "
 					 "did not fault",
-					 ufault_lock_mode_name(g_mode), pg);
+					 ufault_lock_mode_name(tu_mode), pg);
 	}
 	assert_int_equal(ufault_munmap(f->ctx, p, len), 0);
 }
@@ -201,7 +171,7 @@ static void test_map_fixed_over_mlocked(void **state)
  * kind: the old bytes must be gone everywhere, locked or not. */
 static void test_map_fixed_over_mlocked_rw(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const size_t len = NPAGES * ps;
 	struct ufault_source s1 = tu_pattern_source(0, SEED_OLD), zero;
 	char *p, *q;
@@ -219,7 +189,7 @@ static void test_map_fixed_over_mlocked_rw(void **state)
 	q = ufault_mmap(f->ctx, p, len, RW, PA | MAP_FIXED, &zero, 0);
 	if (q == MAP_FAILED) {
 		printf("  [%s] MAP_FIXED (zero source) over mlocked memory failed: %s\n",
-		       ufault_lock_mode_name(g_mode), strerror(errno));
+		       ufault_lock_mode_name(tu_mode), strerror(errno));
 		assert_true(prot_is(p, len, "rw-"));
 		for (size_t i = 0; i < ps; i++)
 			assert_int_equal((unsigned char)p[ps + i], 0x77);
@@ -228,7 +198,7 @@ static void test_map_fixed_over_mlocked_rw(void **state)
 		assert_true(prot_is(q, len, "rw-"));
 		if (tu_zero_check(q, len) != -1)
 			fail_msg("[%s] old bytes survived MAP_FIXED at offset %ld",
-				 ufault_lock_mode_name(g_mode), tu_zero_check(q, len));
+				 ufault_lock_mode_name(tu_mode), tu_zero_check(q, len));
 	}
 	assert_int_equal(ufault_munmap(f->ctx, p, len), 0);
 }
@@ -236,22 +206,14 @@ static void test_map_fixed_over_mlocked_rw(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_map_fixed_over_mlocked, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_map_fixed_over_mlocked_rw, setup, teardown),
+	    tu_fx_test(test_map_fixed_over_mlocked),
+	    tu_fx_test(test_map_fixed_over_mlocked_rw),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "map_fixed_mlock/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("map_fixed_mlock", tests, sizeof(tests) / sizeof(tests[0]), argc,
+				   argv);
 	return failed ? 1 : 0;
 }

@@ -28,7 +28,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -37,56 +37,7 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-struct fx {
-	struct ufault_ctx *ctx;
-};
-
-static int setup(void **state)
-{
-	static struct fx f;
-	int rc = tu_ctx_create(&f.ctx, g_mode, 2, 0);
-
-	if (rc) {
-		fprintf(stderr, "ufault_ctx_create(%s): %s\n", ufault_lock_mode_name(g_mode),
-			ufault_strerror(rc));
-		return -1;
-	}
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	ufault_ctx_destroy(f->ctx);
-	f->ctx = NULL;
-	return 0;
-}
-
-static uint64_t proxy_ops(struct ufault_ctx *ctx)
-{
-	struct ufault_stats st;
-
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(ufault_stats(ctx, &st), 0);
-	return st.proxy_ops;
-}
-
-/* PROT_NONE reservation we own: later MAP_FIXED into it clobbers nothing
- * that belongs to someone else. */
-static char *reserve(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_NONE, PA | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		tu_die("mmap reserve", errno);
-	return p;
-}
 
 /* True if every page of [addr, addr+len) is unmapped (mincore: ENOMEM). */
 static bool unmapped(const void *addr, size_t len)
@@ -149,15 +100,15 @@ static void assert_page_bytes(const void *base, size_t pg, unsigned char c)
 
 static void test_mmap_kernel_chosen(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_source s = tu_pattern_source(5 * ps + 64, 11);
-	uint64_t ops = proxy_ops(f->ctx);
+	uint64_t ops = tu_proxy_ops(f->ctx);
 	char *p;
 
 	p = ufault_mmap(f->ctx, NULL, 16 * ps, RW, PA, &s, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal((uintptr_t)p % ps, 0);
-	assert_int_equal(proxy_ops(f->ctx), ops + 1);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops + 1);
 	/* Touch in reverse order: every page is its own fault. */
 	for (size_t pg = 16; pg-- > 0;)
 		assert_page_pattern(p, pg, 5 * ps + 64 + pg * ps, 11);
@@ -165,7 +116,7 @@ static void test_mmap_kernel_chosen(void **state)
 	memset(p + 3 * ps, 0x5c, ps);
 	assert_page_bytes(p, 3, 0x5c);
 	assert_int_equal(ufault_munmap(f->ctx, p, 16 * ps), 0);
-	assert_int_equal(proxy_ops(f->ctx), ops + 2);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops + 2);
 	assert_true(unmapped(p, 16 * ps));
 
 	/* NULL source = zeros; MAP_NORESERVE accepted. */
@@ -177,7 +128,7 @@ static void test_mmap_kernel_chosen(void **state)
 
 static void test_mmap_snapshot(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	size_t snap_len = 3 * ps + 100;
 	unsigned char *snap = malloc(snap_len);
 	struct ufault_source s;
@@ -207,9 +158,9 @@ static void test_mmap_snapshot(void **state)
 
 static void test_mmap_fixed(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_source s = tu_pattern_source(0, 7), s2 = tu_pattern_source(100 * ps, 8);
-	char *r = reserve(8 * ps);
+	char *r = tu_reserve(8 * ps);
 	char *p, *q;
 	uint64_t ops;
 
@@ -220,12 +171,12 @@ static void test_mmap_fixed(void **state)
 	assert_true(mapped(r, 8 * ps));
 
 	/* MAP_FIXED_NOREPLACE over the region: EEXIST, nothing changes. */
-	ops = proxy_ops(f->ctx);
+	ops = tu_proxy_ops(f->ctx);
 	errno = 0;
 	q = ufault_mmap(f->ctx, p, 2 * ps, RW, PA | MAP_FIXED_NOREPLACE, &s2, 0);
 	assert_ptr_equal(q, MAP_FAILED);
 	assert_int_equal(errno, EEXIST);
-	assert_int_equal(proxy_ops(f->ctx), ops);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops);
 	check_range(p, 2, 4, 0, 7); /* first touch after the failure */
 	check_range(p, 0, 2, 0, 7);
 
@@ -244,7 +195,7 @@ static void test_mmap_fixed(void **state)
 	assert_true(mapped(r + 6 * ps, 2 * ps));
 	for (size_t i = 0; i < 2 * ps; i++)
 		assert_int_equal((unsigned char)r[6 * ps + i], 0x5a);
-	assert_int_equal(proxy_ops(f->ctx), ops);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops);
 
 	/* MAP_FIXED_NOREPLACE into free space succeeds. */
 	tu_unmap(r + 6 * ps, 2 * ps);
@@ -258,7 +209,7 @@ static void test_mmap_fixed(void **state)
 
 static void test_munmap_middle(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	uint64_t o = 17 * ps;
 	struct ufault_source s = tu_pattern_source(o, 3);
 	char *p;
@@ -297,10 +248,10 @@ static void test_munmap_middle(void **state)
 
 static void test_munmap_span(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_source a = tu_pattern_source(1000 * ps, 21),
 			     b = tu_pattern_source(3 * ps, 22);
-	char *r = reserve(20 * ps);
+	char *r = tu_reserve(20 * ps);
 
 	/* [0,6) region A, [6,7) reservation, [7,9) hole, [9,10) reservation,
 	 * [10,16) region B, [16,20) reservation. */
@@ -325,10 +276,10 @@ static void test_munmap_span(void **state)
 
 static void test_mremap_grow_shrink(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	uint64_t o = 64 * ps;
 	struct ufault_source s = tu_pattern_source(o, 5);
-	char *r = reserve(16 * ps);
+	char *r = tu_reserve(16 * ps);
 	char *p, *q;
 	uint64_t ops;
 
@@ -338,12 +289,12 @@ static void test_mremap_grow_shrink(void **state)
 	assert_page_pattern(p, 1, o + ps, 5); /* populated from the source */
 	tu_unmap(r + 8 * ps, 8 * ps);	      /* room to grow in place */
 
-	ops = proxy_ops(f->ctx);
+	ops = tu_proxy_ops(f->ctx);
 	q = ufault_mremap(f->ctx, p, 8 * ps, 16 * ps, 0, NULL);
 	if (q == MAP_FAILED)
 		fail_msg("grow in place: %s", strerror(errno));
 	assert_ptr_equal(q, p);
-	assert_int_equal(proxy_ops(f->ctx), ops + 1);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops + 1);
 	assert_true(mapped(p, 16 * ps));
 	assert_page_bytes(p, 0, 0x11);
 	check_range(p, 1, 16, o, 5); /* 8..15: grown pages, matching offsets */
@@ -368,7 +319,7 @@ static void test_mremap_grow_shrink(void **state)
 
 static void test_mremap_move(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	uint64_t o = 9 * ps;
 	struct ufault_source s = tu_pattern_source(o, 6);
 	char *p, *q, *t, *t2, *t3, *t4;
@@ -379,7 +330,7 @@ static void test_mremap_move(void **state)
 	assert_page_pattern(p, 3, o + 3 * ps, 6);
 
 	/* Same size move onto a reservation of ours. */
-	t = reserve(8 * ps);
+	t = tu_reserve(8 * ps);
 	q = ufault_mremap(f->ctx, p, 8 * ps, 8 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t);
 	if (q == MAP_FAILED)
 		fail_msg("mremap move: %s", strerror(errno));
@@ -390,7 +341,7 @@ static void test_mremap_move(void **state)
 	check_range(t, 3, 8, o, 6);
 
 	/* Move and grow: grown pages fill at matching offsets. */
-	t2 = reserve(12 * ps);
+	t2 = tu_reserve(12 * ps);
 	q = ufault_mremap(f->ctx, t, 8 * ps, 12 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t2);
 	if (q == MAP_FAILED)
 		fail_msg("mremap move+grow %p -> %p: %s", (void *)t, (void *)t2, strerror(errno));
@@ -401,7 +352,7 @@ static void test_mremap_move(void **state)
 	check_range(t2, 0, 2, o, 6);
 
 	/* Move and shrink. */
-	t3 = reserve(4 * ps);
+	t3 = tu_reserve(4 * ps);
 	q = ufault_mremap(f->ctx, t2, 12 * ps, 4 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t3);
 	assert_ptr_equal(q, t3);
 	assert_true(unmapped(t2, 12 * ps));
@@ -413,7 +364,7 @@ static void test_mremap_move(void **state)
 	/* Move part of a region: both the rest and the moved part fill. */
 	p = ufault_mmap(f->ctx, NULL, 8 * ps, RW, PA, &s, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
-	t4 = reserve(4 * ps);
+	t4 = tu_reserve(4 * ps);
 	q = ufault_mremap(f->ctx, p + 4 * ps, 4 * ps, 4 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, t4);
 	assert_ptr_equal(q, t4);
 	assert_true(unmapped(p + 4 * ps, 4 * ps));
@@ -426,7 +377,7 @@ static void test_mremap_move(void **state)
 	/* Move and grow to right behind the old range: the ranges
 	 * [old, old + old_len) and [new, new + new_len) do not overlap, so
 	 * mremap(2) allows it. */
-	t = reserve(20 * ps);
+	t = tu_reserve(20 * ps);
 	p = ufault_mmap(f->ctx, t, 8 * ps, RW, PA | MAP_FIXED, &s, 0);
 	assert_ptr_equal(p, t);
 	memset(p + ps, 0x6b, ps);
@@ -470,7 +421,7 @@ static bool write_faults(char *p)
 
 static void test_mprotect(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	uint64_t o = 3 * ps;
 	struct ufault_source s = tu_pattern_source(o, 9);
 	uint64_t ops;
@@ -478,9 +429,9 @@ static void test_mprotect(void **state)
 
 	p = ufault_mmap(f->ctx, NULL, 4 * ps, RW, PA, &s, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
-	ops = proxy_ops(f->ctx);
+	ops = tu_proxy_ops(f->ctx);
 	assert_int_equal(ufault_mprotect(f->ctx, p, 4 * ps, PROT_READ), 0);
-	assert_int_equal(proxy_ops(f->ctx), ops + 1);
+	assert_int_equal(tu_proxy_ops(f->ctx), ops + 1);
 	check_range(p, 0, 4, o, 9); /* read faults on read-only memory */
 	assert_true(write_faults(p + ps));
 	assert_int_equal(ufault_mprotect(f->ctx, p, 4 * ps, RW), 0);
@@ -501,7 +452,7 @@ static void test_mprotect(void **state)
 
 static void test_madvise_dontneed(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	uint64_t o = 77 * ps;
 	struct ufault_source s = tu_pattern_source(o, 10);
 	char *p;
@@ -524,7 +475,7 @@ static void test_madvise_dontneed(void **state)
 
 static void test_map_fixed_replace(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_source a = tu_pattern_source(0, 31), b = tu_pattern_source(500 * ps, 32),
 			     c = tu_pattern_source(7 * ps, 33);
 	char *p, *q;
@@ -589,17 +540,17 @@ static void test_map_fixed_replace(void **state)
 			fail_msg("%s succeeded (%p), expected a failure", #call, r_);              \
 		if (errno == 0)                                                                    \
 			fail_msg("%s failed with errno 0", #call);                                 \
-		printf("  [%s] %s -> %s\n", ufault_lock_mode_name(g_mode), #call,                  \
+		printf("  [%s] %s -> %s\n", ufault_lock_mode_name(tu_mode), #call,                 \
 		       strerror(errno));                                                           \
 	} while (0)
 
 static void test_bad_args_change_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct ufault_ctx *ctx = f->ctx;
 	uint64_t o = 40 * ps;
 	struct ufault_source s = tu_pattern_source(o, 50), bad = tu_pattern_source(0, 1);
-	char *r = reserve(8 * ps);
+	char *r = tu_reserve(8 * ps);
 	char *p;
 	uint64_t ops;
 	struct ufault_stats st;
@@ -609,7 +560,7 @@ static void test_bad_args_change_nothing(void **state)
 	assert_ptr_equal(p, r);
 	tu_unmap(r + 6 * ps, 2 * ps);
 	assert_page_pattern(p, 0, o, 50);
-	ops = proxy_ops(ctx);
+	ops = tu_proxy_ops(ctx);
 
 	/* ufault_mmap */
 	assert_mmap_fails(ufault_mmap(ctx, p + 1, ps, RW, PA | MAP_FIXED, &s, 0), EINVAL);
@@ -674,7 +625,7 @@ static void test_bad_args_change_nothing(void **state)
 	assert_int_equal(ufault_stats(ctx, &st), -EINVAL);
 
 	/* Nothing changed. */
-	assert_int_equal(proxy_ops(ctx), ops);
+	assert_int_equal(tu_proxy_ops(ctx), ops);
 	assert_true(mapped(r, 6 * ps));
 	assert_true(unmapped(r + 6 * ps, 2 * ps));
 	assert_true(write_faults(r + 4 * ps)); /* still PROT_NONE */
@@ -686,31 +637,28 @@ static void test_bad_args_change_nothing(void **state)
 	assert_int_equal(ufault_munmap(ctx, r, 8 * ps), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_mmap_kernel_chosen, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mmap_snapshot, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mmap_fixed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_munmap_middle, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_munmap_span, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mremap_grow_shrink, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mremap_move, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mprotect, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_madvise_dontneed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_map_fixed_replace, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_args_change_nothing, setup, teardown),
+	    tu_fx_test(test_mmap_kernel_chosen),
+	    tu_fx_test(test_mmap_snapshot),
+	    tu_fx_test(test_mmap_fixed),
+	    tu_fx_test(test_munmap_middle),
+	    tu_fx_test(test_munmap_span),
+	    tu_fx_test(test_mremap_grow_shrink),
+	    tu_fx_test(test_mremap_move),
+	    tu_fx_test(test_mprotect),
+	    tu_fx_test(test_madvise_dontneed),
+	    tu_fx_test(test_map_fixed_replace),
+	    tu_fx_test(test_bad_args_change_nothing),
 	};
-	int failed = 0;
+	int failed;
 
 	ps = tu_page_size();
+	/* One watchdog for the whole program; the fixtures leave it alone. */
+	tu_modes_cfg.test_watchdog = 0;
 	tu_watchdog(120);
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "proxies/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("proxies", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

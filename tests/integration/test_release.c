@@ -29,12 +29,11 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
 
 /* ------------------------------------------------------------------ */
@@ -68,7 +67,7 @@ static unsigned int calls(struct rel *r)
 static void assert_no_release(struct rel *r, const char *when)
 {
 	if (calls(r))
-		fail_msg("[%s] the release hook ran %u time(s) %s", ufault_lock_mode_name(g_mode),
+		fail_msg("[%s] the release hook ran %u time(s) %s", ufault_lock_mode_name(tu_mode),
 			 calls(r), when);
 }
 
@@ -84,10 +83,10 @@ static void wait_calls(struct rel *r, unsigned int want, const char *after)
 		usleep(1000);
 	if (calls(r) != want)
 		fail_msg("[%s] after %s the release hook ran %u time(s), expected %u",
-			 ufault_lock_mode_name(g_mode), after, calls(r), want);
+			 ufault_lock_mode_name(tu_mode), after, calls(r), want);
 	if (__atomic_load_n(&r->early, __ATOMIC_ACQUIRE))
 		fail_msg("[%s] the release hook ran while a fill of its source was running",
-			 ufault_lock_mode_name(g_mode));
+			 ufault_lock_mode_name(tu_mode));
 }
 
 /* A pattern callback source with @r's hook. */
@@ -122,7 +121,7 @@ static struct ufault_ctx *new_ctx(unsigned int workers)
 {
 	struct ufault_ctx *ctx = NULL;
 
-	assert_int_equal(tu_ctx_create(&ctx, g_mode, workers, 0), 0);
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, workers, 0), 0);
 	return ctx;
 }
 
@@ -134,22 +133,8 @@ static void check_page(const char *base, size_t pg, uint64_t off, uint64_t seed)
 
 	if (bad >= 0)
 		fail_msg("[%s] page %zu byte %ld is 0x%02x, expected 0x%02x",
-			 ufault_lock_mode_name(g_mode), pg, bad, (unsigned char)p[bad],
+			 ufault_lock_mode_name(tu_mode), pg, bad, (unsigned char)p[bad],
 			 tu_pattern(off + (uint64_t)bad, seed));
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	tu_watchdog(60);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_watchdog(0);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -261,12 +246,8 @@ static void test_release_map_fixed_replace(void **state)
 /* ------------------------------------------------------------------ */
 
 struct gate {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned int entered;
-	bool open;
+	struct tu_gate gate;
 	struct rel *r;
-	uint64_t seed;
 };
 
 static int gated_fill(void *arg, uint64_t offset, void *buf, size_t len)
@@ -274,13 +255,7 @@ static int gated_fill(void *arg, uint64_t offset, void *buf, size_t len)
 	struct gate *g = arg;
 
 	__atomic_fetch_add(&g->r->fills_running, 1, __ATOMIC_ACQ_REL);
-	pthread_mutex_lock(&g->lock);
-	g->entered++;
-	pthread_cond_broadcast(&g->cond);
-	while (!g->open)
-		pthread_cond_wait(&g->cond, &g->lock);
-	pthread_mutex_unlock(&g->lock);
-	tu_pattern_fill(buf, len, offset, g->seed);
+	tu_gate_fill_cb(&g->gate, offset, buf, len);
 	__atomic_fetch_sub(&g->r->fills_running, 1, __ATOMIC_ACQ_REL);
 	return 0;
 }
@@ -311,10 +286,7 @@ static void test_release_waits_for_fill(void **state)
 {
 	struct ufault_ctx *ctx = new_ctx(2);
 	struct rel r = {0};
-	struct gate g = {.lock = PTHREAD_MUTEX_INITIALIZER,
-			 .cond = PTHREAD_COND_INITIALIZER,
-			 .r = &r,
-			 .seed = 45};
+	struct gate g = {.gate = TU_GATE_INIT(45), .r = &r};
 	struct ufault_source s;
 	struct unreg u = {.ctx = ctx};
 	pthread_t toucher, unregisterer;
@@ -330,14 +302,11 @@ static void test_release_waits_for_fill(void **state)
 
 	/* A thread faults; the fill for it starts and blocks. */
 	assert_int_equal(pthread_create(&toucher, NULL, touch_main, p), 0);
-	pthread_mutex_lock(&g.lock);
-	while (!g.entered)
-		pthread_cond_wait(&g.cond, &g.lock);
-	pthread_mutex_unlock(&g.lock);
+	tu_gate_wait_entered(&g.gate);
 
 	/* Unregister from another thread. */
 	assert_int_equal(pthread_create(&unregisterer, NULL, unreg_main, &u), 0);
-	if (g_mode == UFAULT_LOCK_SPEC) {
+	if (tu_mode == UFAULT_LOCK_SPEC) {
 		/* The fill holds no lock: unregister returns while it runs. */
 		struct ufault_source scratch_src = tu_pattern_source(0, 46);
 		char *scratch = tu_map_anon(4 * ps, 0);
@@ -362,11 +331,8 @@ static void test_release_waits_for_fill(void **state)
 		assert_no_release(&r, "while a fill that looked the region up was running");
 	}
 
-	pthread_mutex_lock(&g.lock);
-	g.open = true;
-	pthread_cond_broadcast(&g.cond);
-	pthread_mutex_unlock(&g.lock);
-	if (g_mode != UFAULT_LOCK_SPEC) {
+	tu_gate_open(&g.gate);
+	if (tu_mode != UFAULT_LOCK_SPEC) {
 		assert_int_equal(pthread_join(unregisterer, NULL), 0);
 		assert_int_equal(u.rc, 0);
 	}
@@ -508,28 +474,20 @@ static void test_release_not_in_child(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_release_after_unregister, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_split_by_munmap, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_map_fixed_replace, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_waits_for_fill, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_not_on_failure, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_on_destroy, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_snapshot, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_release_not_in_child, setup, teardown),
+	    tu_watchdog_test(test_release_after_unregister),
+	    tu_watchdog_test(test_release_split_by_munmap),
+	    tu_watchdog_test(test_release_map_fixed_replace),
+	    tu_watchdog_test(test_release_waits_for_fill),
+	    tu_watchdog_test(test_release_not_on_failure),
+	    tu_watchdog_test(test_release_on_destroy),
+	    tu_watchdog_test(test_release_snapshot),
+	    tu_watchdog_test(test_release_not_in_child),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "release/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	tu_modes_cfg.test_watchdog = 60;
+	/* An optional argument runs only the tests whose name matches it. */
+	failed = tu_run_every_mode("release", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }

@@ -32,34 +32,19 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 #include "worker.h" /* ufault__workers_inject_error() */
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
-
-static int setup(void **state)
-{
-	(void)state;
-	tu_watchdog(30);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_watchdog(0);
-	return 0;
-}
 
 static struct ufault_ctx *new_ctx(unsigned int workers, unsigned int uffds)
 {
 	struct ufault_ctx *ctx = NULL;
 
-	assert_int_equal(tu_ctx_create(&ctx, g_mode, workers, uffds), 0);
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, workers, uffds), 0);
 	return ctx;
 }
 
@@ -70,7 +55,7 @@ static void check_pages(const char *p, size_t first, size_t last, uint64_t seed)
 
 		if (bad >= 0)
 			fail_msg("[%s] page %zu byte %ld is 0x%02x, expected 0x%02x",
-				 ufault_lock_mode_name(g_mode), pg, bad,
+				 ufault_lock_mode_name(tu_mode), pg, bad,
 				 (unsigned char)p[pg * ps + (size_t)bad],
 				 tu_pattern(pg * ps + (uint64_t)bad, seed));
 	}
@@ -128,13 +113,13 @@ static void test_source_size(void **state)
 		if (rc != -EINVAL)
 			fail_msg("[%s] source size %zu: ufault_region_register returned %d (%s), "
 				 "expected -EINVAL",
-				 ufault_lock_mode_name(g_mode), bad[i], rc, ufault_strerror(rc));
+				 ufault_lock_mode_name(tu_mode), bad[i], rc, ufault_strerror(rc));
 		errno = 0;
 		m = ufault_mmap(ctx, NULL, 4 * ps, RW, PA, &big.s, 0);
 		if (m != MAP_FAILED) {
 			ufault_munmap(ctx, m, 4 * ps);
 			fail_msg("[%s] source size %zu: ufault_mmap succeeded, expected EINVAL",
-				 ufault_lock_mode_name(g_mode), bad[i]);
+				 ufault_lock_mode_name(tu_mode), bad[i]);
 		}
 		assert_int_equal(errno, EINVAL);
 	}
@@ -195,7 +180,7 @@ static void test_stats_size(void **state)
 	for (size_t i = 0; i < extra; i++)
 		if (big[sizeof(struct ufault_stats) + i])
 			fail_msg("[%s] byte %zu past struct ufault_stats is 0x%02x, expected 0",
-				 ufault_lock_mode_name(g_mode), i,
+				 ufault_lock_mode_name(tu_mode), i,
 				 big[sizeof(struct ufault_stats) + i]);
 
 	/* The histogram: its size first, then its counts. A fault's latency is
@@ -336,7 +321,7 @@ static void test_mmap_null_fixed(void **state)
 		ufault_munmap(ctx, m, 4 * ps);
 		ufault_ctx_destroy(ctx);
 		fail_msg("[%s] ufault_mmap(NULL, MAP_FIXED) mapped at %p, expected EINVAL",
-			 ufault_lock_mode_name(g_mode), m);
+			 ufault_lock_mode_name(tu_mode), m);
 	}
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
@@ -365,7 +350,7 @@ static void test_two_contexts(void **state)
 	if (rc != -1 || errno != EBUSY)
 		fail_msg("[%s] context B's ufault_munmap over A's region returned %d, errno %d "
 			 "(%s); expected EBUSY",
-			 ufault_lock_mode_name(g_mode), rc, errno, strerror(errno));
+			 ufault_lock_mode_name(tu_mode), rc, errno, strerror(errno));
 	errno = 0;
 	rc = ufault_munmap(b, p + 2 * ps, ps);
 	assert_int_equal(rc, -1);
@@ -377,7 +362,7 @@ static void test_two_contexts(void **state)
 	if (m != MAP_FAILED || errno != EBUSY)
 		fail_msg("[%s] context B's MAP_FIXED over A's region returned %p, errno %d "
 			 "(%s); expected EBUSY",
-			 ufault_lock_mode_name(g_mode), m, errno, strerror(errno));
+			 ufault_lock_mode_name(tu_mode), m, errno, strerror(errno));
 	errno = 0;
 	m = ufault_mmap(b, p + 4 * ps, 2 * ps, RW, PA | MAP_FIXED, NULL, 0);
 	assert_ptr_equal(m, MAP_FAILED);
@@ -418,7 +403,7 @@ static void test_worker_read_error(void **state)
 	(void)state;
 	/* Two workers, each reading its own uffd; regions go to both. */
 	ufault_config_init(&cfg);
-	cfg.lock_mode = g_mode;
+	cfg.lock_mode = tu_mode;
 	cfg.nr_workers = 2;
 	cfg.nr_uffds = 2;
 	cfg.log_fn = quiet;
@@ -442,7 +427,7 @@ static void test_worker_read_error(void **state)
 						     96 + (uint64_t)r) != -1)
 					fail_msg("[%s] round %d: region %d page %zu has wrong "
 						 "bytes",
-						 ufault_lock_mode_name(g_mode), round, r, pg);
+						 ufault_lock_mode_name(tu_mode), round, r, pg);
 		/* The injected error did happen (and was reported). */
 		assert_true(__atomic_load_n(&q.errors, __ATOMIC_RELAXED) >=
 			    (unsigned int)round + 1);
@@ -455,32 +440,22 @@ static void test_worker_read_error(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest once[] = {
-	    cmocka_unit_test_setup_teardown(test_config_size, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_env_log_bogus, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_env_lock_mode, setup, teardown),
+	    tu_watchdog_test(test_config_size),
+	    tu_watchdog_test(test_env_log_bogus),
+	    tu_watchdog_test(test_env_lock_mode),
 	};
 	const struct CMUnitTest per_mode[] = {
-	    cmocka_unit_test_setup_teardown(test_source_size, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_stats_size, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mmap_null_fixed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_two_contexts, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_worker_read_error, setup, teardown),
+	    tu_watchdog_test(test_source_size),	      tu_watchdog_test(test_stats_size),
+	    tu_watchdog_test(test_mmap_null_fixed),   tu_watchdog_test(test_two_contexts),
+	    tu_watchdog_test(test_worker_read_error),
 	};
 	int failed = 0;
 
 	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	tu_modes_begin(argc, argv);
 	ps = tu_page_size();
-	g_mode = UFAULT_LOCK_SPEC;
+	tu_mode = UFAULT_LOCK_SPEC;
 	failed += cmocka_run_group_tests_name("small_findings", once, NULL, NULL);
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "small_findings/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, per_mode, NULL, NULL);
-	}
+	failed += tu_run_modes("small_findings", per_mode, sizeof(per_mode) / sizeof(per_mode[0]));
 	return failed ? 1 : 0;
 }

@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "../testutil.h"
+#include "../modes.h"
 
 #define NR_WORKERS 4
 #define NR_FAULTERS 8
@@ -37,7 +37,6 @@
 #define FILL_SLEEP_NS 2000000L
 #define SEED 61
 
-static enum ufault_lock_mode g_mode;
 static size_t ps;
 
 static int slow_fill(void *arg, uint64_t offset, void *buf, size_t len)
@@ -117,7 +116,7 @@ static void stream_and_munmap(struct ufault_ctx *ctx, unsigned int round)
 
 	printf("  [%s] round %u: munmap returned after %u of %u pages; %u of %u threads "
 	       "stopped on it\n",
-	       ufault_lock_mode_name(g_mode), round, at_return, BUDGET, s.stopped_by_flag,
+	       ufault_lock_mode_name(tu_mode), round, at_return, BUDGET, s.stopped_by_flag,
 	       NR_FAULTERS);
 	assert_int_equal(rc, 0);
 	assert_int_equal(s.bad, 0);
@@ -132,8 +131,8 @@ static void stream_and_munmap(struct ufault_ctx *ctx, unsigned int round)
 		fail_msg("[%s] round %u: ufault_munmap returned only as the faulting threads "
 			 "ran out of pages (%u of %u touched when it returned, %u of %u "
 			 "threads stopped on it): the writer starved behind the faults",
-			 ufault_lock_mode_name(g_mode), round, at_return, BUDGET, s.stopped_by_flag,
-			 NR_FAULTERS);
+			 ufault_lock_mode_name(tu_mode), round, at_return, BUDGET,
+			 s.stopped_by_flag, NR_FAULTERS);
 	assert_true(__atomic_load_n(&s.next, __ATOMIC_RELAXED) < BUDGET);
 
 	/* The hole is gone, the region around it still serves. */
@@ -151,7 +150,7 @@ static void test_munmap_not_starved(void **state)
 
 	(void)state;
 	tu_watchdog(120);
-	assert_int_equal(tu_ctx_create(&ctx, g_mode, NR_WORKERS, 0), 0);
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, NR_WORKERS, 0), 0);
 	for (unsigned int round = 0; round < 3; round++)
 		stream_and_munmap(ctx, round);
 	ufault_ctx_destroy(ctx);
@@ -163,19 +162,11 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_munmap_not_starved),
 	};
-	int failed = 0;
+	int failed;
 
-	/* An optional argument runs only the tests whose name matches it. */
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	ps = tu_page_size();
-	for (unsigned int i = 0; i < TU_NR_LOCK_MODES; i++) {
-		char name[64];
-
-		g_mode = tu_lock_mode(i);
-		snprintf(name, sizeof(name), "writer_starve/%s", ufault_lock_mode_name(g_mode));
-		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
-	}
+	/* An optional argument runs only the tests whose name matches it. */
+	failed =
+	    tu_run_every_mode("writer_starve", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	return failed ? 1 : 0;
 }
