@@ -56,7 +56,7 @@ void *ufault__pages_map(size_t len)
 		return NULL;
 	}
 	r = syscall(SYS_mmap, NULL, len_up(len, ps), PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r == -1)
 		return NULL; /* errno set by syscall() */
 	return (void *)r;

@@ -17,6 +17,8 @@
 #define MAX_WORKERS 1024
 #define DEFAULT_BATCH 64
 #define MAX_BATCH 4096
+#define DEFAULT_INFLIGHT 64
+#define MAX_INFLIGHT 4096
 #define DEFAULT_MAX_PAGE (2u << 20)
 #define MAX_PAGE (1ull << 30)
 
@@ -80,6 +82,12 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 		ufault__warn(&ctx->log, "config: batch %u exceeds %u", ctx->batch, MAX_BATCH);
 		return -EINVAL;
 	}
+	if (cfg->max_inflight > MAX_INFLIGHT) {
+		ufault__warn(&ctx->log, "config: max_inflight %zu exceeds %u", cfg->max_inflight,
+			     MAX_INFLIGHT);
+		return -EINVAL;
+	}
+	ctx->max_inflight = cfg->max_inflight ? (unsigned int)cfg->max_inflight : DEFAULT_INFLIGHT;
 	if (ctx->max_page_size < sys_page || ctx->max_page_size > MAX_PAGE ||
 	    (ctx->max_page_size & (ctx->max_page_size - 1))) {
 		ufault__warn(

@@ -21,22 +21,10 @@
  * the worker's own stats and bounce buffer. Nothing shared is written here.
  */
 #include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "fault.h"
-
-/* Outcome of a source fill, kept until install time. */
-struct fill {
-	int ret; /* 0: copy @data, UFAULT__FILL_ZERO, or -errno */
-	const void *data;
-};
-
-static void fill_page(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page,
-		      struct fill *f)
-{
-	f->data = NULL;
-	f->ret = r->src->ops->fill(&r->src->user, ufault__region_offset(r, page), r->page_size,
-				   env->buf, &f->data);
-}
 
 static void log_source_error(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page,
 			     int err)
@@ -77,25 +65,25 @@ static int apply_error_policy(struct ufault__fault_env *env, struct ufault_regio
 
 /* One ioctl: [page, page + len) from the fill (@skip bytes into it). */
 static int install_range(struct ufault__fault_env *env, struct ufault_region *r, int fd,
-			 uint64_t page, uint64_t len, uint64_t skip, const struct fill *f,
+			 uint64_t page, uint64_t len, uint64_t skip, const struct ufault__req *f,
 			 unsigned int flags)
 {
 	uint64_t done = 0;
 	int ret;
 
-	if (f->ret < 0) {
+	if (f->result < 0) {
 		ret = apply_error_policy(env, r, fd, page, len, &done);
-	} else if (f->ret == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
+	} else if (f->result == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
 		/* As the kernel's do_anonymous_page: a write gets its own
 		 * zeroed page at once; the shared zero page would cost a
 		 * second (copy-on-write) fault right after this one. */
 		ret = ufault__uffd_copy(fd, page, env->ctx->zero_buf, len, true, &done);
-	} else if (f->ret == UFAULT__FILL_ZERO) {
+	} else if (f->result == UFAULT__FILL_ZERO) {
 		ret = ufault__uffd_zeropage(fd, page, len, true, &done);
 	} else {
 		ret = ufault__uffd_copy(fd, page, (const char *)f->data + skip, len, true, &done);
 	}
-	if (f->ret >= 0)
+	if (f->result >= 0)
 		ufault__stat_add(&env->stats, UFAULT__STAT_PAGES, done / ufault__sys_page());
 	return ret;
 }
@@ -106,7 +94,7 @@ static int install_range(struct ufault__fault_env *env, struct ufault_region *r,
  * or woken to fault again, or the fault is deferred (and retried).
  */
 static enum ufault__fault_result install(struct ufault__fault_env *env, struct ufault_region *r,
-					 uint64_t addr, uint64_t page, const struct fill *f,
+					 uint64_t addr, uint64_t page, const struct ufault__req *f,
 					 unsigned int flags)
 {
 	struct ufault_ctx *ctx = env->ctx;
@@ -114,9 +102,9 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 	uint64_t len = r->page_size, sys = ufault__sys_page(), done;
 	int ret;
 
-	if (f->ret < 0) {
+	if (f->result < 0) {
 		ufault__stat_add(&env->stats, UFAULT__STAT_SOURCE_ERRORS, 1);
-		log_source_error(env, r, page, f->ret);
+		log_source_error(env, r, page, f->result);
 	}
 	ret = install_range(env, r, fd, page, len, 0, f, flags);
 	if (ufault__uffd_classify(ret) == UFAULT__UFFD_NOVMA && len > sys) {
@@ -156,7 +144,7 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 		    (unsigned long long)len, ufault_strerror(ret));
 	/* Never leave the thread parked: apply the error policy, and if even
 	 * that fails, wake it so it faults again rather than hang. */
-	if (f->ret >= 0) {
+	if (f->result >= 0) {
 		ufault__stat_add(&env->stats, UFAULT__STAT_SOURCE_ERRORS, 1);
 		ret = apply_error_policy(env, r, fd, page, len, &done);
 		if (ret == -EAGAIN)
@@ -171,39 +159,165 @@ static void spec_abort(struct ufault__fault_env *env, enum ufault_spec_abort why
 	ufault__stat_add(&env->stats, UFAULT__STAT_SPEC_ABORT + why, 1);
 }
 
-/* Region mode: the region's read lock across fill and install. A
- * detached region is being replaced by a proxy that has not finished: set
- * the fault aside (its worker is poked when the proxy unlocks). */
-static enum ufault__fault_result resolve_hold(struct ufault__fault_env *env,
-					      struct ufault_region *r, uint64_t addr,
-					      unsigned int flags)
-{
-	enum ufault__fault_result res = UFAULT__FAULT_DEFER;
-	uint64_t page = ufault__region_page(r, addr);
-	struct fill f;
+/* --- requests in flight ---------------------------------------------------- */
 
-	ufault__region_read_lock(r);
-	if (!ufault__region_detached(r)) {
-		fill_page(env, r, page, &f);
-		res = install(env, r, addr, page, &f, flags);
-	}
-	ufault__region_read_unlock(r);
-	return res;
+enum { REQ_FILLING, REQ_PENDING, REQ_INLINE };
+
+static unsigned int page_hash(uint64_t page)
+{
+	return (unsigned int)((page >> 12) ^ (page >> 20)) % UFAULT__INFLIGHT_HASH;
 }
 
-/* Spec mode: fill with no lock, validate at install. false: retry. */
-static bool resolve_validate(struct ufault__fault_env *env, struct ufault_region *r, uint64_t addr,
-			     unsigned int flags, enum ufault__fault_result *res)
+static struct ufault__req *inflight_find(struct ufault__fault_env *env, struct ufault_region *r,
+					 uint64_t page)
 {
-	uint64_t gen = ufault__region_gen(r), page = ufault__region_page(r, addr);
-	struct fill f;
+	struct ufault__req *q = env->inflight[page_hash(page)];
 
-	*res = UFAULT__FAULT_DEFER;
-	if (ufault__region_detached(r)) {
-		spec_abort(env, UFAULT_SPEC_ABORT_DETACHED);
+	while (q && (q->page != page || q->r != r))
+		q = q->hnext;
+	return q;
+}
+
+static void inflight_add(struct ufault__fault_env *env, struct ufault__req *req)
+{
+	struct ufault__req **head = &env->inflight[page_hash(req->page)];
+
+	req->hnext = *head;
+	*head = req;
+	env->nr_pending++;
+}
+
+static void inflight_del(struct ufault__fault_env *env, struct ufault__req *req)
+{
+	struct ufault__req **p = &env->inflight[page_hash(req->page)];
+
+	while (*p != req)
+		p = &(*p)->hnext;
+	*p = req->hnext;
+	env->nr_pending--;
+}
+
+/*
+ * While its fill is in flight a request keeps what its mode holds (the mm
+ * read lock, the region read lock), but the worker goes on: to the witness
+ * the locks are parked, and resumed at the completion.
+ */
+static void locks_park(struct ufault__req *req)
+{
+	if (req->region_locked)
+		ufault__witness_release(UFAULT__RANK_REGION);
+	if (req->held.locked)
+		ufault__witness_release(UFAULT__RANK_MM);
+}
+
+static void locks_resume(struct ufault__req *req)
+{
+	if (req->held.locked)
+		ufault__witness_acquire(UFAULT__RANK_MM, true);
+	if (req->region_locked)
+		ufault__witness_acquire(UFAULT__RANK_REGION, true);
+}
+
+static void locks_drop(struct ufault__fault_env *env, struct ufault__req *req)
+{
+	if (req->region_locked)
+		ufault__region_read_unlock(req->r);
+	req->region_locked = false;
+	ufault__mm_read_unlock(&env->ctx->mm, &req->held);
+}
+
+void ufault_complete(struct ufault_completion *c, int result)
+{
+	struct ufault__req *req = (struct ufault__req *)c;
+	struct ufault__fault_env *env = req->env;
+	int filling = REQ_FILLING;
+	uint64_t one = 1;
+
+	req->result = result > 0 ? -EIO : result;
+	/* Still inside the source's start(): the worker finishes it inline. */
+	if (__atomic_compare_exchange_n(&req->state, &filling, REQ_INLINE, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		return;
+	req->next = __atomic_load_n(&env->done, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&env->done, &req->next, req, true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED))
+		;
+	/* A failed write means the counter is saturated: a wake-up is due. */
+	if (write(env->done_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+struct ufault__req *ufault__fault_take_done(struct ufault__fault_env *env)
+{
+	return __atomic_exchange_n(&env->done, NULL, __ATOMIC_ACQUIRE);
+}
+
+int ufault__fault_env_init(struct ufault__fault_env *env, struct ufault_ctx *ctx)
+{
+	env->ctx = ctx;
+	env->log_budget = 8;
+	env->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return env->done_fd < 0 ? -errno : 0;
+}
+
+void ufault__fault_env_destroy(struct ufault__fault_env *env)
+{
+	if (env->done_fd >= 0)
+		close(env->done_fd);
+	env->done_fd = -1;
+}
+
+/* --- the steps ----------------------------------------------------------------- */
+
+/*
+ * Fill the request's page. false: an asynchronous fill is in flight (the
+ * request is pending, its locks parked). true: filled (or failed: the
+ * result says so); *pinned if the region is pinned (completed inline).
+ */
+static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *pinned)
+{
+	struct ufault_region *r = req->r;
+	const struct ufault__source_ops *ops = r->src->ops;
+	uint64_t off = ufault__region_offset(r, req->page);
+	int filling = REQ_FILLING, ret;
+
+	*pinned = false;
+	req->data = NULL;
+	if (ops->fill) { /* may be slow: in spec mode no lock is held */
+		req->result = ops->fill(&r->src->user, off, r->page_size, req->buf, &req->data);
 		return true;
 	}
-	fill_page(env, r, page, &f); /* no lock held: may be slow */
+	req->data = req->buf;
+	req->env = env;
+	__atomic_store_n(&req->state, REQ_FILLING, __ATOMIC_RELAXED);
+	ufault__region_pin(r);
+	*pinned = true;
+	ret =
+	    ops->start(&r->src->user, off, r->page_size, req->buf, (struct ufault_completion *)req);
+	if (ret < 0) {
+		req->result = ret;
+		return true;
+	}
+	if (!__atomic_compare_exchange_n(&req->state, &filling, REQ_PENDING, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return true; /* completed before start() returned */
+	inflight_add(env, req);
+	locks_park(req);
+	return false;
+}
+
+enum step { STEP_DONE, STEP_RESTART };
+
+/* Validate (spec) and install the filled page; the mode's locks are held. */
+static enum step install_step(struct ufault__fault_env *env, struct ufault__req *req,
+			      enum ufault__fault_result *res)
+{
+	struct ufault_region *r = req->r;
+
+	if (env->ctx->mm.mode->region != UFAULT__REGION_VALIDATE) {
+		*res = install(env, r, req->addr, req->page, req, req->flags);
+		return STEP_DONE;
+	}
 	if (!ufault__region_read_trylock(r)) {
 		/* A proxy holds the write lock only to mark the region
 		 * detached, never across a syscall: waiting is short. */
@@ -213,28 +327,26 @@ static bool resolve_validate(struct ufault__fault_env *env, struct ufault_region
 	if (ufault__region_detached(r)) {
 		ufault__region_read_unlock(r);
 		spec_abort(env, UFAULT_SPEC_ABORT_DETACHED);
-		return true;
+		*res = UFAULT__FAULT_DEFER;
+		return STEP_DONE;
 	}
-	if (ufault__region_gen(r) != gen) {
+	if (ufault__region_gen(r) != req->gen) {
 		ufault__region_read_unlock(r);
 		spec_abort(env, UFAULT_SPEC_ABORT_GEN);
-		return false;
+		return STEP_RESTART;
 	}
-	*res = install(env, r, addr, page, &f, flags);
+	*res = install(env, r, req->addr, req->page, req, req->flags);
 	ufault__region_read_unlock(r);
-	return true;
+	return STEP_DONE;
 }
 
-enum ufault__fault_result ufault__fault_resolve(struct ufault__fault_env *env, uint64_t addr,
-						unsigned int flags)
+/* Look the region up and take what the mode holds across the fill. */
+static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, struct ufault__req *req)
 {
 	struct ufault_ctx *ctx = env->ctx;
-	const struct ufault__mm_mode *mode = ctx->mm.mode;
-	enum ufault__fault_result res = UFAULT__FAULT_DONE;
-	struct ufault__mm_held held;
+	enum ufault__region_hold hold = ctx->mm.mode->region;
 	struct ufault_region *r;
 	bool retried = false;
-	struct fill f;
 
 	/*
 	 * A proxy holds the mm write lock across its syscall, and with
@@ -242,29 +354,87 @@ enum ufault__fault_result ufault__fault_resolve(struct ufault__fault_env *env, u
 	 * So a worker never waits for it: it defers the fault, and the proxy
 	 * pokes it when it unlocks.
 	 */
-	if (!ufault__mm_read_trylock(&ctx->mm, &held, addr, ufault__sys_page()))
+	if (!ufault__mm_read_trylock(&ctx->mm, &req->held, req->addr, ufault__sys_page()))
 		return UFAULT__FAULT_DEFER;
-	for (;;) {
-		r = ufault__region_lookup(&ctx->regions, addr, &retried);
-		if (retried && mode->region == UFAULT__REGION_VALIDATE)
-			spec_abort(env, UFAULT_SPEC_ABORT_SEQ);
-		if (!r)
-			break; /* removed; its remover woke the thread */
-		if (mode->region == UFAULT__REGION_HOLD) {
-			res = resolve_hold(env, r, addr, flags);
-		} else if (mode->region == UFAULT__REGION_VALIDATE) {
-			if (!resolve_validate(env, r, addr, flags, &res)) {
-				ufault__stat_add(&env->stats, UFAULT__STAT_RETRIES, 1);
-				continue;
-			}
-		} else {
-			uint64_t page = ufault__region_page(r, addr);
-
-			fill_page(env, r, page, &f);
-			res = install(env, r, addr, page, &f, flags);
-		}
-		break;
+	r = ufault__region_lookup(&ctx->regions, req->addr, &retried);
+	if (retried && hold == UFAULT__REGION_VALIDATE)
+		spec_abort(env, UFAULT_SPEC_ABORT_SEQ);
+	if (!r) {
+		ufault__mm_read_unlock(&ctx->mm, &req->held);
+		return UFAULT__FAULT_DONE; /* removed; its remover woke the thread */
 	}
-	ufault__mm_read_unlock(&ctx->mm, &held);
-	return res;
+	req->r = r;
+	req->page = ufault__region_page(r, req->addr);
+	req->region_locked = false;
+	if (inflight_find(env, r, req->page)) {
+		/* Its install wakes every thread parked on the page. */
+		ufault__stat_add(&env->stats, UFAULT__STAT_JOINED, 1);
+		ufault__mm_read_unlock(&ctx->mm, &req->held);
+		return UFAULT__FAULT_DONE;
+	}
+	if (hold == UFAULT__REGION_HOLD) {
+		/*
+		 * Try-lock only: this worker may hold read locks of pending
+		 * fills, and a writer waiting for those would block a
+		 * rdlock here for good. A detached region is being replaced
+		 * by a proxy that has not finished: defer (poked on unlock).
+		 */
+		if (!ufault__region_read_trylock(r)) {
+			ufault__mm_read_unlock(&ctx->mm, &req->held);
+			return UFAULT__FAULT_DEFER;
+		}
+		req->region_locked = true;
+	} else if (hold == UFAULT__REGION_VALIDATE) {
+		req->gen = ufault__region_gen(r);
+	}
+	if (hold != UFAULT__REGION_NONE && ufault__region_detached(r)) {
+		if (hold == UFAULT__REGION_VALIDATE)
+			spec_abort(env, UFAULT_SPEC_ABORT_DETACHED);
+		locks_drop(env, req);
+		return UFAULT__FAULT_DEFER;
+	}
+	return UFAULT__FAULT_PENDING; /* i.e. go on and fill */
+}
+
+enum ufault__fault_result ufault__fault_start(struct ufault__fault_env *env,
+					      struct ufault__req *req)
+{
+	enum ufault__fault_result res;
+	bool pinned;
+
+	for (;;) {
+		res = lookup_step(env, req);
+		if (res != UFAULT__FAULT_PENDING)
+			return res;
+		if (!fill(env, req, &pinned))
+			return UFAULT__FAULT_PENDING;
+		if (install_step(env, req, &res) == STEP_DONE) {
+			locks_drop(env, req);
+			if (pinned)
+				ufault__region_unpin(req->r);
+			return res;
+		}
+		locks_drop(env, req);
+		if (pinned)
+			ufault__region_unpin(req->r);
+		ufault__stat_add(&env->stats, UFAULT__STAT_RETRIES, 1);
+	}
+}
+
+enum ufault__fault_result ufault__fault_finish(struct ufault__fault_env *env,
+					       struct ufault__req *req)
+{
+	enum ufault__fault_result res;
+	enum step step;
+
+	inflight_del(env, req);
+	locks_resume(req);
+	step = install_step(env, req, &res);
+	locks_drop(env, req);
+	/* Last: the unpin may free the region and run a release hook. */
+	ufault__region_unpin(req->r);
+	if (step == STEP_DONE)
+		return res;
+	ufault__stat_add(&env->stats, UFAULT__STAT_RETRIES, 1);
+	return ufault__fault_start(env, req);
 }

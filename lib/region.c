@@ -148,6 +148,7 @@ struct ufault_region *ufault__region_new(struct ufault__regions *set, uint64_t s
 		return NULL;
 	}
 	r->set = set;
+	r->refs = 1;
 	r->node.start = start;
 	r->node.end = start + len;
 	r->src = src;
@@ -183,9 +184,15 @@ void ufault__region_free_chain(struct ufault_region *r)
 	}
 }
 
+void ufault__region_unpin(struct ufault_region *r)
+{
+	if (!__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL))
+		region_free(r);
+}
+
 static void region_free_item(struct ufault__qsbr_item *item)
 {
-	region_free(ufault__container_of(item, struct ufault_region, free_item));
+	ufault__region_unpin(ufault__container_of(item, struct ufault_region, free_item));
 }
 
 /* Free after a grace period (it was in the index). Never blocks. */

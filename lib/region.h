@@ -49,8 +49,10 @@ struct ufault_region {
 	unsigned int uffd_idx;
 	uint32_t handle; /* slot in the handle table + 1; 0: none */
 	uint64_t page_size;
-	uint64_t gen; /* bumped when detached; read atomically */
-	int detached; /* read atomically; written under lock (write) */
+	uint64_t gen;	   /* bumped when detached; read atomically */
+	int detached;	   /* read atomically; written under lock (write) */
+	unsigned int refs; /* atomic: 1 for the index (dropped after the grace
+			    * period), +1 per asynchronous fill in flight */
 	pthread_rwlock_t lock;
 	struct ufault_region *next_victim; /* proxy-local list, under the mm lock */
 };
@@ -152,6 +154,19 @@ static inline void ufault__region_read_unlock(struct ufault_region *r)
 	ufault__witness_release(UFAULT__RANK_REGION);
 	pthread_rwlock_unlock(&r->lock);
 }
+
+/*
+ * An asynchronous fill keeps the region it looked up (and so its source)
+ * alive past the QSBR grace period: pin it while online, unpin when done.
+ * The last unpin frees the region (and may run a release hook: no ufault
+ * lock may be held).
+ */
+static inline void ufault__region_pin(struct ufault_region *r)
+{
+	__atomic_fetch_add(&r->refs, 1, __ATOMIC_RELAXED);
+}
+
+void ufault__region_unpin(struct ufault_region *r);
 
 /*
  * Lockless lookup of the region containing @addr, confirmed under the tree

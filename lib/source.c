@@ -27,6 +27,8 @@ static const struct ufault__source_ops *ops_of(enum ufault_source_type type)
 		return &ufault__source_snapshot;
 	case UFAULT_SOURCE_CALLBACK:
 		return &ufault__source_callback;
+	case UFAULT_SOURCE_ASYNC:
+		return &ufault__source_async;
 	}
 	return NULL;
 }

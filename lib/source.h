@@ -4,8 +4,8 @@
  * regions share.
  *
  * Each source type is one file (source_zero.c, source_snapshot.c,
- * source_callback.c) providing one ops table; the fault path only calls
- * through it. A registration makes one struct ufault__source, holding the
+ * source_callback.c, source_async.c) providing one ops table; the fault
+ * path only calls through it. A registration makes one struct ufault__source, holding the
  * caller's struct and a reference count: every region made from it (the
  * region itself, and the pieces a split or a replacement leaves) holds a
  * reference, dropped when the region is freed after its QSBR grace period.
@@ -39,11 +39,19 @@ struct ufault__source_ops {
 	 */
 	int (*fill)(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
 		    const void **data);
+	/*
+	 * Asynchronous sources instead (fill is NULL): start producing @len
+	 * bytes at @off into @buf; 0 when started (ufault_complete(@c) follows,
+	 * possibly before this returns), else -errno (nothing follows).
+	 */
+	int (*start)(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
+		     struct ufault_completion *c);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;
 extern const struct ufault__source_ops ufault__source_snapshot;
 extern const struct ufault__source_ops ufault__source_callback;
+extern const struct ufault__source_ops ufault__source_async;
 
 struct ufault__source {
 	struct ufault_source user; /* the caller's struct, at this library's size */

@@ -47,6 +47,7 @@ void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *s
 	out->source_errors += c[UFAULT__STAT_SOURCE_ERRORS];
 	out->poisoned += c[UFAULT__STAT_POISONED];
 	out->zero_filled += c[UFAULT__STAT_ZERO_FILLED];
+	out->joined += c[UFAULT__STAT_JOINED];
 	for (unsigned int i = 0; i < UFAULT_SPEC_ABORT_NR; i++)
 		out->spec_aborts[i] += c[UFAULT__STAT_SPEC_ABORT + i];
 }

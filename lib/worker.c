@@ -24,13 +24,61 @@
 #define ERROR_BACKOFF_NS (10 * 1000 * 1000)
 #define SYNC_POLL_NS (50 * 1000)
 
-enum { EV_UFFD, EV_STOP, EV_POKE };
+enum { EV_UFFD, EV_STOP, EV_POKE, EV_DONE };
 
 static void sleep_ns(long ns)
 {
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
 
 	nanosleep(&ts, NULL);
+}
+
+static struct ufault__req *req_get(struct ufault__worker *w)
+{
+	struct ufault__req *req = w->free_reqs;
+
+	w->free_reqs = req->next;
+	w->nr_free--;
+	return req;
+}
+
+static void req_put(struct ufault__worker *w, struct ufault__req *req)
+{
+	req->next = w->free_reqs;
+	w->free_reqs = req;
+	w->nr_free++;
+}
+
+/*
+ * What happens to a request after a step of the fault path: free it (and
+ * count the fault's latency), defer its fault, or leave it in flight.
+ */
+static void settle(struct ufault__worker *w, struct ufault__req *req, enum ufault__fault_result res)
+{
+	if (res == UFAULT__FAULT_PENDING)
+		return;
+	if (res == UFAULT__FAULT_DEFER) {
+		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
+		if (!ufault__defer_add(&w->defer, req->addr, req->flags, req->t0)) {
+			/* Deferred list full: this fault is retried by the
+			 * thread itself — wake it so it faults again. */
+			ufault__uffd_wake(w->uffd, req->addr, ufault__sys_page());
+			ufault__stat_latency(&w->env.stats, ufault__now_ns() - req->t0);
+		}
+	} else {
+		ufault__stat_latency(&w->env.stats, ufault__now_ns() - req->t0);
+	}
+	req_put(w, req);
+}
+
+static void start_fault(struct ufault__worker *w, uint64_t addr, unsigned int flags, uint64_t t0)
+{
+	struct ufault__req *req = req_get(w);
+
+	req->addr = addr;
+	req->flags = flags;
+	req->t0 = t0;
+	settle(w, req, ufault__fault_start(&w->env, req));
 }
 
 static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, uint64_t t0)
@@ -40,31 +88,35 @@ static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, u
 	    (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
 
 	ufault__stat_add(&w->env.stats, UFAULT__STAT_FAULTS, 1);
-	if (ufault__fault_resolve(&w->env, addr, flags) == UFAULT__FAULT_DEFER) {
-		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
-		if (ufault__defer_add(&w->defer, addr, flags, t0))
-			return;
-		/* Deferred list full: this fault is retried by the thread
-		 * itself — wake it so it faults again and re-queues. */
-		ufault__uffd_wake(w->uffd, addr, ufault__sys_page());
+	start_fault(w, addr, flags, t0);
+}
+
+/* Finish the requests whose asynchronous fills completed. */
+static void handle_done(struct ufault__worker *w)
+{
+	struct ufault__req *req = ufault__fault_take_done(&w->env), *next;
+
+	for (; req; req = next) {
+		next = req->next;
+		settle(w, req, ufault__fault_finish(&w->env, req));
+		ufault__qsbr_quiescent(&w->env.ctx->qsbr, w->id);
 	}
-	ufault__stat_latency(&w->env.stats, ufault__now_ns() - t0);
 }
 
 static void retry_deferred(struct ufault__worker *w)
 {
 	struct ufault__deferred d[UFAULT__DEFER_MAX];
-	unsigned int n = ufault__defer_take(&w->defer, d);
+	unsigned int n = ufault__defer_take(&w->defer, d), i;
 
-	for (unsigned int i = 0; i < n; i++) {
+	for (i = 0; i < n && w->nr_free; i++) {
 		/* Counted as a fault once, when it was first read. */
 		ufault__stat_add(&w->env.stats, UFAULT__STAT_RETRIES, 1);
-		if (ufault__fault_resolve(&w->env, d[i].addr, d[i].flags) == UFAULT__FAULT_DEFER)
-			ufault__defer_add(&w->defer, d[i].addr, d[i].flags, d[i].t0);
-		else
-			ufault__stat_latency(&w->env.stats, ufault__now_ns() - d[i].t0);
+		start_fault(w, d[i].addr, d[i].flags, d[i].t0);
 		ufault__qsbr_quiescent(&w->env.ctx->qsbr, w->id);
 	}
+	/* Out of requests: the rest wait for one to be free. */
+	for (; i < n; i++)
+		ufault__defer_add(&w->defer, d[i].addr, d[i].flags, d[i].t0);
 }
 
 /*
@@ -98,15 +150,20 @@ static void log_error(struct ufault__worker *w, const char *what, int err)
 
 /* Read and handle one batch; returns the number of messages read, 0 when
  * the queue is empty, -1 on a read error. */
-static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
+static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs, unsigned int *want)
 {
 	struct ufault_ctx *ctx = w->env.ctx;
 	int err = __atomic_exchange_n(&w->inject_err, 0, __ATOMIC_RELAXED);
 	ssize_t n = -1;
 	uint64_t t0;
 
+	/* No more messages than free requests: the rest stay queued in the
+	 * kernel until fills complete (back-pressure). */
+	*want = w->nr_free < ctx->batch ? w->nr_free : ctx->batch;
+	if (!*want)
+		return 0;
 	if (!err) {
-		n = read(w->uffd, msgs, sizeof(*msgs) * ctx->batch);
+		n = read(w->uffd, msgs, sizeof(*msgs) * *want);
 		err = n < 0 ? -errno : 0;
 	}
 	if (n < 0) {
@@ -130,12 +187,13 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs)
  * first read until every message read is handled (ufault__workers_sync). */
 static int drain(struct ufault__worker *w, struct uffd_msg *msgs)
 {
+	unsigned int want;
 	int n;
 
 	__atomic_fetch_add(&w->batch_seq, 1, __ATOMIC_SEQ_CST);
 	/* A full batch means more may be queued: read again before sleeping;
 	 * a short one means the queue is dry. */
-	while ((n = read_batch(w, msgs)) == (int)w->env.ctx->batch)
+	while ((n = read_batch(w, msgs, &want)) > 0 && n == (int)want)
 		;
 	__atomic_fetch_add(&w->batch_seq, 1, __ATOMIC_RELEASE);
 	return n;
@@ -147,14 +205,29 @@ static int drain(struct ufault__worker *w, struct uffd_msg *msgs)
  * all (every needless wake-up costs a cross-CPU IPI on a VM). Pokes come on
  * the worker's own eventfd, edge-triggered and never read.
  */
-static int worker_epoll(struct ufault__worker *w)
+/* Put the uffd in the epoll set, or take it out (EPOLLEXCLUSIVE forbids
+ * EPOLL_CTL_MOD), so that a worker out of requests is not woken for it. */
+static int set_reading(struct ufault__worker *w, int ep, bool on)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = EV_UFFD};
+
+	if (on == w->reading)
+		return 0;
+	if (epoll_ctl(ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->uffd, &ev))
+		return -errno;
+	w->reading = on;
+	return 0;
+}
+
+static int worker_epoll(struct ufault__worker *w)
+{
+	struct epoll_event ev;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 
 	if (ep < 0)
 		return -errno;
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->uffd, &ev))
+	w->reading = false;
+	if (set_reading(w, ep, true))
 		goto fail;
 	ev.events = EPOLLIN;
 	ev.data.u32 = EV_STOP;
@@ -163,6 +236,9 @@ static int worker_epoll(struct ufault__worker *w)
 	ev.events = EPOLLIN | EPOLLET;
 	ev.data.u32 = EV_POKE;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->defer.poke_fd, &ev))
+		goto fail;
+	ev.data.u32 = EV_DONE; /* edge-triggered too: one event per completion */
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->env.done_fd, &ev))
 		goto fail;
 	return ep;
 fail:
@@ -177,12 +253,14 @@ static void *worker_main(void *arg)
 	struct ufault_ctx *ctx = w->env.ctx;
 	struct uffd_msg msgs[ctx->batch];
 
+	bool stop = false;
+
 	ufault__witness_set_worker();
 	/* Slots start offline; each loop goes offline to sleep and back. */
 	ufault__qsbr_online(&ctx->qsbr, w->id);
 	for (;;) {
-		struct epoll_event ev[3];
-		bool stop = false, ready = false, failed = false;
+		struct epoll_event ev[4];
+		bool ready = false, failed = false;
 		int n;
 
 		/*
@@ -194,7 +272,7 @@ static void *worker_main(void *arg)
 		 */
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
 		ufault__regions_reclaim(&ctx->regions);
-		n = epoll_wait(w->epfd, ev, 3, w->defer.n ? DEFER_POLL_MS : -1);
+		n = epoll_wait(w->epfd, ev, 4, w->defer.n ? DEFER_POLL_MS : -1);
 		ufault__qsbr_online(&ctx->qsbr, w->id);
 		if (n < 0 && errno != EINTR) {
 			log_error(w, "epoll_wait", -errno);
@@ -203,8 +281,8 @@ static void *worker_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u32 == EV_STOP) {
 				stop = true;
-			} else if (ev[i].data.u32 == EV_POKE) {
-				/* only the deferred retry below */
+			} else if (ev[i].data.u32 == EV_POKE || ev[i].data.u32 == EV_DONE) {
+				/* the completions and deferred retries below */
 			} else if (ev[i].events & EPOLLERR) {
 				log_error(w, "uffd", -EIO);
 				failed = true;
@@ -212,12 +290,17 @@ static void *worker_main(void *arg)
 				ready = true;
 			}
 		}
-		if (stop)
+		/* Stopping: the regions are gone (ufault_ctx_destroy); what
+		 * is left is to see every asynchronous fill complete. */
+		if (stop && !w->env.nr_pending)
 			break;
-		if (ready && drain(w, msgs) < 0)
+		if (ready && !stop && drain(w, msgs) < 0)
 			failed = true;
-		if (w->defer.n)
+		handle_done(w);
+		if (w->defer.n && !stop)
 			retry_deferred(w);
+		if (set_reading(w, w->epfd, w->nr_free && !stop))
+			failed = true;
 		if (failed) {
 			/* Back off, then read again: the faults stay queued. */
 			ufault__qsbr_offline(&ctx->qsbr, w->id);
@@ -231,10 +314,31 @@ static void *worker_main(void *arg)
 
 static void worker_free(struct ufault__worker *w)
 {
+	struct ufault_ctx *ctx = w->env.ctx;
+
 	if (w->epfd >= 0)
 		close(w->epfd);
 	ufault__defer_destroy(&w->defer);
-	ufault__pages_unmap(w->env.buf, w->env.ctx->max_page_size);
+	ufault__fault_env_destroy(&w->env);
+	ufault__pages_unmap(w->reqs, sizeof(*w->reqs) * ctx->max_inflight);
+	ufault__pages_unmap(w->bufs, ctx->max_page_size * ctx->max_inflight);
+}
+
+/* The request pool and the buffers, one max_page_size each (address space
+ * only until a fill touches it). */
+static int pool_init(struct ufault__worker *w)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+
+	w->reqs = ufault__pages_map(sizeof(*w->reqs) * ctx->max_inflight);
+	w->bufs = ufault__pages_map(ctx->max_page_size * ctx->max_inflight);
+	if (!w->reqs || !w->bufs)
+		return -ENOMEM;
+	for (unsigned int i = ctx->max_inflight; i--;) {
+		w->reqs[i].buf = (char *)w->bufs + (size_t)i * ctx->max_page_size;
+		req_put(w, &w->reqs[i]);
+	}
+	return 0;
 }
 
 int ufault__workers_start(struct ufault_ctx *ctx)
@@ -250,15 +354,16 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 	for (i = 0; i < ctx->nr_workers; i++) {
 		struct ufault__worker *w = &ctx->workers[i];
 
-		w->env.ctx = ctx;
-		w->env.log_budget = 8;
 		w->err_budget = 8;
 		w->id = i;
 		w->uffd = ctx->uffds[i % ctx->nr_uffds];
 		w->epfd = -1;
 		w->defer.poke_fd = -1;
-		w->env.buf = ufault__pages_map(ctx->max_page_size);
-		ret = w->env.buf ? ufault__defer_init(&w->defer) : -ENOMEM;
+		ret = ufault__fault_env_init(&w->env, ctx);
+		if (!ret)
+			ret = pool_init(w);
+		if (!ret)
+			ret = ufault__defer_init(&w->defer);
 		if (!ret) {
 			w->epfd = worker_epoll(w);
 			ret = w->epfd < 0 ? w->epfd : 0;

@@ -3,7 +3,11 @@
  * worker.h - the worker threads. Worker i reads uffd i % nr_uffds directly
  * (no dispatcher thread: each hand-off between threads costs a cross-CPU
  * wake-up), a batch of messages per read(2), and resolves each fault
- * (fault.h), deferring those that cannot be resolved now (defer.h).
+ * (fault.h) as a request from its pool, deferring those that cannot be
+ * resolved now (defer.h). Asynchronous fills stay in flight while the
+ * worker goes on; their completions come back on an eventfd in the same
+ * epoll set, the one wait point. With every request in flight the worker
+ * stops reading its uffd until one is free (back-pressure).
  */
 #ifndef UFAULT_LIB_WORKER_H
 #define UFAULT_LIB_WORKER_H
@@ -19,9 +23,15 @@ struct ufault__worker {
 	struct ufault__fault_env env; /* first: its stats' own cache lines */
 	unsigned int id;
 	int uffd;
-	int epfd; /* this worker's epoll set: its uffd (exclusive), stop, pokes */
+	int epfd;     /* this worker's epoll set: its uffd (exclusive), stop, pokes,
+		   * completions */
+	bool reading; /* the uffd is in the epoll set */
 	pthread_t thread;
 	struct ufault__defer defer;
+	struct ufault__req *reqs;      /* the pool: max_inflight requests */
+	void *bufs;		       /* and their buffers */
+	struct ufault__req *free_reqs; /* free list of the pool */
+	unsigned int nr_free;
 	unsigned int batch_seq;	 /* atomic; odd while reading or handling messages */
 	int inject_err;		 /* atomic; tests: the next read fails with it */
 	unsigned int err_budget; /* read-error lines left before going quiet */

@@ -99,6 +99,12 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  *                under ufault's locks (see "Threads, callbacks and fork"):
  *                it must not call ufault functions on the same context and
  *                should not block.
+ * @max_inflight: fills a worker keeps in flight at once (asynchronous
+ *                sources; a synchronous fill occupies one for its length);
+ *                0 means 64. When all are taken the worker stops reading its
+ *                uffd: the kernel queues further faults (back-pressure, no
+ *                memory growth). Each costs max_page_size of address space
+ *                for its buffer (mapped MAP_NORESERVE, touched on use).
  * @log_level:    the most verbose level passed on; default UFAULT_LOG_WARN.
  *                $UFAULT_LOG (error, warn, info, debug) overrides it; any
  *                other non-empty value is reported (a warning) and ignored.
@@ -113,6 +119,7 @@ struct ufault_config {
 	ufault_log_fn log_fn;
 	void *log_arg;
 	enum ufault_log_level log_level;
+	size_t max_inflight; /* since 0.2 */
 };
 
 /* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
@@ -174,6 +181,7 @@ enum ufault_source_type {
 	UFAULT_SOURCE_ZERO = 1, /* zero pages (UFFDIO_ZEROPAGE) */
 	UFAULT_SOURCE_SNAPSHOT, /* bytes copied from a caller's buffer */
 	UFAULT_SOURCE_CALLBACK, /* a user function fills a bounce buffer */
+	UFAULT_SOURCE_ASYNC,	/* a user function starts a fill, completed later */
 };
 
 /**
@@ -197,6 +205,40 @@ enum ufault_source_type {
  * failure applies the region's error policy to the faulting page.
  */
 typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len);
+
+/** Opaque: one asynchronous fill in flight; ufault_complete() ends it. */
+struct ufault_completion;
+
+/**
+ * ufault_fill_async_fn - start producing @len bytes of source data at source
+ * @offset into @buf, and call ufault_complete(@c, result) once they are
+ * there (or the fill failed), from any thread, exactly once. It may also
+ * complete before it returns.
+ *
+ * Runs on a worker, which goes on with other faults while the fill is in
+ * flight: the user's own I/O (an RPC client, a remote store) fills many
+ * pages at once. @buf stays valid, and nothing else writes it, until the
+ * completion. Locks held until the completion, by lock mode: spec: none;
+ * region: the region's read lock; range: the page's range read lock;
+ * global: the global read lock (so a proxy over that range waits for the
+ * completion). What it may call: as ufault_fill_fn; ufault_complete() may
+ * be called from anywhere, including from inside this function.
+ *
+ * Return 0 when the fill was started (ufault_complete() will follow), or a
+ * negative errno when it could not be started (then ufault_complete() must
+ * not be called, and the region's error policy applies).
+ */
+typedef int (*ufault_fill_async_fn)(void *arg, uint64_t offset, void *buf, size_t len,
+				    struct ufault_completion *c);
+
+/**
+ * ufault_complete() - end an asynchronous fill. @result: 0 (the bytes are in
+ * the buffer) or a negative errno (the region's error policy applies; a
+ * positive value counts as -EIO). Callable from any thread, never blocks;
+ * @c is invalid afterwards. ufault_ctx_destroy() waits for the completion
+ * of every fill that was started.
+ */
+UFAULT_API void ufault_complete(struct ufault_completion *c, int result);
 
 /**
  * ufault_release_fn - a source is no longer used by ufault.
@@ -230,6 +272,7 @@ typedef void (*ufault_release_fn)(void *arg);
  *          registered memory. Bytes past @len read as zeros.
  * @callback.fill, @callback.arg: CALLBACK; @arg stays valid until the
  *          release hook runs (or ufault_ctx_destroy() returns).
+ * @async.fill, @async.arg: ASYNC, likewise.
  *
  * The struct is copied at registration.
  */
@@ -248,6 +291,10 @@ struct ufault_source {
 			ufault_fill_fn fill;
 			void *arg;
 		} callback;
+		struct {
+			ufault_fill_async_fn fill;
+			void *arg;
+		} async;
 	};
 };
 
@@ -433,6 +480,8 @@ enum ufault_spec_abort {
  * @zero_filled:    pages zero-filled after a source error (zero policy).
  * @spec_aborts:    speculative aborts by reason.
  * @proxy_ops:      successful proxy calls.
+ * @joined:         faults on a page whose fill was already in flight, which
+ *                  waited for that fill instead of starting another.
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -452,6 +501,7 @@ struct ufault_stats {
 	uint64_t proxy_ops;
 	uint64_t latency_p50_ns;
 	uint64_t latency_p99_ns;
+	uint64_t joined; /* since 0.2 */
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
