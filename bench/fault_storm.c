@@ -66,8 +66,10 @@ static enum ufault_lock_mode mode_lock(enum mode m)
 enum workload { W_PFT, W_CHECK, W_PAGE_FAULT1, W_EBIZZY, W_MIXED, W_NR };
 static const char *const wl_names[W_NR] = {"pft", "check", "page_fault1", "ebizzy", "mixed"};
 
-enum source { S_ZERO, S_SLOW };
-static const char *const src_names[] = {"zero", "slow"};
+/* slow: a synchronous fill that sleeps its latency; async: an asynchronous
+ * fill completed by a delay line after its latency (fault_storm_util.h). */
+enum source { S_ZERO, S_SLOW, S_ASYNC };
+static const char *const src_names[] = {"zero", "slow", "async"};
 
 enum variant { V_ADJACENT, V_SAME };
 static const char *const variant_names[] = {"adjacent", "same"};
@@ -157,6 +159,7 @@ struct backend {
 	struct minimal *min;
 	enum source src;
 	struct slow_src slow;
+	struct delay_line *dl; /* async source */
 };
 
 static void backend_open(struct backend *b, const struct run_cfg *rc)
@@ -172,6 +175,8 @@ static void backend_open(struct backend *b, const struct run_cfg *rc)
 
 		ufault_config_init(&cfg);
 		cfg.lock_mode = mode_lock(rc->mode);
+		if (rc->src == S_ASYNC && !(b->dl = dl_start(rc->latency_us)))
+			die("starting the delay line: %s", strerror(errno));
 		if (rc->src == S_SLOW) {
 			/* Fills sleep: give every fault thread a worker and a uffd. */
 			unsigned int w = (unsigned int)rc->threads;
@@ -194,7 +199,8 @@ static void backend_open(struct backend *b, const struct run_cfg *rc)
 			      mode_names[rc->mode],
 			      ufault_lock_mode_name(ufault_ctx_lock_mode(b->ctx)));
 	} else if (rc->mode == M_MINIMAL) {
-		b->min = minimal_start(rc->src == S_SLOW, rc->latency_us, (size_t)page_size);
+		/* The hand-written handler has only the synchronous slow fill. */
+		b->min = minimal_start(rc->src != S_ZERO, rc->latency_us, (size_t)page_size);
 	}
 }
 
@@ -216,8 +222,11 @@ static void backend_close(struct backend *b, struct result *res)
 			res->spec_aborts += st.spec_aborts[i];
 		res->workers = ufault_ctx_nr_workers(b->ctx);
 		res->uffds = ufault_ctx_nr_uffds(b->ctx);
-		ufault_ctx_destroy(b->ctx);
+		ufault_ctx_destroy(b->ctx); /* waits for the fills in flight */
 		b->ctx = NULL;
+		if (b->dl)
+			dl_stop(b->dl);
+		b->dl = NULL;
 	} else if (b->min) {
 		res->lib_faults = minimal_stop(b->min);
 		res->workers = 1;
@@ -232,6 +241,10 @@ static void fill_source(const struct backend *b, struct ufault_source *s, uint64
 		ufault_source_init(s, UFAULT_SOURCE_CALLBACK);
 		s->callback.fill = slow_fill;
 		s->callback.arg = (void *)&b->slow;
+	} else if (b->src == S_ASYNC) {
+		ufault_source_init(s, UFAULT_SOURCE_ASYNC);
+		s->async.fill = async_fill;
+		s->async.arg = b->dl;
 	} else {
 		ufault_source_init(s, UFAULT_SOURCE_ZERO);
 	}
@@ -798,7 +811,7 @@ static void json_result(const struct section *s, const struct meas *m)
 	       ",\"elapsed_s\":%.4f}\n",
 	       s->name, wl_names[b->wl], b->wl == W_MIXED ? variant_names[b->variant] : "",
 	       mode_names[m->mode], m->threads, m->proxies, src_names[b->src],
-	       b->src == S_SLOW ? b->latency_us : 0, b->size, b->seconds, m->n,
+	       b->src != S_ZERO ? b->latency_us : 0, b->size, b->seconds, m->n,
 	       opt.pin ? "true" : "false", r->workers, r->uffds, r->faults, r->faults_per_s,
 	       r->proxy_ops, r->proxy_ops_per_s, r->us_mean, r->us_p50, r->us_p99, r->spec_aborts,
 	       r->lib_faults, r->proxy_fallbacks, r->elapsed_s);
@@ -831,7 +844,7 @@ static void section_title(const struct section *s)
 	if (b->wl == W_MIXED)
 		printf(" (%s)", variant_names[b->variant]);
 	printf(", source %s", src_names[b->src]);
-	if (b->src == S_SLOW)
+	if (b->src != S_ZERO)
 		printf(" %u us", b->latency_us);
 	printf(", %zu KiB per thread", b->size >> 10);
 	if (b->wl == W_MIXED)
@@ -1076,8 +1089,9 @@ static void print_verdicts(const struct section *check, const struct section *mi
 			const struct meas *sp0 = find_meas(mixed, M_SPEC, th, 0);
 			char src[32];
 
-			if (b->src == S_SLOW)
-				snprintf(src, sizeof(src), "slow %uus", b->latency_us);
+			if (b->src != S_ZERO)
+				snprintf(src, sizeof(src), "%s %uus", src_names[b->src],
+					 b->latency_us);
 			else
 				snprintf(src, sizeof(src), "zero");
 			snprintf(text, sizeof(text),
@@ -1159,7 +1173,9 @@ static void usage(FILE *f)
 	    "  --proxies M         mixed: proxy threads (default 2); other workloads: 0\n"
 	    "  --mixed-variant V   adjacent (proxies churn slots beside the fault regions)\n"
 	    "                      or same (proxies MAP_FIXED over slices of them)\n"
-	    "  --source S          zero or slow (default zero; mixed: slow)\n"
+	    "  --source S          zero, slow (a fill that sleeps the latency) or async (an\n"
+	    "                      asynchronous fill completed after the latency; the minimal\n"
+	    "                      handler sleeps instead) (default zero; mixed: slow)\n"
 	    "  --latency-us N      slow source fill latency, slept not spun (default 50)\n"
 	    "  --seconds X         seconds per measurement (default 1; default plan: see above)\n"
 	    "  --size N[KMG]       per-thread region (pft/check 8M, page_fault1 128M,\n"
@@ -1361,6 +1377,8 @@ static void parse_args(int argc, char **argv)
 				opt.source = S_ZERO;
 			else if (!strcmp(optarg, "slow"))
 				opt.source = S_SLOW;
+			else if (!strcmp(optarg, "async"))
+				opt.source = S_ASYNC;
 			else
 				bad_usage("unknown source '%s'", optarg);
 			break;

@@ -139,4 +139,133 @@ static int slow_fill(void *arg, uint64_t offset, void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * The asynchronous slow source: its fill only queues the page on a delay
+ * line; one completer thread fills and completes each page once its
+ * latency has passed, all due pages per wake-up (as an I/O completion path
+ * would). Many fills are in flight at once; none holds a worker.
+ */
+struct dl_item {
+	uint64_t due_ns;
+	struct ufault_completion *c;
+	void *buf;
+	uint64_t offset;
+	size_t len;
+};
+
+#define DL_CAP 65536u
+
+struct delay_line {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	struct dl_item ring[DL_CAP];
+	unsigned int head, tail; /* tail - head items queued */
+	unsigned int latency_us;
+	bool stop;
+	pthread_t thread;
+};
+
+static uint64_t dl_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *dl_main(void *arg)
+{
+	struct delay_line *dl = arg;
+	struct dl_item due[256];
+
+	pthread_mutex_lock(&dl->lock);
+	for (;;) {
+		unsigned int n = 0;
+		uint64_t now = dl_now_ns();
+
+		while (dl->head != dl->tail && n < 256 && dl->ring[dl->head % DL_CAP].due_ns <= now)
+			due[n++] = dl->ring[dl->head++ % DL_CAP];
+		if (n) {
+			pthread_mutex_unlock(&dl->lock);
+			for (unsigned int i = 0; i < n; i++) {
+				fill_pattern(due[i].buf, due[i].offset, due[i].len);
+				ufault_complete(due[i].c, 0);
+			}
+			pthread_mutex_lock(&dl->lock);
+			continue;
+		}
+		if (dl->stop)
+			break;
+		if (dl->head == dl->tail) {
+			pthread_cond_wait(&dl->cond, &dl->lock);
+		} else {
+			uint64_t t = dl->ring[dl->head % DL_CAP].due_ns;
+			struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u),
+					      .tv_nsec = (long)(t % 1000000000u)};
+
+			pthread_cond_timedwait(&dl->cond, &dl->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&dl->lock);
+	return NULL;
+}
+
+static int async_fill(void *arg, uint64_t offset, void *buf, size_t len,
+		      struct ufault_completion *c)
+{
+	struct delay_line *dl = arg;
+	bool was_empty;
+
+	pthread_mutex_lock(&dl->lock);
+	if (dl->tail - dl->head == DL_CAP) {
+		pthread_mutex_unlock(&dl->lock);
+		return -EAGAIN; /* cannot happen below DL_CAP fills in flight */
+	}
+	was_empty = dl->head == dl->tail;
+	dl->ring[dl->tail++ % DL_CAP] = (struct dl_item){
+	    .due_ns = dl_now_ns() + (uint64_t)dl->latency_us * 1000u,
+	    .c = c,
+	    .buf = buf,
+	    .offset = offset,
+	    .len = len,
+	};
+	if (was_empty)
+		pthread_cond_signal(&dl->cond);
+	pthread_mutex_unlock(&dl->lock);
+	return 0;
+}
+
+static struct delay_line *dl_start(unsigned int latency_us)
+{
+	struct delay_line *dl = calloc(1, sizeof(*dl));
+	pthread_condattr_t attr;
+
+	if (!dl)
+		return NULL;
+	dl->latency_us = latency_us;
+	pthread_mutex_init(&dl->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&dl->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&dl->thread, NULL, dl_main, dl)) {
+		free(dl);
+		return NULL;
+	}
+	return dl;
+}
+
+/* After the context is destroyed (no fill can be queued any more). */
+static void dl_stop(struct delay_line *dl)
+{
+	pthread_mutex_lock(&dl->lock);
+	dl->stop = true;
+	pthread_cond_signal(&dl->cond);
+	pthread_mutex_unlock(&dl->lock);
+	pthread_join(dl->thread, NULL);
+	pthread_cond_destroy(&dl->cond);
+	pthread_mutex_destroy(&dl->lock);
+	free(dl);
+}
+
 #endif /* FAULT_STORM_UTIL_H */

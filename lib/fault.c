@@ -242,8 +242,13 @@ void ufault_complete(struct ufault_completion *c, int result)
 	while (!__atomic_compare_exchange_n(&env->done, &req->next, req, true, __ATOMIC_RELEASE,
 					    __ATOMIC_RELAXED))
 		;
-	/* A failed write means the counter is saturated: a wake-up is due. */
-	if (write(env->done_fd, &one, sizeof(one)) < 0)
+	/*
+	 * Only the push onto an empty stack wakes the worker: it takes the
+	 * whole stack once woken, so later pushes ride on that wake-up (one
+	 * eventfd write per batch of completions, not per completion). A
+	 * failed write means the counter is saturated: a wake-up is due.
+	 */
+	if (!req->next && write(env->done_fd, &one, sizeof(one)) < 0)
 		return;
 }
 
