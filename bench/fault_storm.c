@@ -1132,9 +1132,9 @@ static void print_header(void)
 	       thp_always ? "always (NOHUGEPAGE on baselines)" : "not always");
 	printf("pinned: %s; timer slack 1 ns (so a 50 us fill sleeps ~50 us, not 100)\n",
 	       opt.pin ? "yes, every thread on CPU 0 (workers inherit it)" : "no");
-	printf("workers/uffds: zero source -> %s; slow source -> %s\n",
+	printf("workers/uffds: zero and async sources -> %s; slow source -> %s\n",
 	       opt.workers || opt.uffds ? "as --workers/--uffds say"
-					: "ufault defaults (nr_workers = CPUs, 1 uffd)",
+					: "ufault defaults (1 worker, 1 uffd)",
 	       opt.workers || opt.uffds ? "as --workers/--uffds say"
 					: "nr_workers = nr_uffds = max(fault threads, CPUs)");
 	printf("minimal: one handler thread, poll -> read 1 msg -> zero: UFFDIO_COPY of a zeroed "
@@ -1182,7 +1182,8 @@ static void usage(FILE *f)
 	    "                      ebizzy 512K, mixed 4M)\n"
 	    "  --proxy-size N      mixed: proxy arena size (default 16M)\n"
 	    "  --runs N            repetitions, median reported (default 1, check 5)\n"
-	    "  --workers N         ufault nr_workers (default: CPUs; slow source: max(T, CPUs))\n"
+	    "  --workers N         ufault nr_workers (default: the library's, 1 per uffd;\n"
+	    "                      slow source: max(T, CPUs))\n"
 	    "  --uffds N           ufault nr_uffds (default: 1; slow source: = workers)\n"
 	    "  --pin               pin every thread (ufault workers too) to CPU 0\n"
 	    "  --json              one JSON object per line instead of tables\n"

@@ -61,12 +61,13 @@ void ufault_config_init(struct ufault_config *cfg)
 static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cfg,
 			  enum ufault_lock_mode *mode)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	uint64_t sys_page = ufault__sys_page();
 	const char *env;
 
-	ctx->nr_workers = cfg->nr_workers ? cfg->nr_workers : (cpus > 0 ? (unsigned int)cpus : 1);
+	/* One worker per uffd unless asked: measured (BENCHMARKS.md), more
+	 * workers on one uffd mostly add wake-ups. */
 	ctx->nr_uffds = cfg->nr_uffds ? cfg->nr_uffds : 1;
+	ctx->nr_workers = cfg->nr_workers ? cfg->nr_workers : ctx->nr_uffds;
 	ctx->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;
 	ctx->max_page_size = cfg->max_page_size ? cfg->max_page_size : DEFAULT_MAX_PAGE;
 	*mode = cfg->lock_mode;

@@ -86,7 +86,11 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  *                fields past it take their defaults; a larger one is -EINVAL.
  *                The smallest accepted is UFAULT_CONFIG_SIZE_VER0 (the
  *                struct of release 0.1); anything smaller is -EINVAL.
- * @nr_workers:   worker threads; 0 means the number of online CPUs.
+ * @nr_workers:   worker threads; 0 means one per uffd (nr_uffds). One
+ *                worker keeps many asynchronous fills in flight, and extra
+ *                workers on one uffd mostly add wake-ups (BENCHMARKS.md);
+ *                a synchronous callback that blocks (e.g. pread) holds its
+ *                worker for its length, so give those more workers.
  * @nr_uffds:     userfaultfds the regions are spread over (round robin at
  *                registration); worker i reads uffd i % nr_uffds, with no
  *                dispatcher in between. 0 means 1. Clamped to nr_workers.

@@ -270,8 +270,14 @@ static void test_ctx_create_args(void **state)
 
 	assert_int_equal(ufault_ctx_create(&ctx, NULL), 0);
 	assert_int_equal(ufault_ctx_lock_mode(ctx), UFAULT_LOCK_SPEC);
-	/* nr_workers 0 means the number of online CPUs. */
-	assert_int_equal(ufault_ctx_nr_workers(ctx), (unsigned int)sysconf(_SC_NPROCESSORS_ONLN));
+	/* nr_workers 0 means one per uffd. */
+	assert_int_equal(ufault_ctx_nr_workers(ctx), 1);
+	ufault_ctx_destroy(ctx);
+	ufault_config_init(&cfg);
+	cfg.nr_uffds = 3;
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), 0);
+	assert_int_equal(ufault_ctx_nr_workers(ctx), 3);
+	assert_int_equal(ufault_ctx_nr_uffds(ctx), 3);
 	ufault_ctx_destroy(ctx);
 
 	ufault_config_init(&cfg);
