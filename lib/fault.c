@@ -21,6 +21,7 @@
  * the worker's own stats and bounce buffer. Nothing shared is written here.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -115,6 +116,9 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 		 * install just that one.
 		 */
 		ret = install_range(env, r, fd, addr, sys, addr - page, f, flags);
+		/* Threads parked on the page's other system pages (faults that
+		 * joined this one) fault again and install their own. */
+		ufault__uffd_wake(fd, page, len);
 	}
 	switch (ufault__uffd_classify(ret)) {
 	case UFAULT__UFFD_OK:
@@ -252,6 +256,17 @@ void ufault_complete(struct ufault_completion *c, int result)
 		return;
 }
 
+void ufault__fault_read_done(struct ufault__fault_env *env, void *data, int res)
+{
+	struct ufault__req *req = data;
+	size_t len = req->r->page_size;
+
+	(void)env;
+	if (res >= 0 && (size_t)res < len)
+		memset((char *)req->buf + res, 0, len - (size_t)res);
+	ufault_complete((struct ufault_completion *)req, res < 0 ? res : 0);
+}
+
 struct ufault__req *ufault__fault_take_done(struct ufault__fault_env *env)
 {
 	return __atomic_exchange_n(&env->done, NULL, __ATOMIC_ACQUIRE);
@@ -297,8 +312,8 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	__atomic_store_n(&req->state, REQ_FILLING, __ATOMIC_RELAXED);
 	ufault__region_pin(r);
 	*pinned = true;
-	ret =
-	    ops->start(&r->src->user, off, r->page_size, req->buf, (struct ufault_completion *)req);
+	ret = ops->start(&r->src->user, off, r->page_size, req->buf,
+			 (struct ufault_completion *)req, env->ring);
 	if (ret < 0) {
 		req->result = ret;
 		return true;

@@ -51,7 +51,8 @@ struct ufault__fault_env {
 	unsigned int nr_pending; /* asynchronous fills in flight */
 	struct ufault__req *inflight[UFAULT__INFLIGHT_HASH]; /* pending, by page */
 	struct ufault__req *done; /* atomic stack: completed, for the worker */
-	int done_fd;		  /* eventfd: something was pushed on done */
+	int done_fd;		  /* eventfd: something was pushed on done, or a CQE */
+	struct io_uring *ring;	  /* the worker's: sources queue their reads here */
 };
 
 enum ufault__fault_result {
@@ -85,5 +86,9 @@ enum ufault__fault_result ufault__fault_finish(struct ufault__fault_env *env,
 					       struct ufault__req *req);
 /* The requests completed since the last call (any order), linked by next. */
 struct ufault__req *ufault__fault_take_done(struct ufault__fault_env *env);
+/* A read a source queued on the worker's ring completed (@data: its user
+ * data, @res: the CQE's result): complete its request. A short read is the
+ * end of the file: the rest of the page reads as zeros. */
+void ufault__fault_read_done(struct ufault__fault_env *env, void *data, int res);
 
 #endif

@@ -29,6 +29,8 @@ static const struct ufault__source_ops *ops_of(enum ufault_source_type type)
 		return &ufault__source_callback;
 	case UFAULT_SOURCE_ASYNC:
 		return &ufault__source_async;
+	case UFAULT_SOURCE_FILE:
+		return &ufault__source_file;
 	}
 	return NULL;
 }
@@ -72,6 +74,13 @@ int ufault__source_create(struct ufault__slab *slab, const struct ufault_source 
 		return -ENOMEM;
 	s->user = norm;
 	s->ops = ops_of(norm.type);
+	if (s->ops->init) {
+		ret = s->ops->init(&s->user, log);
+		if (ret) {
+			ufault__slab_free(slab, s);
+			return ret;
+		}
+	}
 	s->slab = slab;
 	s->refs = 1;
 	*out = s;
@@ -86,6 +95,8 @@ void ufault__source_put(struct ufault__source *s)
 		ufault__witness_assert_unlocked("calling a source release hook");
 		s->user.release(s->user.release_arg);
 	}
+	if (s->ops->fini)
+		s->ops->fini(&s->user);
 	ufault__slab_free(s->slab, s);
 }
 

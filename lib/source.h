@@ -4,8 +4,8 @@
  * regions share.
  *
  * Each source type is one file (source_zero.c, source_snapshot.c,
- * source_callback.c, source_async.c) providing one ops table; the fault
- * path only calls through it. A registration makes one struct ufault__source, holding the
+ * source_callback.c, source_async.c, source_file.c) providing one ops
+ * table; the fault path only calls through it. A registration makes one struct ufault__source, holding the
  * caller's struct and a reference count: every region made from it (the
  * region itself, and the pieces a split or a replacement leaves) holds a
  * reference, dropped when the region is freed after its QSBR grace period.
@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <liburing.h>
 #include <ufault/ufault.h>
 
 #include "alloc.h"
@@ -31,6 +32,11 @@ struct ufault__source_ops {
 	const char *name;
 	/* 0 if @src is usable, else -EINVAL (and the reason logged). */
 	int (*validate)(const struct ufault_source *src, const struct ufault__log *log);
+	/* Optional: take what the source needs from the caller's resources
+	 * (a duplicated fd) into the source object's copy; 0 or -errno.
+	 * fini undoes it when the source object goes. */
+	int (*init)(struct ufault_source *src, const struct ufault__log *log);
+	void (*fini)(struct ufault_source *src);
 	/*
 	 * Produce @len bytes at source offset @off. Returns 0 with *data
 	 * pointing at the bytes to copy (into @buf, or straight at source
@@ -42,16 +48,19 @@ struct ufault__source_ops {
 	/*
 	 * Asynchronous sources instead (fill is NULL): start producing @len
 	 * bytes at @off into @buf; 0 when started (ufault_complete(@c) follows,
-	 * possibly before this returns), else -errno (nothing follows).
+	 * possibly before this returns, or a read queued on @ring with @c as
+	 * its user data completes), else -errno (nothing follows). @ring is
+	 * the worker's; the worker submits what was queued.
 	 */
 	int (*start)(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
-		     struct ufault_completion *c);
+		     struct ufault_completion *c, struct io_uring *ring);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;
 extern const struct ufault__source_ops ufault__source_snapshot;
 extern const struct ufault__source_ops ufault__source_callback;
 extern const struct ufault__source_ops ufault__source_async;
+extern const struct ufault__source_ops ufault__source_file;
 
 struct ufault__source {
 	struct ufault_source user; /* the caller's struct, at this library's size */

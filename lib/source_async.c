@@ -18,8 +18,9 @@ static int async_validate(const struct ufault_source *src, const struct ufault__
 }
 
 static int async_start(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
-		       struct ufault_completion *c)
+		       struct ufault_completion *c, struct io_uring *ring)
 {
+	(void)ring;
 	int ret = src->async.fill(src->async.arg, off, buf, len, c);
 
 	return ret > 0 ? -EIO : ret; /* a positive return is a caller bug */

@@ -91,11 +91,18 @@ static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, u
 	start_fault(w, addr, flags, t0);
 }
 
-/* Finish the requests whose asynchronous fills completed. */
+/* Finish the requests whose asynchronous fills completed: reads on the
+ * ring first (they complete onto the same list). */
 static void handle_done(struct ufault__worker *w)
 {
-	struct ufault__req *req = ufault__fault_take_done(&w->env), *next;
+	struct ufault__req *req, *next;
+	struct io_uring_cqe *cqe;
 
+	while (w->ring_ok && !io_uring_peek_cqe(&w->ring, &cqe)) {
+		ufault__fault_read_done(&w->env, io_uring_cqe_get_data(cqe), cqe->res);
+		io_uring_cqe_seen(&w->ring, cqe);
+	}
+	req = ufault__fault_take_done(&w->env);
 	for (; req; req = next) {
 		next = req->next;
 		settle(w, req, ufault__fault_finish(&w->env, req));
@@ -299,6 +306,9 @@ static void *worker_main(void *arg)
 		handle_done(w);
 		if (w->defer.n && !stop)
 			retry_deferred(w);
+		/* One submission for the reads this round queued. */
+		if (w->ring_ok && io_uring_sq_ready(&w->ring))
+			io_uring_submit(&w->ring);
 		if (set_reading(w, w->epfd, w->nr_free && !stop))
 			failed = true;
 		if (failed) {
@@ -319,6 +329,9 @@ static void worker_free(struct ufault__worker *w)
 	if (w->epfd >= 0)
 		close(w->epfd);
 	ufault__defer_destroy(&w->defer);
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring);
+	w->ring_ok = false;
 	ufault__fault_env_destroy(&w->env);
 	ufault__pages_unmap(w->reqs, sizeof(*w->reqs) * ctx->max_inflight);
 	ufault__pages_unmap(w->bufs, ctx->max_page_size * ctx->max_inflight);
@@ -329,11 +342,28 @@ static void worker_free(struct ufault__worker *w)
 static int pool_init(struct ufault__worker *w)
 {
 	struct ufault_ctx *ctx = w->env.ctx;
+	int ret;
 
 	w->reqs = ufault__pages_map(sizeof(*w->reqs) * ctx->max_inflight);
 	w->bufs = ufault__pages_map(ctx->max_page_size * ctx->max_inflight);
 	if (!w->reqs || !w->bufs)
 		return -ENOMEM;
+	/*
+	 * An entry per request: a read is queued only for a request. Without
+	 * io_uring (kernel.io_uring_disabled, seccomp) the context still works;
+	 * only file sources fail their fills (-EOPNOTSUPP, the error policy).
+	 */
+	ret = io_uring_queue_init(ctx->max_inflight, &w->ring, 0);
+	if (!ret) {
+		w->ring_ok = true;
+		ret = io_uring_register_eventfd(&w->ring, w->env.done_fd);
+		if (ret)
+			return ret;
+		w->env.ring = &w->ring;
+	} else if (!w->id) {
+		ufault__warn(&ctx->log, "io_uring: %s: file sources will fail their fills",
+			     ufault_strerror(ret));
+	}
 	for (unsigned int i = ctx->max_inflight; i--;) {
 		w->reqs[i].buf = (char *)w->bufs + (size_t)i * ctx->max_page_size;
 		req_put(w, &w->reqs[i]);

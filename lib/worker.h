@@ -32,6 +32,8 @@ struct ufault__worker {
 	void *bufs;		       /* and their buffers */
 	struct ufault__req *free_reqs; /* free list of the pool */
 	unsigned int nr_free;
+	struct io_uring ring; /* reads of file sources; CQEs signal env.done_fd */
+	bool ring_ok;
 	unsigned int batch_seq;	 /* atomic; odd while reading or handling messages */
 	int inject_err;		 /* atomic; tests: the next read fails with it */
 	unsigned int err_budget; /* read-error lines left before going quiet */

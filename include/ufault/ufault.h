@@ -186,7 +186,11 @@ enum ufault_source_type {
 	UFAULT_SOURCE_SNAPSHOT, /* bytes copied from a caller's buffer */
 	UFAULT_SOURCE_CALLBACK, /* a user function fills a bounce buffer */
 	UFAULT_SOURCE_ASYNC,	/* a user function starts a fill, completed later */
+	UFAULT_SOURCE_FILE,	/* a file, read through the worker's io_uring */
 };
+
+/* File source flags. */
+#define UFAULT_FILE_DIRECT (1u << 0) /* read with O_DIRECT (a private reopen of the fd) */
 
 /**
  * ufault_fill_fn - produce @len bytes of source data at source @offset.
@@ -277,6 +281,17 @@ typedef void (*ufault_release_fn)(void *arg);
  * @callback.fill, @callback.arg: CALLBACK; @arg stays valid until the
  *          release hook runs (or ufault_ctx_destroy() returns).
  * @async.fill, @async.arg: ASYNC, likewise.
+ * @file.fd, @file.flags: FILE: an open file (regular or block device),
+ *          readable; ufault duplicates it at registration (the caller may
+ *          close its own; the duplicate is closed when the source is
+ *          released). The region's byte at source offset o is the file's
+ *          byte at o, read asynchronously (IORING_OP_READ on the faulting
+ *          worker's ring, many in flight); bytes past the end of the file
+ *          read as zeros; a read error applies the region's error policy.
+ *          The mapping is private: writes stay in memory. UFAULT_FILE_DIRECT
+ *          reads with O_DIRECT (a reopen through /proc/self/fd, so the
+ *          caller's file is untouched; needs @offset aligned to the system
+ *          page).
  *
  * The struct is copied at registration.
  */
@@ -299,6 +314,10 @@ struct ufault_source {
 			ufault_fill_async_fn fill;
 			void *arg;
 		} async;
+		struct {
+			int fd;
+			unsigned int flags;
+		} file;
 	};
 };
 

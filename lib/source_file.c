@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/*
+ * source_file.c - a file read through the faulting worker's io_uring: one
+ * IORING_OP_READ per fill, many in flight, completed by the worker when the
+ * CQE arrives (fault.c: short reads past EOF become zeros). The source
+ * object holds its own duplicate of the caller's fd, or with
+ * UFAULT_FILE_DIRECT a private O_DIRECT reopen.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "source.h"
+#include "util.h"
+
+static int file_validate(const struct ufault_source *src, const struct ufault__log *log)
+{
+	int fl = src->file.fd >= 0 ? fcntl(src->file.fd, F_GETFL) : -1;
+	struct stat st;
+
+	if (fl < 0 || fstat(src->file.fd, &st)) {
+		ufault__warn(log, "file source: fd %d is not open", src->file.fd);
+		return -EINVAL;
+	}
+	if ((fl & O_ACCMODE) == O_WRONLY) {
+		ufault__warn(log, "file source: fd %d is not open for reading", src->file.fd);
+		return -EINVAL;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		ufault__warn(log, "file source: fd %d is not a regular file or block device",
+			     src->file.fd);
+		return -EINVAL;
+	}
+	if (src->file.flags & ~UFAULT_FILE_DIRECT) {
+		ufault__warn(log, "file source: unknown flags %#x",
+			     src->file.flags & ~UFAULT_FILE_DIRECT);
+		return -EINVAL;
+	}
+	if ((src->file.flags & UFAULT_FILE_DIRECT) && src->offset % ufault__sys_page()) {
+		ufault__warn(log, "file source: O_DIRECT needs an offset aligned to %llu",
+			     (unsigned long long)ufault__sys_page());
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int file_init(struct ufault_source *src, const struct ufault__log *log)
+{
+	char path[64];
+	int fd;
+
+	if (src->file.flags & UFAULT_FILE_DIRECT) {
+		/* F_SETFL on a dup would change the caller's file too. */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", src->file.fd);
+		fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	} else {
+		fd = fcntl(src->file.fd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (fd < 0) {
+		fd = -errno;
+		ufault__warn(log, "file source: %s fd %d: %s",
+			     (src->file.flags & UFAULT_FILE_DIRECT) ? "reopening (O_DIRECT)"
+								    : "duplicating",
+			     src->file.fd, ufault_strerror(fd));
+		return fd;
+	}
+	src->file.fd = fd;
+	return 0;
+}
+
+static void file_fini(struct ufault_source *src)
+{
+	close(src->file.fd);
+}
+
+static int file_start(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
+		      struct ufault_completion *c, struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ring)
+		return -EOPNOTSUPP; /* this worker has no io_uring */
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe) {
+		/* The ring has an entry per request: only unsubmitted ones. */
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			return -EAGAIN;
+	}
+	io_uring_prep_read(sqe, src->file.fd, buf, (unsigned int)len, off);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+const struct ufault__source_ops ufault__source_file = {
+    .name = "file",
+    .validate = file_validate,
+    .init = file_init,
+    .fini = file_fini,
+    .start = file_start,
+};
