@@ -232,7 +232,7 @@ static void locks_drop(struct ufault__fault_env *env, struct ufault__req *req)
 
 void ufault_complete(struct ufault_completion *c, int result)
 {
-	struct ufault__req *req = (struct ufault__req *)c;
+	struct ufault__req *req = (struct ufault__req *)c, *head;
 	struct ufault__fault_env *env = req->env;
 	int filling = REQ_FILLING;
 	uint64_t one = 1;
@@ -242,18 +242,27 @@ void ufault_complete(struct ufault_completion *c, int result)
 	if (__atomic_compare_exchange_n(&req->state, &filling, REQ_INLINE, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE))
 		return;
-	req->next = __atomic_load_n(&env->done, __ATOMIC_RELAXED);
-	while (!__atomic_compare_exchange_n(&env->done, &req->next, req, true, __ATOMIC_RELEASE,
-					    __ATOMIC_RELAXED))
-		;
+	/*
+	 * Once pushed, the request is the worker's (it may be reused at
+	 * once): only the local copy of the old head is read afterwards. The
+	 * worker may even finish its last fill and stop: `completing` keeps
+	 * it (and the eventfd) until this write is done.
+	 */
+	__atomic_fetch_add(&env->completing, 1, __ATOMIC_ACQ_REL);
+	head = __atomic_load_n(&env->done, __ATOMIC_RELAXED);
+	do
+		req->next = head;
+	while (!__atomic_compare_exchange_n(&env->done, &head, req, true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED));
 	/*
 	 * Only the push onto an empty stack wakes the worker: it takes the
 	 * whole stack once woken, so later pushes ride on that wake-up (one
 	 * eventfd write per batch of completions, not per completion). A
 	 * failed write means the counter is saturated: a wake-up is due.
 	 */
-	if (!req->next && write(env->done_fd, &one, sizeof(one)) < 0)
-		return;
+	if (!head && write(env->done_fd, &one, sizeof(one)) < 0)
+		ufault__debug(&env->ctx->log, "completion wake-up: %s", ufault_strerror(-errno));
+	__atomic_fetch_sub(&env->completing, 1, __ATOMIC_RELEASE);
 }
 
 void ufault__fault_read_done(struct ufault__fault_env *env, void *data, int res)

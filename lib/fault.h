@@ -49,6 +49,7 @@ struct ufault__fault_env {
 	struct ufault_ctx *ctx;
 	unsigned int log_budget; /* source-error lines left before going quiet */
 	unsigned int nr_pending; /* asynchronous fills in flight */
+	unsigned int completing; /* atomic: ufault_complete() calls under way */
 	struct ufault__req *inflight[UFAULT__INFLIGHT_HASH]; /* pending, by page */
 	struct ufault__req *done; /* atomic stack: completed, for the worker */
 	int done_fd;		  /* eventfd: something was pushed on done, or a CQE */

@@ -279,7 +279,9 @@ static void *worker_main(void *arg)
 		 */
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
 		ufault__regions_reclaim(&ctx->regions);
-		n = epoll_wait(w->epfd, ev, 4, w->defer.n ? DEFER_POLL_MS : -1);
+		/* Stopping, the last completions may need a look without a
+		 * wake-up of their own (see ufault__fault_env.completing). */
+		n = epoll_wait(w->epfd, ev, 4, w->defer.n || stop ? DEFER_POLL_MS : -1);
 		ufault__qsbr_online(&ctx->qsbr, w->id);
 		if (n < 0 && errno != EINTR) {
 			log_error(w, "epoll_wait", -errno);
@@ -299,7 +301,8 @@ static void *worker_main(void *arg)
 		}
 		/* Stopping: the regions are gone (ufault_ctx_destroy); what
 		 * is left is to see every asynchronous fill complete. */
-		if (stop && !w->env.nr_pending)
+		if (stop && !w->env.nr_pending &&
+		    !__atomic_load_n(&w->env.completing, __ATOMIC_ACQUIRE))
 			break;
 		if (ready && !stop && drain(w, msgs) < 0)
 			failed = true;

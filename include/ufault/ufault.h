@@ -524,11 +524,11 @@ struct ufault_stats {
 	uint64_t proxy_ops;
 	uint64_t latency_p50_ns;
 	uint64_t latency_p99_ns;
-	uint64_t joined; /* since 0.2 */
+	uint64_t joined;
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
-#define UFAULT_STATS_SIZE_VER0 128
+#define UFAULT_STATS_SIZE_VER0 136
 
 /**
  * ufault_stats() - merge the per-worker counters into @out. Lock-free with
