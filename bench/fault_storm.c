@@ -101,6 +101,7 @@ struct opts {
 	bool json;
 	unsigned int workers; /* 0: policy below */
 	unsigned int uffds;   /* 0: policy below */
+	size_t fault_around;  /* ufault fault_around_max; 0: none */
 	enum variant variant;
 };
 
@@ -190,6 +191,7 @@ static void backend_open(struct backend *b, const struct run_cfg *rc)
 			cfg.nr_workers = opt.workers;
 		if (opt.uffds)
 			cfg.nr_uffds = opt.uffds;
+		cfg.fault_around_max = opt.fault_around;
 		err = ufault_ctx_create(&b->ctx, &cfg);
 		if (err)
 			die("ufault_ctx_create(%s): %s", mode_names[rc->mode],
@@ -1185,6 +1187,9 @@ static void usage(FILE *f)
 	    "  --workers N         ufault nr_workers (default: the library's, 1 per uffd;\n"
 	    "                      slow source: max(T, CPUs))\n"
 	    "  --uffds N           ufault nr_uffds (default: 1; slow source: = workers)\n"
+	    "  --fault-around N[K|M]  ufault fault_around_max: sequential faults install\n"
+	    "                      windows growing up to N (default 0: one page per fault,\n"
+	    "                      as the minimal handler)\n"
 	    "  --pin               pin every thread (ufault workers too) to CPU 0\n"
 	    "  --json              one JSON object per line instead of tables\n"
 	    "  --help\n");
@@ -1323,6 +1328,7 @@ static void parse_args(int argc, char **argv)
 		O_RUNS,
 		O_WORKERS,
 		O_UFFDS,
+		O_FAULT_AROUND,
 		O_PIN,
 		O_JSON
 	};
@@ -1340,6 +1346,7 @@ static void parse_args(int argc, char **argv)
 	    {"runs", required_argument, NULL, O_RUNS},
 	    {"workers", required_argument, NULL, O_WORKERS},
 	    {"uffds", required_argument, NULL, O_UFFDS},
+	    {"fault-around", required_argument, NULL, O_FAULT_AROUND},
 	    {"pin", no_argument, NULL, O_PIN},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"help", no_argument, NULL, 'h'},
@@ -1405,6 +1412,9 @@ static void parse_args(int argc, char **argv)
 			break;
 		case O_WORKERS:
 			opt.workers = (unsigned int)parse_long(optarg, "workers", 1, 4096);
+			break;
+		case O_FAULT_AROUND:
+			opt.fault_around = parse_size(optarg, "fault-around window");
 			break;
 		case O_UFFDS:
 			opt.uffds = (unsigned int)parse_long(optarg, "uffds", 1, 4096);

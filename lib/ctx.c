@@ -89,6 +89,15 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 		return -EINVAL;
 	}
 	ctx->max_inflight = cfg->max_inflight ? (unsigned int)cfg->max_inflight : DEFAULT_INFLIGHT;
+	ctx->fault_around_max = cfg->fault_around_max;
+	if (ctx->fault_around_max % sys_page || ctx->fault_around_max > ctx->max_page_size) {
+		ufault__warn(&ctx->log,
+			     "config: fault_around_max %zu must be a multiple of %llu, at most "
+			     "max_page_size %llu",
+			     cfg->fault_around_max, (unsigned long long)sys_page,
+			     (unsigned long long)ctx->max_page_size);
+		return -EINVAL;
+	}
 	if (ctx->max_page_size < sys_page || ctx->max_page_size > MAX_PAGE ||
 	    (ctx->max_page_size & (ctx->max_page_size - 1))) {
 		ufault__warn(

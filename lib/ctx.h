@@ -31,6 +31,7 @@ struct ufault_ctx {
 	unsigned int nr_uffds;
 	unsigned int batch;
 	unsigned int max_inflight; /* requests per worker */
+	uint64_t fault_around_max; /* bytes; <= a region's page: none */
 	uint64_t max_page_size;
 	uint64_t features; /* granted by the kernel (same on every uffd) */
 	int *uffds;

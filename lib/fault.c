@@ -100,7 +100,7 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 {
 	struct ufault_ctx *ctx = env->ctx;
 	int fd = ufault__region_uffd(r);
-	uint64_t len = r->page_size, sys = ufault__sys_page(), done;
+	uint64_t len = f->len, sys = ufault__sys_page(), done;
 	int ret;
 
 	if (f->result < 0) {
@@ -108,7 +108,17 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 		log_source_error(env, r, page, f->result);
 	}
 	ret = install_range(env, r, fd, page, len, 0, f, flags);
-	if (ufault__uffd_classify(ret) == UFAULT__UFFD_NOVMA && len > sys) {
+	if (len > r->page_size && (!ret || ufault__uffd_classify(ret) == UFAULT__UFFD_RESOLVED))
+		ufault__stat_add(&env->stats, UFAULT__STAT_FA_PAGES, (len - r->page_size) / sys);
+	if (ufault__uffd_classify(ret) == UFAULT__UFFD_NOVMA && len > r->page_size) {
+		/* A fault-around window crossed a VMA boundary: the faulting
+		 * region page alone, and the region's run starts over. */
+		uint64_t rp = ufault__region_page(r, addr);
+
+		__atomic_store_n(&r->fa_len, 0, __ATOMIC_RELAXED);
+		ret = install_range(env, r, fd, rp, r->page_size, rp - page, f, flags);
+	}
+	if (ufault__uffd_classify(ret) == UFAULT__UFFD_NOVMA && r->page_size > sys) {
 		/*
 		 * The region page is not inside one VMA any more: mprotect(2),
 		 * madvise(2) or munmap(2) cut it behind ufault's back. The
@@ -268,7 +278,7 @@ void ufault_complete(struct ufault_completion *c, int result)
 void ufault__fault_read_done(struct ufault__fault_env *env, void *data, int res)
 {
 	struct ufault__req *req = data;
-	size_t len = req->r->page_size;
+	size_t len = req->len;
 
 	(void)env;
 	if (res >= 0 && (size_t)res < len)
@@ -313,7 +323,7 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	*pinned = false;
 	req->data = NULL;
 	if (ops->fill) { /* may be slow: in spec mode no lock is held */
-		req->result = ops->fill(&r->src->user, off, r->page_size, req->buf, &req->data);
+		req->result = ops->fill(&r->src->user, off, req->len, req->buf, &req->data);
 		return true;
 	}
 	req->data = req->buf;
@@ -321,7 +331,7 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	__atomic_store_n(&req->state, REQ_FILLING, __ATOMIC_RELAXED);
 	ufault__region_pin(r);
 	*pinned = true;
-	ret = ops->start(&r->src->user, off, r->page_size, req->buf,
+	ret = ops->start(&r->src->user, off, req->len, req->buf,
 			 (struct ufault_completion *)req, env->ring);
 	if (ret < 0) {
 		req->result = ret;
@@ -369,6 +379,37 @@ static enum step install_step(struct ufault__fault_env *env, struct ufault__req 
 	return STEP_DONE;
 }
 
+/*
+ * The fault-around window starting at region page @page: twice the last
+ * one if this fault is where the region's sequential run was expected,
+ * else one region page; up to fault_around_max and the region's end. The
+ * hints are racy (several workers, no lock): a lost update only costs a
+ * smaller or larger window, never a wrong page.
+ */
+static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r,
+			     uint64_t page)
+{
+	uint64_t max = env->ctx->fault_around_max, ps = r->page_size, len = ps, last;
+
+	if (max <= ps)
+		return ps;
+	last = __atomic_load_n(&r->fa_len, __ATOMIC_RELAXED);
+	if (last && page == __atomic_load_n(&r->fa_next, __ATOMIC_RELAXED)) {
+		len = last * 2 < max ? last * 2 : max;
+		len -= len % ps;
+	} else if (last > ps) {
+		/* The run stopped: its last window's pages ahead may never be
+		 * touched (an upper bound: the program may come back). */
+		ufault__stat_add(&env->stats, UFAULT__STAT_FA_WASTED,
+				 (last - ps) / ufault__sys_page());
+	}
+	if (len > r->node.end - page)
+		len = r->node.end - page;
+	__atomic_store_n(&r->fa_next, page + len, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->fa_len, len, __ATOMIC_RELAXED);
+	return len;
+}
+
 /* Look the region up and take what the mode holds across the fill. */
 static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, struct ufault__req *req)
 {
@@ -394,6 +435,7 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 	}
 	req->r = r;
 	req->page = ufault__region_page(r, req->addr);
+	req->len = fault_around(env, r, req->page);
 	req->region_locked = false;
 	if (inflight_find(env, r, req->page)) {
 		/* Its install wakes every thread parked on the page. */

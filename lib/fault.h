@@ -30,6 +30,7 @@ struct ufault__req {
 	struct ufault__fault_env *env;
 	uint64_t addr; /* the faulting system page */
 	uint64_t page; /* the region page being filled */
+	uint64_t len;  /* bytes filled from @page: a region page or a window */
 	uint64_t t0;   /* when its message was read */
 	unsigned int flags;
 	int state;  /* atomic, enum in fault.c */

@@ -53,6 +53,9 @@ struct ufault_region {
 	int detached;	   /* read atomically; written under lock (write) */
 	unsigned int refs; /* atomic: 1 for the index (dropped after the grace
 			    * period), +1 per asynchronous fill in flight */
+	/* Fault-around (fault.c), racy hints updated by any worker: where a
+	 * sequential run's next fault is expected, and the last window. */
+	uint64_t fa_next, fa_len;
 	pthread_rwlock_t lock;
 	struct ufault_region *next_victim; /* proxy-local list, under the mm lock */
 };

@@ -109,6 +109,15 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  *                uffd: the kernel queues further faults (back-pressure, no
  *                memory growth). Each costs max_page_size of address space
  *                for its buffer (mapped MAP_NORESERVE, touched on use).
+ * @fault_around_max: the largest fault-around window, in bytes (a
+ *                multiple of the system page, at most max_page_size); 0 or
+ *                anything up to a region's page size means none. A fault at
+ *                the page right after the previous window of its region
+ *                (sequential access) fills and installs a window twice as
+ *                large, up to this; any other fault shrinks it back to one
+ *                region page. A window never crosses the region's end, never
+ *                overwrites a page already there, and falls back to one
+ *                page where it would cross a VMA boundary. Default 0.
  * @log_level:    the most verbose level passed on; default UFAULT_LOG_WARN.
  *                $UFAULT_LOG (error, warn, info, debug) overrides it; any
  *                other non-empty value is reported (a warning) and ignored.
@@ -123,7 +132,8 @@ struct ufault_config {
 	ufault_log_fn log_fn;
 	void *log_arg;
 	enum ufault_log_level log_level;
-	size_t max_inflight; /* since 0.2 */
+	size_t max_inflight;	 /* since 0.2 */
+	size_t fault_around_max; /* since 0.2 */
 };
 
 /* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
@@ -198,7 +208,7 @@ enum ufault_source_type {
  * @offset: byte offset in the source (the region's source offset plus the
  *          page's distance from the region start).
  * @buf:    bounce buffer of @len bytes; not registered memory.
- * @len:    a whole region page.
+ * @len:    whole region pages: one, or a fault-around window of several.
  *
  * Runs on a worker thread. Locks held while it runs, by lock mode:
  * spec: none; region: the region's read lock; range: the faulting page's
@@ -505,6 +515,12 @@ enum ufault_spec_abort {
  * @proxy_ops:      successful proxy calls.
  * @joined:         faults on a page whose fill was already in flight, which
  *                  waited for that fill instead of starting another.
+ * @fault_around_pages: system pages installed ahead of a fault by
+ *                  fault-around (not counting the faulting region page).
+ * @fault_around_wasted: of those, pages of windows whose sequential run
+ *                  stopped (the next fault of the region was elsewhere):
+ *                  an upper bound of the pages filled for nothing, since
+ *                  the program may still touch them later.
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -525,10 +541,12 @@ struct ufault_stats {
 	uint64_t latency_p50_ns;
 	uint64_t latency_p99_ns;
 	uint64_t joined;
+	uint64_t fault_around_pages;
+	uint64_t fault_around_wasted;
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
-#define UFAULT_STATS_SIZE_VER0 136
+#define UFAULT_STATS_SIZE_VER0 152
 
 /**
  * ufault_stats() - merge the per-worker counters into @out. Lock-free with
