@@ -12,11 +12,36 @@
  * a move carries its unit along. Every proxy operation on a slot uses
  * offsets and lengths in whole units, as the library requires.
  * Every ufault mapping gets a fresh generation g and a random source offset
- * so; its callback source fills the system page at source offset o with
- * page(o, g): word 0 names (g, o / system page size), the other words are a
- * hash of (o, g, i). No byte of any page is 0, so a zero byte (the kernel's
- * zero page, a lost install) is always a wrong byte. Any page read tells
- * which (o, g) it came from, and whether it is whole.
+ * so; its source serves the system page at source offset o as page(o, g):
+ * word 0 names (g, o / system page size), the other words are a hash of
+ * (o, g, i). No byte of any page is 0, so a zero byte (the kernel's zero
+ * page, a lost install, a short read) is always a wrong byte. Any page read
+ * tells which (o, g) it came from, and whether it is whole.
+ *
+ * Sources: each mapping's source is one of three kinds, by its generation
+ * number n (n % 3, a third each, deterministic):
+ *   callback  UFAULT_SOURCE_CALLBACK: the worker computes the page.
+ *   async     UFAULT_SOURCE_ASYNC: the fill hands the request to the
+ *             completer thread (one per mode, a small queue), which computes
+ *             the page and calls ufault_complete(c, 0) at once or after
+ *             50-200 us; one fill in four completes inline, inside the fill
+ *             function. The completer stops only after ufault_ctx_destroy(),
+ *             which must have waited for every fill started (checked).
+ *   file      UFAULT_SOURCE_FILE over a file made at start in /var/tmp
+ *             (unlinked at once; the descriptor stays open): NR_FILE_GENS
+ *             chunks of C = a slot + FILE_SLACK pages, chunk k holding
+ *             page(F, FILE_G0 + k) at file offset F. A file mapping takes
+ *             generation FILE_G0 + k, k = (n / 3) % NR_FILE_GENS (file
+ *             generations are reused, and never equal a counted one), and
+ *             source offset k * C plus fewer than FILE_SLACK pages: the
+ *             chunk holds a whole slot from there, so every byte a mapping
+ *             can show is page(o, g) of its entry, like the others. Half of
+ *             them read with UFAULT_FILE_DIRECT where the file system takes
+ *             O_DIRECT.
+ *             Without io_uring in this process (seccomp, io_uring_disabled)
+ *             there are no file sources: said once, and not required.
+ * A split refills its hole with a source of any kind serving the same
+ * (g, so): callback and async serve any generation, file only file ones.
  *
  * Per slot, a history ring of the (g, so) the slot has shown: a proxy
  * announces an entry (seq_hi) before the call that makes it visible and
@@ -63,6 +88,10 @@
  *
  * Each mode ends with one summary line:
  *   stress mode=M seconds=S reads=N proxy_ops=N wrong_bytes=N hangs=N
+ *          src_callback=N src_async=N src_file=N
+ * (src_*: mappings made with a source of that kind, the initial ones
+ * included). A mode fails if a kind was never used: no mapping made with it,
+ * no callback or async fill run, no page of a file generation checked.
  *
  * $UFAULT_TEST_SECONDS: seconds per mode (default 3; 2 under sanitizers).
  * $UFAULT_STRESS_MODE: spec, region, range or global: run that mode only.
@@ -72,12 +101,15 @@
  * generation, other page, mixture), the history window and the proxy op in
  * progress / last completed on the slot.
  */
+#include <fcntl.h>
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/syscall.h>
 
 #include <cmocka.h>
 
@@ -100,6 +132,10 @@
 #define NR_READERS 3
 #define NR_PROXIES 2
 #define MAX_BOUNDS SLOT_CAP
+#define NR_FILE_GENS 32	     /* generations the file source's file holds */
+#define FILE_SLACK 32	     /* pages of random source offset inside a chunk */
+#define FILE_G0 (1ull << 27) /* file generation k is FILE_G0 + k */
+#define AQ_CAP 256	     /* the completer's queue (fills in flight: 64) */
 
 enum slot_state { SLOT_FREE, SLOT_MAPPED, SLOT_DEAD };
 
@@ -119,6 +155,13 @@ static const char *const op_names[OP_NR] = {
     "replace", "remap", "move", "grow", "shrink", "split", "mprotect", "madvise",
 };
 static const unsigned int op_weight[OP_NR] = {20, 10, 15, 10, 10, 5, 10, 15};
+
+enum src_kind { SRC_CALLBACK, SRC_ASYNC, SRC_FILE, SRC_NR };
+
+static const char *const src_names[SRC_NR] = {"callback", "async", "file"};
+
+/* How an asynchronous fill completes. */
+enum { AC_INLINE, AC_NOW, AC_DELAYED, AC_NR };
 
 /*
  * Readers copy pages while a proxy may replace the mapping under them
@@ -155,6 +198,7 @@ struct slot {
 	struct hent hist[HIST];	 /* atomic fields */
 	int busy;		 /* atomic: op in progress + 1, for diagnostics */
 	int last_op;		 /* atomic: last op completed + 1, for diagnostics */
+	unsigned int kinds;	 /* atomic: bit per source kind of its regions, roughly */
 	/* proxy-only (under op) */
 	uint64_t g, so;
 	unsigned int bounds[MAX_BOUNDS]; /* first unit of each region */
@@ -169,6 +213,8 @@ struct counters {
 	uint64_t reads, checked, torn, skipped, unmapped_skips, big_reads;
 	uint64_t ops[OP_NR], big_ops, expected_failures, dead, efault;
 	uint64_t wrong_bytes;
+	uint64_t src[SRC_NR], src_direct; /* mappings made, by source kind */
+	uint64_t file_checked;		  /* pages of a file generation checked */
 };
 
 static struct {
@@ -185,7 +231,43 @@ static struct {
 	char fail_msg[1024]; /* first failure, under fail_lock */
 	pthread_mutex_t fail_lock;
 	struct counters cnt[NR_READERS + NR_PROXIES];
+	uint64_t src_setup[SRC_NR], setup_direct; /* the initial mappings' sources */
 } S;
+
+/* The file source's file (made once, in main). */
+static struct {
+	int fd;		   /* open for reading and writing; already unlinked */
+	bool ok;	   /* file sources work in this process (io_uring) */
+	bool direct;	   /* the file system takes O_DIRECT */
+	size_t chunk;	   /* bytes a generation: a slot + FILE_SLACK pages */
+	char why_not[160]; /* why !ok */
+} F = {.fd = -1};
+
+/*
+ * The completer: asynchronous fills queued for one thread, which computes
+ * the page, waits until due (0: at once) and completes them. pending
+ * counts the fills started and not completed (dropped before the
+ * completion, so ufault_ctx_destroy() returning means it is 0).
+ */
+struct areq {
+	struct ufault_completion *c;
+	void *buf;
+	size_t len;
+	uint64_t off, g, due;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct areq q[AQ_CAP]; /* [head, tail), under lock */
+	unsigned int head, tail;
+	bool stop; /* under lock */
+	pthread_t thread;
+	uint64_t seq;	     /* atomic: async fills started */
+	uint64_t pending;    /* atomic: started, not completed */
+	uint64_t how[AC_NR]; /* atomic: by how they completed */
+	uint64_t cb_fills;   /* atomic: callback fills */
+} A = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* ---------------------------------------------------------------- */
 /* The page function                                                 */
@@ -248,15 +330,89 @@ static void page_id(const uint64_t *w, uint64_t *g, uint64_t *o)
 	*o = (v & ID_MASK) * S.ps;
 }
 
-static int gen_fill(void *arg, uint64_t off, void *buf, size_t len)
+/* @len bytes from source offset @off of generation @g: what every source serves. */
+static void pattern_fill(uint64_t g, uint64_t off, void *buf, size_t len)
 {
-	uint64_t g = (uint64_t)(uintptr_t)arg;
 	uint64_t *w = buf;
 
 	for (size_t pg = 0; pg < len / S.ps; pg++)
 		for (size_t i = 0; i < S.ps / 8; i++)
 			w[pg * (S.ps / 8) + i] = page_word(off + pg * S.ps, g, i);
+}
+
+static int gen_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	pattern_fill((uint64_t)(uintptr_t)arg, off, buf, len);
+	__atomic_fetch_add(&A.cb_fills, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* Fills the request and completes it (the pending count drops first). */
+static void async_finish(const struct areq *r)
+{
+	pattern_fill(r->g, r->off, r->buf, r->len);
+	__atomic_fetch_sub(&A.pending, 1, __ATOMIC_RELEASE);
+	ufault_complete(r->c, 0);
+}
+
+/*
+ * The async source's fill: one in four completes here, the others go to the
+ * completer, to be completed at once or 50-200 us from now (a full queue
+ * completes here too).
+ */
+static int async_fill(void *arg, uint64_t off, void *buf, size_t len, struct ufault_completion *c)
+{
+	uint64_t n = __atomic_fetch_add(&A.seq, 1, __ATOMIC_RELAXED);
+	struct areq r = {.c = c, .buf = buf, .len = len, .off = off};
+	int how = n % 4 == 0 ? AC_INLINE : n % 4 == 1 ? AC_NOW : AC_DELAYED;
+
+	r.g = (uint64_t)(uintptr_t)arg;
+	__atomic_fetch_add(&A.pending, 1, __ATOMIC_RELAXED);
+	if (how != AC_INLINE) {
+		if (how == AC_DELAYED)
+			r.due = tu_now_ns() + (50 + mix64(n) % 151) * 1000;
+		pthread_mutex_lock(&A.lock);
+		if (A.tail - A.head < AQ_CAP) {
+			A.q[A.tail++ % AQ_CAP] = r;
+			pthread_cond_signal(&A.cond);
+		} else {
+			how = AC_INLINE;
+		}
+		pthread_mutex_unlock(&A.lock);
+	}
+	__atomic_fetch_add(&A.how[how], 1, __ATOMIC_RELAXED);
+	if (how == AC_INLINE)
+		async_finish(&r);
+	return 0;
+}
+
+static void *completer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&A.lock);
+	for (;;) {
+		struct areq r;
+
+		if (A.head == A.tail) {
+			if (A.stop)
+				break;
+			pthread_cond_wait(&A.cond, &A.lock);
+			continue;
+		}
+		r = A.q[A.head++ % AQ_CAP];
+		pthread_mutex_unlock(&A.lock);
+		if (r.due) {
+			struct timespec ts = {.tv_sec = (time_t)(r.due / 1000000000ull),
+					      .tv_nsec = (long)(r.due % 1000000000ull)};
+
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
+		async_finish(&r);
+		pthread_mutex_lock(&A.lock);
+	}
+	pthread_mutex_unlock(&A.lock);
+	return NULL;
 }
 
 /* -1 if @w is page(o, g), else the first differing word. */
@@ -288,16 +444,57 @@ static unsigned int unit_flags(unsigned int upp)
 	return upp > 1 ? UFAULT_REGION_PAGE_SHIFT(BIG_SHIFT) : 0;
 }
 
-static struct ufault_source gen_src(uint64_t g, uint64_t so)
+static bool is_file_gen(uint64_t g)
+{
+	return g >= FILE_G0 && g < FILE_G0 + NR_FILE_GENS;
+}
+
+/*
+ * A source of kind @k serving page(o, @g) at every source offset o the
+ * mapping can reach from @so (file: @g must be a file generation and @so in
+ * its chunk; @direct reads with O_DIRECT where the file system takes it).
+ */
+static struct ufault_source make_src(enum src_kind k, uint64_t g, uint64_t so, bool direct)
 {
 	struct ufault_source s;
 
-	ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
+	switch (k) {
+	case SRC_ASYNC:
+		ufault_source_init(&s, UFAULT_SOURCE_ASYNC);
+		s.async.fill = async_fill;
+		s.async.arg = (void *)(uintptr_t)g;
+		break;
+	case SRC_FILE:
+		ufault_source_init(&s, UFAULT_SOURCE_FILE);
+		s.file.fd = F.fd;
+		s.file.flags = direct && F.direct ? UFAULT_FILE_DIRECT : 0;
+		break;
+	default:
+		ufault_source_init(&s, UFAULT_SOURCE_CALLBACK);
+		s.callback.fill = gen_fill;
+		s.callback.arg = (void *)(uintptr_t)g;
+		break;
+	}
 	s.offset = so;
-	s.callback.fill = gen_fill;
-	s.callback.arg = (void *)(uintptr_t)g;
 	return s;
 }
+
+/* The source kind of generation number @n: n % 3, file ones only if usable. */
+static enum src_kind kind_of(uint64_t n)
+{
+	enum src_kind k = (enum src_kind)(n % SRC_NR);
+
+	if (k == SRC_FILE && !F.ok)
+		k = (enum src_kind)(n / SRC_NR % 2);
+	return k;
+}
+
+/* A fresh mapping's history entry (g, so) and source. */
+struct fresh {
+	uint64_t g, so;
+	enum src_kind kind;
+	struct ufault_source src;
+};
 
 /* ---------------------------------------------------------------- */
 /* Failures                                                          */
@@ -330,6 +527,18 @@ static char *slot_base(unsigned int i)
 static size_t unit(const struct slot *s)
 {
 	return (size_t)s->upp * S.ps;
+}
+
+/* Diagnostics: "callback+file", the source kinds in bit mask @m. */
+static const char *kinds_str(unsigned int m, char *buf, size_t n)
+{
+	size_t k = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < SRC_NR; i++)
+		if ((m & (1u << i)) && k < n)
+			k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? "+" : "", src_names[i]);
+	return m ? buf : "none";
 }
 
 /* Diagnostics: the kernel's view (VMAs) of slots [i - 1, i + 1]. */
@@ -368,15 +577,18 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
 		unsigned int pg = (unsigned int)((a - b) % S.span / S.ps);
 		struct slot *s = &S.slots[i];
 		int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
+		char kinds[32];
 
-		n = snprintf(msg, sizeof(msg),
-			     "FAIL [%s]: %s at %p: slot %u page %u, slot state %d "
-			     "len %u units of %u pages, proxy op in progress: %s\n",
-			     ufault_lock_mode_name(S.mode), sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
-			     si->si_addr, i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
-			     __atomic_load_n(&s->len, __ATOMIC_RELAXED),
-			     __atomic_load_n(&s->upp, __ATOMIC_RELAXED),
-			     busy ? op_names[busy - 1] : "none");
+		n = snprintf(
+		    msg, sizeof(msg),
+		    "FAIL [%s]: %s at %p: slot %u page %u, slot state %d "
+		    "len %u units of %u pages, sources %s, proxy op in progress: %s\n",
+		    ufault_lock_mode_name(S.mode), sig == SIGSEGV ? "SIGSEGV" : "SIGBUS",
+		    si->si_addr, i, pg, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+		    __atomic_load_n(&s->len, __ATOMIC_RELAXED),
+		    __atomic_load_n(&s->upp, __ATOMIC_RELAXED),
+		    kinds_str(__atomic_load_n(&s->kinds, __ATOMIC_RELAXED), kinds, sizeof(kinds)),
+		    busy ? op_names[busy - 1] : "none");
 	} else {
 		n = snprintf(msg, sizeof(msg),
 			     "FAIL [%s]: %s at %p (outside "
@@ -488,6 +700,7 @@ static uint64_t report_bad(const uint64_t *w, unsigned int i, unsigned int pg, u
 	bool zero = tu_zero_check(w, S.ps) < 0;
 	const char *what;
 	bool old_gen = false;
+	char kinds[32];
 
 	page_id(w, &fg, &fo);
 	/* Did the page come whole from a retired generation of this slot? */
@@ -506,15 +719,17 @@ static uint64_t report_bad(const uint64_t *w, unsigned int i, unsigned int pg, u
 		what = "a whole page of another (offset, generation)";
 	else
 		what = "a mixture / corrupted page";
-	failf("%s: slot %u page %u (%p, unit %u pages): read %s: %llu wrong bytes: expected g "
-	      "%llu offset 0x%llx (history window %llu..%llu), found word0 g %llu offset "
-	      "0x%llx, first bad word %ld (0x%016llx, want 0x%016llx); proxy "
+	failf("%s: slot %u page %u (%p, unit %u pages, sources %s): read %s: %llu wrong bytes: "
+	      "expected g %llu%s offset 0x%llx (history window %llu..%llu), found word0 g %llu "
+	      "offset 0x%llx, first bad word %ld (0x%016llx, want 0x%016llx); proxy "
 	      "op on the slot now: %s, last completed: %s",
 	      who, i, pg, (void *)(slot_base(i) + (size_t)pg * S.ps),
-	      __atomic_load_n(&s->upp, __ATOMIC_RELAXED), what, (unsigned long long)nwrong,
-	      (unsigned long long)g, (unsigned long long)o, (unsigned long long)lo,
-	      (unsigned long long)hi, (unsigned long long)fg, (unsigned long long)fo, bad,
-	      bad >= 0 ? (unsigned long long)w[bad] : 0ull,
+	      __atomic_load_n(&s->upp, __ATOMIC_RELAXED),
+	      kinds_str(__atomic_load_n(&s->kinds, __ATOMIC_RELAXED), kinds, sizeof(kinds)), what,
+	      (unsigned long long)nwrong, (unsigned long long)g,
+	      is_file_gen(g) ? " (a file generation)" : "", (unsigned long long)o,
+	      (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)fg,
+	      (unsigned long long)fo, bad, bad >= 0 ? (unsigned long long)w[bad] : 0ull,
 	      bad >= 0 ? (unsigned long long)page_word(o, g, (size_t)bad) : 0ull,
 	      __atomic_load_n(&s->busy, __ATOMIC_RELAXED)
 		  ? op_names[__atomic_load_n(&s->busy, __ATOMIC_RELAXED) - 1]
@@ -578,12 +793,18 @@ static void *reader_main(void *arg)
 				c->torn++;
 		} while (v == V_TORN && ++tries < 100);
 		pthread_rwlock_unlock(&s->rw);
-		if (v == V_OK)
+		if (v == V_OK) {
+			uint64_t fg, fo;
+
 			c->checked++;
-		else if (v == V_SKIP || v == V_TORN)
+			page_id(buf, &fg, &fo);
+			if (is_file_gen(fg))
+				c->file_checked++;
+		} else if (v == V_SKIP || v == V_TORN) {
 			c->skipped++;
-		else
+		} else {
 			cnt_add(&c->wrong_bytes, report_bad(buf, i, pg, lo, hi, "reader"));
+		}
 	}
 	beat(me, -1);
 	free(buf);
@@ -597,6 +818,34 @@ static void *reader_main(void *arg)
 static uint64_t rand_so(uint64_t *st)
 {
 	return (rnd(st) % (1u << 20)) * S.ps;
+}
+
+/* A fresh generation, its source kind, a random source offset. */
+static void fresh_src(struct fresh *f, uint64_t *st)
+{
+	uint64_t n = new_gen();
+	bool direct = rnd(st) & 1;
+
+	f->kind = kind_of(n);
+	if (f->kind == SRC_FILE) {
+		uint64_t k = n / SRC_NR % NR_FILE_GENS;
+
+		f->g = FILE_G0 + k;
+		f->so = k * F.chunk + rnd(st) % FILE_SLACK * S.ps;
+	} else {
+		f->g = n;
+		f->so = rand_so(st);
+	}
+	f->src = make_src(f->kind, f->g, f->so, direct);
+}
+
+/* A mapping was made with @src, of kind @k. */
+static void count_src(uint64_t *src, uint64_t *direct, enum src_kind k,
+		      const struct ufault_source *s)
+{
+	cnt_add(&src[k], 1);
+	if (k == SRC_FILE && (s->file.flags & UFAULT_FILE_DIRECT))
+		cnt_add(direct, 1);
 }
 
 /* Our PROT_NONE reservation back over a hole; false if somebody else's
@@ -674,27 +923,29 @@ static bool op_replace(unsigned int i, uint64_t *st, struct counters *c)
 {
 	struct slot *s = &S.slots[i];
 	unsigned int len = s->len, len2 = len + (unsigned int)(rnd(st) % (SLOT_CAP - len + 1));
-	uint64_t g = new_gen(), so = rand_so(st);
-	struct ufault_source src = gen_src(g, so);
+	struct fresh f;
 	void *r;
 
+	fresh_src(&f, st);
 	/* Same unit, at least as long: the old regions are wholly replaced. */
-	hist_announce(s, g, so);
-	r = ufault_mmap(S.ctx, slot_base(i), len2 * unit(s), RW, PA | MAP_FIXED, &src,
+	hist_announce(s, f.g, f.so);
+	r = ufault_mmap(S.ctx, slot_base(i), len2 * unit(s), RW, PA | MAP_FIXED, &f.src,
 			unit_flags(s->upp));
 	if (r != slot_base(i)) {
 		int e = errno;
 
 		/* The old mapping must be intact: re-announce it. */
 		hist_publish(s, s->g, s->so);
-		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u units of %u pages) over our own "
-		       "mapping failed: %s",
-		       i, len2, s->upp, strerror(e));
+		PFAILB("slot %u: ufault_mmap(MAP_FIXED, %u units of %u pages, %s source) over "
+		       "our own mapping failed: %s",
+		       i, len2, s->upp, src_names[f.kind], strerror(e));
 	}
 	hist_complete(s);
-	s->g = g;
-	s->so = so;
+	s->g = f.g;
+	s->so = f.so;
 	set_single_region(s);
+	count_src(c->src, &c->src_direct, f.kind, &f.src);
+	__atomic_store_n(&s->kinds, 1u << f.kind, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->len, len2, __ATOMIC_RELEASE);
 	return true;
 }
@@ -703,8 +954,7 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 {
 	struct slot *s = &S.slots[i];
 	unsigned int len = s->len, upp = s->upp;
-	uint64_t g = new_gen(), so = rand_so(st);
-	struct ufault_source src = gen_src(g, so);
+	struct fresh f;
 	bool whole = rnd(st) & 1;
 	size_t u2;
 	void *r;
@@ -716,6 +966,7 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 		whole = true;
 	}
 	u2 = (size_t)upp * S.ps;
+	fresh_src(&f, st);
 	wrlock2(s, NULL);
 	/* Either the mapping alone, or the whole slot: mapping + our
 	 * reservation (a non-ufault mapping in the range). */
@@ -725,7 +976,7 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 		pthread_rwlock_unlock(&s->rw);
 		PFAILB("slot %u: ufault_munmap: %s", i, strerror(e));
 	}
-	r = ufault_mmap(S.ctx, slot_base(i), len * u2, RW, PA | MAP_FIXED_NOREPLACE, &src,
+	r = ufault_mmap(S.ctx, slot_base(i), len * u2, RW, PA | MAP_FIXED_NOREPLACE, &f.src,
 			unit_flags(upp));
 	if (r != slot_base(i)) {
 		int e = errno;
@@ -734,13 +985,15 @@ static bool op_remap(unsigned int i, uint64_t *st, struct counters *c)
 			slot_kill(s, c);
 		} else {
 			pthread_rwlock_unlock(&s->rw);
-			PFAILB("slot %u: ufault_mmap(NOREPLACE, %u units of %u pages) into a "
-			       "hole: %s",
-			       i, len, upp, strerror(e));
+			PFAILB("slot %u: ufault_mmap(NOREPLACE, %u units of %u pages, %s source) "
+			       "into a hole: %s",
+			       i, len, upp, src_names[f.kind], strerror(e));
 		}
 	} else {
-		hist_publish(s, g, so);
+		hist_publish(s, f.g, f.so);
 		set_single_region(s);
+		count_src(c->src, &c->src_direct, f.kind, &f.src);
+		__atomic_store_n(&s->kinds, 1u << f.kind, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->upp, upp, __ATOMIC_RELEASE);
 		if (whole && !rereserve(slot_base(i) + len * u2, S.span - len * u2))
 			slot_kill(s, c);
@@ -794,6 +1047,7 @@ static bool op_move(unsigned int i, uint64_t *st, struct counters *c)
 	/* d takes over the memory, its unit, generation and source offset. */
 	hist_publish(d, s->g, s->so);
 	set_single_region(d);
+	__atomic_store_n(&d->kinds, __atomic_load_n(&s->kinds, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
 	__atomic_store_n(&d->upp, s->upp, __ATOMIC_RELEASE);
 	__atomic_store_n(&d->len, len2, __ATOMIC_RELEASE);
 	__atomic_store_n(&d->state, SLOT_MAPPED, __ATOMIC_RELEASE);
@@ -919,7 +1173,9 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 	unsigned int len = s->len, a, b, k, nb;
 	unsigned int nbounds[MAX_BOUNDS + 2];
 	struct ufault_source src;
+	enum src_kind kind;
 	bool done = false;
+	uint64_t n;
 	size_t u = unit(s);
 	void *r;
 
@@ -927,7 +1183,12 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 		return false;
 	a = 1 + (unsigned int)(rnd(st) % (len - 2));
 	b = 1 + (unsigned int)(rnd(st) % (len - 1 - a));
-	src = gen_src(s->g, s->so + a * u);
+	/* Any kind that can serve (g, so): a file one only a file generation. */
+	n = new_gen();
+	kind = kind_of(n);
+	if (kind == SRC_FILE && !is_file_gen(s->g))
+		kind = (enum src_kind)(n / SRC_NR % 2);
+	src = make_src(kind, s->g, s->so + a * u, rnd(st) & 1);
 	wrlock2(s, NULL);
 	if (ufault_munmap(S.ctx, slot_base(i) + a * u, b * u)) {
 		failf("slot %u: ufault_munmap of the middle [%u, %u): %s", i, a, a + b,
@@ -941,9 +1202,9 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 		if (errno == EEXIST)
 			slot_kill(s, c);
 		else
-			failf("slot %u: ufault_mmap(NOREPLACE) into the split "
+			failf("slot %u: ufault_mmap(NOREPLACE, %s source) into the split "
 			      "hole: %s",
-			      i, strerror(errno));
+			      i, src_names[kind], strerror(errno));
 		goto out;
 	}
 	/* Region starts: the old ones, plus a and a + b. */
@@ -961,6 +1222,8 @@ static bool op_split(unsigned int i, uint64_t *st, struct counters *c)
 	}
 	memcpy(s->bounds, nbounds, nb * sizeof(nbounds[0]));
 	s->nbounds = nb;
+	count_src(c->src, &c->src_direct, kind, &src);
+	__atomic_fetch_or(&s->kinds, 1u << kind, __ATOMIC_RELAXED);
 	done = true;
 out:
 	pthread_rwlock_unlock(&s->rw);
@@ -1140,18 +1403,21 @@ static void arena_setup(uint64_t *st)
 		/* Half the slots start with each unit. */
 		s->upp = i % 2 ? S.big_upp : 1;
 		if (i < NR_MAPPED_AT_START) {
-			uint64_t g = new_gen(), so = rand_so(st);
-			struct ufault_source src = gen_src(g, so);
+			struct fresh f;
 			unsigned int len =
 			    MIN_LEN + (unsigned int)(rnd(st) % (SLOT_CAP - MIN_LEN + 1));
-			void *r = ufault_mmap(S.ctx, slot_base(i), len * unit(s), RW,
-					      PA | MAP_FIXED, &src, unit_flags(s->upp));
+			void *r;
 
+			fresh_src(&f, st);
+			r = ufault_mmap(S.ctx, slot_base(i), len * unit(s), RW, PA | MAP_FIXED,
+					&f.src, unit_flags(s->upp));
 			if (r != slot_base(i))
 				fail_msg("initial ufault_mmap(MAP_FIXED) of slot "
-					 "%u: %s",
-					 i, strerror(errno));
-			hist_publish(s, g, so);
+					 "%u (%s source): %s",
+					 i, src_names[f.kind], strerror(errno));
+			hist_publish(s, f.g, f.so);
+			count_src(S.src_setup, &S.setup_direct, f.kind, &f.src);
+			s->kinds = 1u << f.kind;
 			set_single_region(s);
 			s->len = len;
 			s->state = SLOT_MAPPED;
@@ -1245,8 +1511,10 @@ static unsigned int stuck_threads(struct thr *thr, struct progress *pr, uint64_t
 static void print_summary(enum ufault_lock_mode mode, double secs, uint64_t final_wrong,
 			  unsigned int hangs)
 {
-	uint64_t reads = 0, ops = 0, wrong = final_wrong;
+	uint64_t reads = 0, ops = 0, wrong = final_wrong, src[SRC_NR];
 
+	for (int k = 0; k < SRC_NR; k++)
+		src[k] = S.src_setup[k];
 	for (unsigned int k = 0; k < NR_THREADS; k++) {
 		struct counters *c = &S.cnt[k];
 
@@ -1254,11 +1522,15 @@ static void print_summary(enum ufault_lock_mode mode, double secs, uint64_t fina
 		wrong += __atomic_load_n(&c->wrong_bytes, __ATOMIC_RELAXED);
 		for (int o = 0; o < OP_NR; o++)
 			ops += __atomic_load_n(&c->ops[o], __ATOMIC_RELAXED);
+		for (int o = 0; o < SRC_NR; o++)
+			src[o] += __atomic_load_n(&c->src[o], __ATOMIC_RELAXED);
 	}
 	printf("stress mode=%s seconds=%.1f reads=%llu proxy_ops=%llu wrong_bytes=%llu "
-	       "hangs=%u\n",
+	       "hangs=%u src_callback=%llu src_async=%llu src_file=%llu\n",
 	       ufault_lock_mode_name(mode), secs, (unsigned long long)reads,
-	       (unsigned long long)ops, (unsigned long long)wrong, hangs);
+	       (unsigned long long)ops, (unsigned long long)wrong, hangs,
+	       (unsigned long long)src[SRC_CALLBACK], (unsigned long long)src[SRC_ASYNC],
+	       (unsigned long long)src[SRC_FILE]);
 	fflush(stdout);
 }
 
@@ -1294,6 +1566,99 @@ static void die_hung(enum ufault_lock_mode mode, double secs, struct thr *thr,
 /* One mode                                                          */
 /* ---------------------------------------------------------------- */
 
+/* The system page, the large unit, a slot's bytes. */
+static void geometry(void)
+{
+	S.ps = tu_page_size();
+	S.big_upp = S.ps < (1u << BIG_SHIFT) ? (unsigned int)((1u << BIG_SHIFT) / S.ps) : 1;
+	S.span = SLOT_CAP * (size_t)S.big_upp * S.ps;
+}
+
+/*
+ * The file source's file: chunk k (F.chunk bytes) holds page(F, FILE_G0 + k)
+ * at file offset F. Unlinked once written; the descriptor stays open (the
+ * library duplicates it, or reopens it through /proc/self/fd for O_DIRECT).
+ * File sources need io_uring in the workers: without it they are left out.
+ */
+static void file_setup(void)
+{
+	struct io_uring_params p;
+	char path[64], proc[64];
+	uint64_t *buf;
+	int fd, rfd;
+
+	geometry();
+	F.chunk = S.span + FILE_SLACK * S.ps;
+	snprintf(path, sizeof(path), "/var/tmp/ufault_proxy_stress_%d", (int)getpid());
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		tu_die("creating the file source's file in /var/tmp", errno);
+	buf = aligned_alloc(64, F.chunk);
+	if (!buf) {
+		unlink(path);
+		tu_die("allocating a chunk of the file", ENOMEM);
+	}
+	for (unsigned int k = 0; k < NR_FILE_GENS; k++) {
+		pattern_fill(FILE_G0 + k, k * F.chunk, buf, F.chunk);
+		if (pwrite(fd, buf, F.chunk, (off_t)(k * F.chunk)) != (ssize_t)F.chunk) {
+			int e = errno ? errno : EIO;
+
+			unlink(path);
+			tu_die("writing the file source's file", e);
+		}
+	}
+	free(buf);
+	if (fsync(fd)) {
+		int e = errno;
+
+		unlink(path);
+		tu_die("fsync of the file source's file", e);
+	}
+	unlink(path);
+	F.fd = fd;
+	/* As the library reopens it for UFAULT_FILE_DIRECT. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	rfd = open(proc, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (rfd >= 0) {
+		F.direct = true;
+		close(rfd);
+	}
+	/* As each worker sets up its ring (max_inflight entries, 64). */
+	memset(&p, 0, sizeof(p));
+	rfd = (int)syscall(__NR_io_uring_setup, 64, &p);
+	if (rfd >= 0) {
+		F.ok = true;
+		close(rfd);
+	} else {
+		snprintf(F.why_not, sizeof(F.why_not), "io_uring_setup: %s", strerror(errno));
+	}
+	printf("proxy_stress: file source: %u generations of %zu KiB (%s, unlinked), "
+	       "O_DIRECT %s%s%s\n",
+	       NR_FILE_GENS, F.chunk / 1024, path, F.direct ? "yes" : "no",
+	       F.ok ? "" : "; FILE SOURCES LEFT OUT: ", F.ok ? "" : F.why_not);
+}
+
+static void completer_start(void)
+{
+	int rc;
+
+	A.head = A.tail = 0;
+	A.stop = false;
+	rc = pthread_create(&A.thread, NULL, completer_main, NULL);
+	if (rc)
+		tu_die("starting the completer thread", rc);
+}
+
+/* After ufault_ctx_destroy(): every fill it started was completed. */
+static void completer_stop(void)
+{
+	pthread_mutex_lock(&A.lock);
+	A.stop = true;
+	pthread_cond_broadcast(&A.cond);
+	pthread_mutex_unlock(&A.lock);
+	pthread_join(A.thread, NULL);
+}
+
 static void run_mode(enum ufault_lock_mode mode)
 {
 	struct thr thr[NR_THREADS];
@@ -1303,6 +1668,7 @@ static void run_mode(enum ufault_lock_mode mode)
 	struct sigaction sa, old_segv, old_bus;
 	double secs = tu_test_seconds(tu_slowdown() > 1 ? 2.0 : 3.0);
 	uint64_t seed = 0x1234567ull + (uint64_t)mode, proxy_calls, finals, final_wrong = 0, t0;
+	uint64_t async_left, async_fills = 0;
 	unsigned int hangs = 0;
 	struct timespec dl;
 	int rc;
@@ -1312,9 +1678,12 @@ static void run_mode(enum ufault_lock_mode mode)
 	S.stop = 0;
 	S.failed = 0;
 	S.fail_msg[0] = 0;
-	S.ps = tu_page_size();
-	S.big_upp = S.ps < (1u << BIG_SHIFT) ? (unsigned int)((1u << BIG_SHIFT) / S.ps) : 1;
-	S.span = SLOT_CAP * (size_t)S.big_upp * S.ps;
+	geometry();
+	memset(S.src_setup, 0, sizeof(S.src_setup));
+	S.setup_direct = 0;
+	A.seq = 0;
+	A.cb_fills = 0;
+	memset(A.how, 0, sizeof(A.how));
 	pthread_mutex_init(&S.fail_lock, NULL);
 	/* The last resort; the heartbeat monitor below fires well before. */
 	tu_watchdog((unsigned int)secs + 2 * HANG_SECS + 60);
@@ -1331,6 +1700,8 @@ static void run_mode(enum ufault_lock_mode mode)
 	sigaction(SIGBUS, &sa, &old_bus);
 
 	arena_setup(&seed);
+	/* No fault yet: the initial mappings are untouched. */
+	completer_start();
 	memset(&st0, 0, sizeof(st0));
 	st0.size = sizeof(st0);
 	ufault_stats(S.ctx, &st0);
@@ -1372,6 +1743,14 @@ static void run_mode(enum ufault_lock_mode mode)
 	ufault_stats(S.ctx, &st1);
 	arena_teardown();
 	ufault_ctx_destroy(S.ctx);
+	/* ufault_ctx_destroy() waits for the completion of every fill started. */
+	async_left = __atomic_load_n(&A.pending, __ATOMIC_ACQUIRE);
+	if (async_left)
+		failf("ufault_ctx_destroy() returned with %llu asynchronous fills not completed "
+		      "(%u still queued for the completer)",
+		      (unsigned long long)async_left, A.tail - A.head);
+	else
+		completer_stop();
 	sigaction(SIGSEGV, &old_segv, NULL);
 	sigaction(SIGBUS, &old_bus, NULL);
 	tu_watchdog(0);
@@ -1391,12 +1770,21 @@ static void run_mode(enum ufault_lock_mode mode)
 		tot.efault += c->efault;
 		tot.wrong_bytes += c->wrong_bytes;
 		tot.big_ops += c->big_ops;
+		tot.file_checked += c->file_checked;
+		tot.src_direct += c->src_direct;
+		for (int o = 0; o < SRC_NR; o++)
+			tot.src[o] += c->src[o];
 		for (int o = 0; o < OP_NR; o++) {
 			tot.ops[o] += c->ops[o];
 			proxy_calls += c->ops[o];
 		}
 	}
 	tot.wrong_bytes += final_wrong;
+	for (int o = 0; o < SRC_NR; o++)
+		tot.src[o] += S.src_setup[o];
+	tot.src_direct += S.setup_direct;
+	for (int o = 0; o < AC_NR; o++)
+		async_fills += A.how[o];
 	printf("[%s] %.1fs: %llu page reads (%llu in %zu KiB units), %llu checked OK, %llu torn "
 	       "(re-read), %llu unjudged, %llu final pages OK; ops (%llu on %zu KiB units):",
 	       ufault_lock_mode_name(mode), secs, (unsigned long long)tot.reads,
@@ -1423,6 +1811,16 @@ static void run_mode(enum ufault_lock_mode mode)
 	       (unsigned long long)(st1.spec_aborts[1] - st0.spec_aborts[1]),
 	       (unsigned long long)(st1.spec_aborts[2] - st0.spec_aborts[2]),
 	       (unsigned long long)(st1.spec_aborts[3] - st0.spec_aborts[3]));
+	printf(
+	    "[%s] sources made: callback %llu (fills %llu), async %llu (fills %llu: inline %llu, "
+	    "completer at once %llu, after 50-200 us %llu), file %llu (O_DIRECT %llu; pages of "
+	    "file generations checked %llu)\n",
+	    ufault_lock_mode_name(mode), (unsigned long long)tot.src[SRC_CALLBACK],
+	    (unsigned long long)A.cb_fills, (unsigned long long)tot.src[SRC_ASYNC],
+	    (unsigned long long)async_fills, (unsigned long long)A.how[AC_INLINE],
+	    (unsigned long long)A.how[AC_NOW], (unsigned long long)A.how[AC_DELAYED],
+	    (unsigned long long)tot.src[SRC_FILE], (unsigned long long)tot.src_direct,
+	    (unsigned long long)tot.file_checked);
 	print_summary(mode, secs, final_wrong, 0);
 	pthread_mutex_destroy(&S.fail_lock);
 
@@ -1431,6 +1829,18 @@ static void run_mode(enum ufault_lock_mode mode)
 	assert_int_equal(tot.wrong_bytes, 0);
 	assert_true(tot.checked > 0);
 	assert_true(proxy_calls > 0);
+	/* Every source kind was used. */
+	for (int k = 0; k < SRC_NR; k++)
+		if (!tot.src[k] && (k != SRC_FILE || F.ok))
+			fail_msg("%s: no mapping was made with a %s source",
+				 ufault_lock_mode_name(mode), src_names[k]);
+	if (!A.cb_fills || !async_fills)
+		fail_msg("%s: fills run: callback %llu, async %llu: a source kind was never used",
+			 ufault_lock_mode_name(mode), (unsigned long long)A.cb_fills,
+			 (unsigned long long)async_fills);
+	if (F.ok && !tot.file_checked)
+		fail_msg("%s: no page of a file generation was read and checked",
+			 ufault_lock_mode_name(mode));
 }
 
 static void test_stress_spec(void **state)
@@ -1468,6 +1878,7 @@ int main(void)
 	struct CMUnitTest tests[TU_NR_LOCK_MODES];
 	const char *only = getenv("UFAULT_STRESS_MODE");
 	size_t n = 0;
+	int rc;
 
 	/* all[m] runs tu_lock_mode(m). */
 	for (unsigned int m = 0; m < TU_NR_LOCK_MODES; m++)
@@ -1480,5 +1891,8 @@ int main(void)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_ops();
-	return _cmocka_run_group_tests("proxy_stress", tests, n, NULL, NULL);
+	file_setup();
+	rc = _cmocka_run_group_tests("proxy_stress", tests, n, NULL, NULL);
+	close(F.fd);
+	return rc;
 }
