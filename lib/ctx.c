@@ -184,11 +184,13 @@ static void free_own(struct ufault_ctx *ctx)
 }
 
 /* Construction steps, undone in reverse by ctx_free. */
-enum { BUILT_NONE, BUILT_MM, BUILT_QSBR, BUILT_REGIONS, BUILT_REMAPS };
+enum { BUILT_NONE, BUILT_MM, BUILT_QSBR, BUILT_REGIONS, BUILT_REMAPS, BUILT_PREFETCH };
 
 static void ctx_free(struct ufault_ctx *ctx, int built)
 {
 	ufault__workers_stop(ctx);
+	if (built >= BUILT_PREFETCH)
+		ufault__prefetch_destroy(&ctx->prefetch);
 	if (built >= BUILT_REMAPS)
 		ufault__remaps_destroy(&ctx->remaps);
 	if (built >= BUILT_REGIONS)
@@ -270,6 +272,10 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (ret)
 		goto fail;
 	built = BUILT_REMAPS;
+	ret = ufault__prefetch_init(&ctx->prefetch);
+	if (ret)
+		goto fail;
+	built = BUILT_PREFETCH;
 	ret = ufault__workers_start(ctx);
 	if (ret)
 		goto fail;
@@ -308,7 +314,7 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 	 * close the uffds, so nothing is ever left parked.
 	 */
 	ufault__regions_teardown(&ctx->regions);
-	ctx_free(ctx, BUILT_REMAPS);
+	ctx_free(ctx, BUILT_PREFETCH);
 }
 
 enum ufault_lock_mode ufault_ctx_lock_mode(const struct ufault_ctx *ctx)
@@ -329,6 +335,26 @@ unsigned int ufault_ctx_nr_uffds(const struct ufault_ctx *ctx)
 uint64_t ufault_ctx_features(const struct ufault_ctx *ctx)
 {
 	return ctx ? ctx->features : 0;
+}
+
+int ufault_prefetch(struct ufault_ctx *ctx, void *addr, size_t len)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr, sys = ufault__sys_page(), end;
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "prefetch"))
+		return -ECHILD;
+	end = start + len;
+	if (!len || end < start || !ufault__round_up(end, sys, &end)) {
+		ufault__warn(&ctx->log, "prefetch: [%p, +%zu) is empty or wraps around", addr, len);
+		return -EINVAL;
+	}
+	ret = ufault__prefetch_push(&ctx->prefetch, start & ~(sys - 1), end);
+	if (!ret)
+		ufault__workers_kick(ctx);
+	return ret;
 }
 
 int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out)

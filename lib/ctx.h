@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "mmlock.h"
+#include "prefetch.h"
 #include "qsbr.h"
 #include "region.h"
 #include "remap.h"
@@ -44,7 +45,9 @@ struct ufault_ctx {
 	struct ufault__regions regions;
 	struct ufault__qsbr qsbr; /* one slot per worker */
 	struct ufault__remaps remaps;
-	uint64_t proxy_ops; /* atomic; proxies are not the fault fast path */
+	struct ufault__prefetch prefetch;
+	unsigned int next_prefetcher; /* atomic: the worker poked next */
+	uint64_t proxy_ops;	      /* atomic; proxies are not the fault fast path */
 };
 
 /*

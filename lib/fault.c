@@ -331,8 +331,8 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	__atomic_store_n(&req->state, REQ_FILLING, __ATOMIC_RELAXED);
 	ufault__region_pin(r);
 	*pinned = true;
-	ret = ops->start(&r->src->user, off, req->len, req->buf,
-			 (struct ufault_completion *)req, env->ring);
+	ret = ops->start(&r->src->user, off, req->len, req->buf, (struct ufault_completion *)req,
+			 env->ring);
 	if (ret < 0) {
 		req->result = ret;
 		return true;
@@ -386,8 +386,7 @@ static enum step install_step(struct ufault__fault_env *env, struct ufault__req 
  * hints are racy (several workers, no lock): a lost update only costs a
  * smaller or larger window, never a wrong page.
  */
-static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r,
-			     uint64_t page)
+static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page)
 {
 	uint64_t max = env->ctx->fault_around_max, ps = r->page_size, len = ps, last;
 

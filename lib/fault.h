@@ -63,8 +63,10 @@ enum ufault__fault_result {
 	UFAULT__FAULT_PENDING,	/* an asynchronous fill is in flight */
 };
 
-/* @flags: UFAULT__FAULT_WRITE if the thread faulted on a write. */
+/* @flags: UFAULT__FAULT_WRITE if the thread faulted on a write;
+ * UFAULT__FAULT_PREFETCH for ufault_prefetch() (no thread waits). */
 #define UFAULT__FAULT_WRITE 1u
+#define UFAULT__FAULT_PREFETCH 2u
 
 /* Set up @env (zeroed memory) for @ctx; 0 or -errno. */
 int ufault__fault_env_init(struct ufault__fault_env *env, struct ufault_ctx *ctx);

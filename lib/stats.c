@@ -50,6 +50,7 @@ void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *s
 	out->joined += c[UFAULT__STAT_JOINED];
 	out->fault_around_pages += c[UFAULT__STAT_FA_PAGES];
 	out->fault_around_wasted += c[UFAULT__STAT_FA_WASTED];
+	out->prefetched += c[UFAULT__STAT_PREFETCHED];
 	for (unsigned int i = 0; i < UFAULT_SPEC_ABORT_NR; i++)
 		out->spec_aborts[i] += c[UFAULT__STAT_SPEC_ABORT + i];
 }

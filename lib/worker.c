@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #define DEFER_POLL_MS 1
 #define ERROR_BACKOFF_NS (10 * 1000 * 1000)
 #define SYNC_POLL_NS (50 * 1000)
+#define PREFETCH_BATCH 16
 
 enum { EV_UFFD, EV_STOP, EV_POKE, EV_DONE };
 
@@ -57,7 +59,9 @@ static void settle(struct ufault__worker *w, struct ufault__req *req, enum ufaul
 {
 	if (res == UFAULT__FAULT_PENDING)
 		return;
-	if (res == UFAULT__FAULT_DEFER) {
+	if (req->flags & UFAULT__FAULT_PREFETCH) {
+		/* Best effort: nobody waits, nothing to defer or time. */
+	} else if (res == UFAULT__FAULT_DEFER) {
 		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
 		if (!ufault__defer_add(&w->defer, req->addr, req->flags, req->t0)) {
 			/* Deferred list full: this fault is retried by the
@@ -107,6 +111,49 @@ static void handle_done(struct ufault__worker *w)
 		next = req->next;
 		settle(w, req, ufault__fault_finish(&w->env, req));
 		ufault__qsbr_quiescent(&w->env.ctx->qsbr, w->id);
+	}
+}
+
+/*
+ * Prefetch pages queued by ufault_prefetch() with requests to spare: half
+ * the pool stays for faults, and at most PREFETCH_BATCH pages are started
+ * per round of the loop, so faults (a synchronous source fills inline) wait
+ * for one batch at most. Pages already there are skipped (mincore), a page
+ * another fill is bringing joins it.
+ */
+static void prefetch_some(struct ufault__worker *w)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+	unsigned int reserve = ctx->max_inflight / 2;
+	uint64_t sys = ufault__sys_page(), start, end;
+	unsigned char vec[64];
+
+	if (w->nr_free > reserve && ufault__prefetch_queued(&ctx->prefetch) &&
+	    ufault__prefetch_take(&ctx->prefetch,
+				  (uint64_t)(w->nr_free - reserve < PREFETCH_BATCH
+						 ? w->nr_free - reserve
+						 : PREFETCH_BATCH) *
+				      sys,
+				  &start, &end)) {
+		for (uint64_t a = start; a < end && w->nr_free > reserve; a += 64 * sys) {
+			uint64_t n = (end - a) / sys < 64 ? (end - a) / sys : 64;
+
+			if (mincore((void *)(uintptr_t)a, n * sys, vec))
+				continue; /* not all mapped: skip the chunk */
+			for (uint64_t i = 0; i < n && w->nr_free > reserve; i++) {
+				struct ufault__req *req;
+
+				if (vec[i] & 1)
+					continue;
+				req = req_get(w);
+				req->addr = a + i * sys;
+				req->flags = UFAULT__FAULT_PREFETCH;
+				req->t0 = 0;
+				ufault__stat_add(&w->env.stats, UFAULT__STAT_PREFETCHED, 1);
+				settle(w, req, ufault__fault_start(&w->env, req));
+				ufault__qsbr_quiescent(&ctx->qsbr, w->id);
+			}
+		}
 	}
 }
 
@@ -309,6 +356,12 @@ static void *worker_main(void *arg)
 		handle_done(w);
 		if (w->defer.n && !stop)
 			retry_deferred(w);
+		if (!stop)
+			prefetch_some(w);
+		/* More queued: come back at once (after a look at the uffd). */
+		if (!stop && ufault__prefetch_queued(&ctx->prefetch) &&
+		    w->nr_free > ctx->max_inflight / 2)
+			ufault__workers_kick(ctx);
 		/* One submission for the reads this round queued. */
 		if (w->ring_ok && io_uring_sq_ready(&w->ring))
 			io_uring_submit(&w->ring);
@@ -470,6 +523,16 @@ void ufault__workers_sync(struct ufault_ctx *ctx)
 		while ((s & 1) && __atomic_load_n(&w->batch_seq, __ATOMIC_ACQUIRE) == s)
 			sleep_ns(SYNC_POLL_NS);
 	}
+}
+
+void ufault__workers_kick(struct ufault_ctx *ctx)
+{
+	unsigned int i = __atomic_fetch_add(&ctx->next_prefetcher, 1, __ATOMIC_RELAXED);
+	uint64_t one = 1;
+
+	/* A failed write means the counter is saturated: a wake-up is due. */
+	if (write(ctx->workers[i % ctx->nr_workers].defer.poke_fd, &one, sizeof(one)) < 0)
+		return;
 }
 
 void ufault__workers_inject_error(struct ufault_ctx *ctx, int err)

@@ -57,6 +57,9 @@ void ufault__workers_poke(struct ufault_ctx *ctx);
  */
 void ufault__workers_sync(struct ufault_ctx *ctx);
 
+/* Wake one worker (round robin) to look at the prefetch queue. */
+void ufault__workers_kick(struct ufault_ctx *ctx);
+
 /* Tests: make every worker's next read(2) of its uffd fail with @err. */
 void ufault__workers_inject_error(struct ufault_ctx *ctx, int err);
 

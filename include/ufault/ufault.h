@@ -485,6 +485,19 @@ UFAULT_API int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len, i
  */
 UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, int advice);
 
+/**
+ * ufault_prefetch() - have [@addr, @addr + @len) filled in the background,
+ * ahead of the faults that would fill it. Returns at once: the range is
+ * queued, and workers fill and install its missing pages (from the
+ * regions' sources, pages already there are skipped) when they have
+ * requests to spare, so a prefetch never delays a fault. Best effort: a
+ * page of the range that is not in a region, or whose region changes
+ * meanwhile, is skipped; the range is rounded out to system pages.
+ * Errors: -EINVAL (NULL, empty or wrapping range), -EAGAIN (the queue of
+ * ranges, 256 long, is full: try again later), -ECHILD.
+ */
+UFAULT_API int ufault_prefetch(struct ufault_ctx *ctx, void *addr, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
 /* ------------------------------------------------------------------ */
@@ -521,6 +534,7 @@ enum ufault_spec_abort {
  *                  stopped (the next fault of the region was elsewhere):
  *                  an upper bound of the pages filled for nothing, since
  *                  the program may still touch them later.
+ * @prefetched:     prefetch fills started (ufault_prefetch()).
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -543,10 +557,11 @@ struct ufault_stats {
 	uint64_t joined;
 	uint64_t fault_around_pages;
 	uint64_t fault_around_wasted;
+	uint64_t prefetched;
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
-#define UFAULT_STATS_SIZE_VER0 152
+#define UFAULT_STATS_SIZE_VER0 160
 
 /**
  * ufault_stats() - merge the per-worker counters into @out. Lock-free with

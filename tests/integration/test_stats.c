@@ -409,16 +409,22 @@ static void counters_mode(enum ufault_lock_mode mode, unsigned int workers)
 			break;
 		usleep(1000);
 	}
-	if (cur.st.pages_installed != npages || hist_total(&cur) != cur.st.faults)
+	if (cur.st.pages_installed != npages || hist_total(&cur) != cur.st.faults ||
+	    cur.st.faults > npages)
 		fprintf(stderr,
 			"mode %s: pages_installed %llu (want %zu) "
-			"faults %llu hist total %llu\n",
+			"faults %llu hist total %llu eexist %llu retries %llu deferred %llu\n",
 			ufault_lock_mode_name(mode), (unsigned long long)cur.st.pages_installed,
 			npages, (unsigned long long)cur.st.faults,
-			(unsigned long long)hist_total(&cur));
+			(unsigned long long)hist_total(&cur),
+			(unsigned long long)cur.st.eexist_races, (unsigned long long)cur.st.retries,
+			(unsigned long long)cur.st.deferred);
 	assert_int_equal(cur.st.pages_installed, npages);
 	assert_true(cur.st.faults >= 1);
-	assert_true(cur.st.faults <= npages);
+	/* One message per page, except when the kernel wakes a parked thread
+	 * before its page is in (it faults again): each such extra message
+	 * ends as an EEXIST race once the first one installed the page. */
+	assert_true(cur.st.faults <= npages + cur.st.eexist_races);
 	assert_int_equal(hist_total(&cur), cur.st.faults);
 	assert_int_equal(cur.st.source_errors, 0);
 	assert_int_equal(cur.st.poisoned, 0);
