@@ -336,6 +336,11 @@ static void *worker_main(void *arg)
 		}
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u32 == EV_STOP) {
+				/* Level-triggered and never read (every worker
+				 * sees it): out of the set, or a worker waiting
+				 * for its last completions would spin. */
+				if (!stop)
+					epoll_ctl(w->epfd, EPOLL_CTL_DEL, ctx->stop_fd, NULL);
 				stop = true;
 			} else if (ev[i].data.u32 == EV_POKE || ev[i].data.u32 == EV_DONE) {
 				/* the completions and deferred retries below */
