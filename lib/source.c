@@ -31,6 +31,8 @@ static const struct ufault__source_ops *ops_of(enum ufault_source_type type)
 		return &ufault__source_async;
 	case UFAULT_SOURCE_FILE:
 		return &ufault__source_file;
+	case UFAULT_SOURCE_NBD:
+		return &ufault__source_nbd;
 	}
 	return NULL;
 }
@@ -73,6 +75,7 @@ int ufault__source_create(struct ufault__slab *slab, const struct ufault_source 
 	if (!s)
 		return -ENOMEM;
 	s->user = norm;
+	s->priv = NULL;
 	s->ops = ops_of(norm.type);
 	if (s->ops->init) {
 		ret = s->ops->init(&s->user, log);

@@ -4,7 +4,7 @@
  * regions share.
  *
  * Each source type is one file (source_zero.c, source_snapshot.c,
- * source_callback.c, source_async.c, source_file.c) providing one ops
+ * source_callback.c, source_async.c, source_file.c, source_nbd.c) providing one ops
  * table; the fault path only calls through it. A registration makes one struct ufault__source, holding the
  * caller's struct and a reference count: every region made from it (the
  * region itself, and the pieces a split or a replacement leaves) holds a
@@ -61,6 +61,7 @@ extern const struct ufault__source_ops ufault__source_snapshot;
 extern const struct ufault__source_ops ufault__source_callback;
 extern const struct ufault__source_ops ufault__source_async;
 extern const struct ufault__source_ops ufault__source_file;
+extern const struct ufault__source_ops ufault__source_nbd;
 
 struct ufault__source {
 	struct ufault_source user; /* the caller's struct, at this library's size */
@@ -68,7 +69,14 @@ struct ufault__source {
 	struct ufault__slab *slab; /* where this object lives */
 	unsigned int refs;	   /* atomic */
 	bool release_ok;	   /* the registration succeeded: call the hook */
+	void *priv;		   /* the type's own state, set by init (nbd: the connection) */
 };
+
+/* The source object whose caller's struct is @src (the ops get &s->user). */
+static inline struct ufault__source *ufault__source_of(const struct ufault_source *src)
+{
+	return (struct ufault__source *)((char *)src - offsetof(struct ufault__source, user));
+}
 
 /*
  * Check @user (size, type, the type's own fields) and make a source object

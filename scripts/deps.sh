@@ -2,6 +2,7 @@
 # Install the Debian packages ufault needs, if any is missing. Idempotent.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox
+	libnbd-dev nbdkit # the NBD source; nbdkit serves exports to its test
 	man-db groff-base) # man-db, groff-base: tests/man_check.sh renders the man pages
 missing=()
 for p in "${pkgs[@]}"; do

@@ -197,6 +197,7 @@ enum ufault_source_type {
 	UFAULT_SOURCE_CALLBACK, /* a user function fills a bounce buffer */
 	UFAULT_SOURCE_ASYNC,	/* a user function starts a fill, completed later */
 	UFAULT_SOURCE_FILE,	/* a file, read through the worker's io_uring */
+	UFAULT_SOURCE_NBD,	/* an NBD export, read with libnbd's asynchronous API */
 };
 
 /* File source flags. */
@@ -302,6 +303,19 @@ typedef void (*ufault_release_fn)(void *arg);
  *          reads with O_DIRECT (a reopen through /proc/self/fd, so the
  *          caller's file is untouched; needs @offset aligned to the system
  *          page).
+ * @nbd.uri: NBD: an NBD URI ("nbd+unix:///export?socket=/path",
+ *          "nbd://host:port/export"; see nbd_connect_uri(3)), copied at
+ *          registration. The region's byte at source offset o is the
+ *          export's byte at o, read asynchronously (one NBD read per fill,
+ *          many in flight on one connection per source); bytes past the end
+ *          of the export read as zeros; a read error, or a server that goes
+ *          away, applies the region's error policy to the pages concerned
+ *          (never a hang). The registration connects, blocking the calling
+ *          thread until the server answers: a NULL or unparsable URI fails
+ *          it with -EINVAL, a server that cannot be reached with its errno
+ *          (-ECONNREFUSED, -ENOENT, ...). The connection is closed when the
+ *          source is released; each registration has its own. The mapping
+ *          is private: writes stay in memory, the export is never written.
  *
  * The struct is copied at registration.
  */
@@ -328,6 +342,9 @@ struct ufault_source {
 			int fd;
 			unsigned int flags;
 		} file;
+		struct {
+			const char *uri;
+		} nbd;
 	};
 };
 

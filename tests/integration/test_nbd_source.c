@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_nbd_source.c - UFAULT_SOURCE_NBD: an NBD export read with libnbd's
+ * asynchronous API, in every lock mode. Each test starts its own server,
+ * nbdkit's file plugin over a file whose byte at offset o is
+ * tu_pattern(o, SEED), on a Unix socket (skipped without nbdkit).
+ *
+ *  - Oracle: a region larger than the export, with a source offset; 8
+ *    threads fault it in at once (reads in flight on one connection):
+ *    every byte is the export's, every byte past its end is 0. Writes stay
+ *    in memory. Once released, the connection's fds are closed.
+ *  - The server killed while threads fault pages in: with the zero policy
+ *    every page reads the pattern or zeros, nothing hangs, and the context
+ *    is destroyed; with the SIGBUS policy a child touching a page after
+ *    the kill dies of SIGBUS.
+ *  - Validation: a NULL or unparsable URI is refused with EINVAL; a server
+ *    that cannot be reached fails the registration (it connects), with
+ *    nothing registered.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "../modes.h"
+
+#define FILE_PAGES 1024 /* 4 MiB with 4 KiB pages: the kill test has fills in flight */
+#define TAIL_BYTES 1234 /* the export ends this far into its last page */
+#define REGION_PAGES 48
+#define KILL_PAGES (FILE_PAGES + 8)
+#define SEED 57
+#define NR_THREADS 8
+
+static size_t ps;
+static char file_path[64];
+static uint64_t file_len;
+
+struct server {
+	pid_t pid;
+	char sock[80];
+	char pidfile[80];
+	char uri[160];
+};
+
+/* A file of @len bytes, byte o = tu_pattern(o, SEED). */
+static void make_file(uint64_t len)
+{
+	char *buf = malloc(len);
+	int fd;
+
+	assert_non_null(buf);
+	snprintf(file_path, sizeof(file_path), "/var/tmp/ufault_nbd_source_%d", (int)getpid());
+	fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		tu_die("creating the test file", errno);
+	tu_pattern_fill(buf, len, 0, SEED);
+	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
+		tu_die("writing the test file", errno);
+	close(fd);
+	free(buf);
+	file_len = len;
+}
+
+/* nbdkit serving the test file on a Unix socket; ready once its pidfile
+ * is there (written after it listens). Skips the test without nbdkit. */
+static void server_start(struct server *srv)
+{
+	static unsigned int serial;
+	char *argv[] = {
+	    "nbdkit", "--unix",	 srv->sock, "--pidfile", srv->pidfile, "-f", "--exit-with-parent",
+	    "file",   file_path, NULL};
+	struct stat st;
+
+	snprintf(srv->sock, sizeof(srv->sock), "/tmp/ufault_nbd_%d_%u.sock", (int)getpid(), serial);
+	snprintf(srv->pidfile, sizeof(srv->pidfile), "/tmp/ufault_nbd_%d_%u.pid", (int)getpid(),
+		 serial++);
+	snprintf(srv->uri, sizeof(srv->uri), "nbd+unix:///?socket=%s", srv->sock);
+	unlink(srv->sock);
+	unlink(srv->pidfile);
+	fflush(NULL);
+	srv->pid = fork();
+	assert_true(srv->pid >= 0);
+	if (!srv->pid) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, 2); /* quiet when the test kills it */
+		execvp("nbdkit", argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 10000; i++) {
+		int status;
+
+		if (!stat(srv->pidfile, &st) && st.st_size > 0)
+			return;
+		if (waitpid(srv->pid, &status, WNOHANG) == srv->pid) {
+			srv->pid = -1;
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+				skip(); /* no nbdkit here */
+			fail_msg("nbdkit exited at start (status %#x)", status);
+		}
+		usleep(1000);
+	}
+	fail_msg("nbdkit did not start in 10 s");
+}
+
+static void server_kill(struct server *srv)
+{
+	if (srv->pid > 0) {
+		kill(srv->pid, SIGKILL);
+		waitpid(srv->pid, NULL, 0);
+	}
+	srv->pid = -1;
+	unlink(srv->sock);
+	unlink(srv->pidfile);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static struct ufault_source nbd_source(const char *uri, uint64_t offset)
+{
+	struct ufault_source s;
+
+	ufault_source_init(&s, UFAULT_SOURCE_NBD);
+	s.nbd.uri = uri;
+	s.offset = offset;
+	return s;
+}
+
+/* What byte @i of a region whose source starts at @off must hold. */
+static unsigned char expected(uint64_t off, size_t i)
+{
+	uint64_t o = off + i;
+
+	return o < file_len ? tu_pattern(o, SEED) : 0;
+}
+
+struct toucher {
+	const unsigned char *base;
+	size_t pages;
+	unsigned int id;
+	unsigned int *touched; /* atomic: pages touched by all */
+};
+
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	for (size_t pg = t->id; pg < t->pages; pg += NR_THREADS) {
+		(void)tu_read_byte(t->base + pg * ps + (pg % 7) * 100);
+		__atomic_fetch_add(t->touched, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void touch_all(const unsigned char *p, size_t pages, struct server *kill_after)
+{
+	pthread_t th[NR_THREADS];
+	struct toucher t[NR_THREADS];
+	unsigned int touched = 0;
+
+	for (unsigned int i = 0; i < NR_THREADS; i++) {
+		t[i] = (struct toucher){.base = p, .pages = pages, .id = i, .touched = &touched};
+		assert_int_equal(pthread_create(&th[i], NULL, touch_main, &t[i]), 0);
+	}
+	if (kill_after) {
+		/* Some pages in, the rest in flight or to come. */
+		while (__atomic_load_n(&touched, __ATOMIC_RELAXED) < 16)
+			usleep(100);
+		server_kill(kill_after);
+	}
+	for (unsigned int i = 0; i < NR_THREADS; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+}
+
+static void test_oracle(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	/* The region ends 8 pages and a bit past the export's end. */
+	const uint64_t off = (FILE_PAGES - REGION_PAGES + 9) * ps;
+	struct server srv;
+	struct ufault_source s;
+	unsigned char *p;
+	int base_fds;
+
+	server_start(&srv);
+	base_fds = count_fds();
+	s = nbd_source(srv.uri, off);
+	p = ufault_mmap(ctx, NULL, REGION_PAGES * ps, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	memset(srv.uri, 0, sizeof(srv.uri)); /* ufault holds its own copy */
+	touch_all(p, REGION_PAGES, NULL);
+	for (size_t i = 0; i < REGION_PAGES * ps; i++)
+		if (p[i] != expected(off, i))
+			fail_msg("[%s] byte %zu (export offset %llu) is 0x%02x, expected 0x%02x",
+				 ufault_lock_mode_name(tu_mode), i, (unsigned long long)(off + i),
+				 p[i], expected(off, i));
+	/* A write stays in memory (the mapping is private). */
+	p[5] = (unsigned char)~p[5];
+	assert_int_equal(p[5], (unsigned char)~expected(off, 5));
+	assert_int_equal(ufault_munmap(ctx, p, REGION_PAGES * ps), 0);
+	/* Released: the connection is closed (after a quiescent state of
+	 * every worker: poll, bounded). */
+	for (int i = 0; i < 2000 && count_fds() != base_fds; i++)
+		usleep(1000);
+	assert_int_equal(count_fds(), base_fds);
+	server_kill(&srv);
+}
+
+static void test_server_killed_zero_policy(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	struct ufault_stats st = {.size = sizeof(st)};
+	struct server srv;
+	struct ufault_source s;
+	unsigned char *p;
+	size_t zeros = 0;
+
+	server_start(&srv);
+	s = nbd_source(srv.uri, 0);
+	p = ufault_mmap(ctx, NULL, KILL_PAGES * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, &s,
+			UFAULT_REGION_ON_ERROR_ZERO);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	touch_all(p, KILL_PAGES, &srv);
+	/* Every page is whole: the export's bytes, or zeros after an error. */
+	for (size_t pg = 0; pg < KILL_PAGES; pg++) {
+		const unsigned char *q = p + pg * ps;
+
+		if (tu_zero_check(q, ps) == -1) {
+			zeros += pg * ps < file_len ? 1 : 0;
+			continue;
+		}
+		for (size_t i = 0; i < ps; i++)
+			if (q[i] != expected(0, pg * ps + i))
+				fail_msg("[%s] page %zu byte %zu is 0x%02x, expected 0x%02x or a "
+					 "zero page",
+					 ufault_lock_mode_name(tu_mode), pg, i, q[i],
+					 expected(0, pg * ps + i));
+	}
+	/* Pages touched after the kill failed: zeros, and counted. */
+	assert_int_equal(ufault_stats(ctx, &st), 0);
+	print_message("  [%s] %zu of %zu export pages zero after the kill; %llu source errors\n",
+		      ufault_lock_mode_name(tu_mode), zeros, (size_t)(file_len / ps),
+		      (unsigned long long)st.source_errors);
+	assert_int_equal(ufault_munmap(ctx, p, KILL_PAGES * ps), 0);
+	/* The fixture's teardown destroys the context: it must return. */
+}
+
+static void test_server_killed_sigbus_policy(void **state)
+{
+	int status;
+	pid_t pid;
+
+	(void)state; /* no fixture context: fork from a single-threaded parent */
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct ufault_ctx *ctx;
+		struct ufault_source s;
+		struct server srv;
+		unsigned char *p;
+
+		tu_watchdog(20);
+		server_start(&srv);	 /* the child's own, before any thread */
+		signal(SIGBUS, SIG_DFL); /* not CMocka's handler: die of it */
+		if (tu_ctx_create(&ctx, tu_mode, 1, 0))
+			_exit(2);
+		s = nbd_source(srv.uri, 0);
+		p = ufault_mmap(ctx, NULL, 2 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+		if (p == MAP_FAILED)
+			_exit(3);
+		if (tu_read_byte(p + 7) != tu_pattern(7, SEED))
+			_exit(5);
+		server_kill(&srv);
+		(void)tu_read_byte(p + ps); /* SIGBUS: the default action kills us */
+		_exit(errno == EOPNOTSUPP ? 77 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		skip();
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGBUS)
+		fail_msg("[%s] the child %s %d, expected death by SIGBUS",
+			 ufault_lock_mode_name(tu_mode),
+			 WIFSIGNALED(status) ? "died of signal" : "exited",
+			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
+static void test_validation(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	unsigned char *a = tu_map_anon(4 * ps, 0);
+	struct ufault_source s;
+	int ret;
+
+	s = nbd_source(NULL, 0);
+	assert_int_equal(ufault_region_register(ctx, a, 4 * ps, &s, 0, NULL), -EINVAL);
+	s = nbd_source("this is not a URI", 0);
+	assert_int_equal(ufault_region_register(ctx, a, 4 * ps, &s, 0, NULL), -EINVAL);
+	s = nbd_source("nbd+unix:///?socket=/nonexistent/ufault_nbd.sock", 0);
+	ret = ufault_region_register(ctx, a, 4 * ps, &s, 0, NULL);
+	if (ret >= 0 || ret == -EINVAL)
+		fail_msg("[%s] an unreachable server: %d, expected a connection error",
+			 ufault_lock_mode_name(tu_mode), ret);
+	/* Nothing was registered: the memory is ordinary (reads zeros). */
+	assert_int_equal(tu_zero_check(a, 4 * ps), -1);
+	tu_unmap(a, 4 * ps);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	    tu_fx_test(test_oracle),
+	    tu_fx_test(test_server_killed_zero_policy),
+	    tu_watchdog_test(test_server_killed_sigbus_policy),
+	    tu_fx_test(test_validation),
+	};
+	int failed;
+
+	ps = tu_page_size();
+	make_file(FILE_PAGES * ps + TAIL_BYTES);
+	failed =
+	    tu_run_every_mode("nbd_source", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+	unlink(file_path);
+	return failed ? 1 : 0;
+}
