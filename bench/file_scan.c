@@ -52,21 +52,21 @@
 enum mode {
 	M_MMAP,
 	M_UFAULT_PREAD,
+	/* ufault_mmap of an anonymous region whose source is the io_uring
+	 * file source reading the data file, with fault-around up to
+	 * --fault-around (default 1 MiB). */
+	M_UFAULT_FILE,
 	/*
-	 * PLANNED MODES GO HERE, once the library has their sources (not
-	 * before: no stand-ins):
-	 *   M_UFAULT_FILE   "ufault-file":  ufault_mmap of an anonymous region
-	 *                                   whose source is the io_uring file
-	 *                                   source reading the data file;
+	 * PLANNED, once the library has its source (not before: no stand-in):
 	 *   M_UFAULT_MEMFD  "ufault-memfd": the memfd-backed source.
-	 * Each needs an entry in mode_names[], a case in mode_map() and in
+	 * It needs an entry in mode_names[], a case in mode_map() and in
 	 * mode_unmap(); drop its name from planned_modes[].
 	 */
 	M_NR
 };
-static const char *const mode_names[M_NR] = {"mmap", "ufault-pread"};
+static const char *const mode_names[M_NR] = {"mmap", "ufault-pread", "ufault-file"};
 /* Recognised on the command line only to say that they do not exist yet. */
-static const char *const planned_modes[] = {"ufault-file", "ufault-memfd"};
+static const char *const planned_modes[] = {"ufault-memfd"};
 
 enum pattern { P_SEQ, P_RAND, P_NR };
 static const char *const pattern_names[P_NR] = {"seq", "rand"};
@@ -93,6 +93,7 @@ struct opts {
 	unsigned int workers; /* 0: the library's default */
 	size_t chunk;	      /* seq: bytes a thread takes from the cursor at once */
 	size_t ufault_page;   /* ufault region page: bytes filled per fault; 0: system page */
+	size_t fault_around;  /* ufault-file: fault_around_max */
 	bool json;
 };
 
@@ -105,10 +106,11 @@ static struct opts opt = {
     .patterns = {P_SEQ, P_RAND},
     .nr_caches = 2,
     .caches = {C_COLD, C_WARM},
-    .nr_modes = 2,
-    .modes = {M_MMAP, M_UFAULT_PREAD},
+    .nr_modes = 3,
+    .modes = {M_MMAP, M_UFAULT_PREAD, M_UFAULT_FILE},
     .runs = 3,
     .chunk = 2ul << 20,
+    .fault_around = 1ul << 20,
 };
 
 static long page_size;
@@ -592,11 +594,29 @@ static void mode_map(struct mapping *m, enum mode mode)
 		m->base = p;
 		break;
 	}
-	/*
-	 * PLANNED: case M_UFAULT_FILE (the io_uring file source) and
-	 * case M_UFAULT_MEMFD (the memfd source) go here once the library
-	 * has them; see enum mode.
-	 */
+	case M_UFAULT_FILE: {
+		struct ufault_config cfg;
+		struct ufault_source s;
+		int err;
+		void *p;
+
+		ufault_config_init(&cfg);
+		cfg.nr_workers = opt.workers;
+		cfg.fault_around_max = opt.fault_around;
+		err = ufault_ctx_create(&m->ctx, &cfg);
+		if (err)
+			die("ufault_ctx_create: %s", ufault_strerror(err));
+		ufault_source_init(&s, UFAULT_SOURCE_FILE);
+		s.file.fd = m->fd;
+		p = ufault_mmap(m->ctx, NULL, opt.size, PROT_READ,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, &s,
+				UFAULT_REGION_ON_ERROR_ZERO | region_page_flag());
+		if (p == MAP_FAILED)
+			die("ufault_mmap (%zu bytes): %s", opt.size, strerror(errno));
+		m->base = p;
+		break;
+	}
+	/* PLANNED: case M_UFAULT_MEMFD (the memfd source); see enum mode. */
 	default:
 		die("internal: mode %d has no mapping", (int)mode);
 	}
@@ -610,7 +630,8 @@ static void mode_unmap(struct mapping *m, struct result *r)
 		if (munmap(m->base, opt.size))
 			die("munmap: %s", strerror(errno));
 		break;
-	case M_UFAULT_PREAD: {
+	case M_UFAULT_PREAD:
+	case M_UFAULT_FILE: {
 		struct ufault_stats st;
 		int err;
 
@@ -624,15 +645,17 @@ static void mode_unmap(struct mapping *m, struct result *r)
 		r->worker_us_p50 = (double)st.latency_p50_ns / 1e3;
 		r->worker_us_p99 = (double)st.latency_p99_ns / 1e3;
 		r->workers = ufault_ctx_nr_workers(m->ctx);
-		r->fill_us_p50 = hist_quantile_ns(m->src.fill, 500) / 1e3;
-		r->fill_us_p99 = hist_quantile_ns(m->src.fill, 990) / 1e3;
+		if (m->src.fill) {
+			r->fill_us_p50 = hist_quantile_ns(m->src.fill, 500) / 1e3;
+			r->fill_us_p99 = hist_quantile_ns(m->src.fill, 990) / 1e3;
+		}
 		if (ufault_munmap(m->ctx, m->base, opt.size))
 			die("ufault_munmap: %s", strerror(errno));
 		ufault_ctx_destroy(m->ctx);
 		free(m->src.fill);
 		break;
 	}
-	/* PLANNED: the teardown of M_UFAULT_FILE and M_UFAULT_MEMFD; see enum mode. */
+	/* PLANNED: the teardown of M_UFAULT_MEMFD; see enum mode. */
 	default:
 		die("internal: mode %d has no mapping", (int)m->mode);
 	}
@@ -979,6 +1002,17 @@ static void print_verdicts(const struct cell *cells, int nr)
 		}
 		printf("%s = %.3f  [INFO: baseline; the ufault-file target is >= 0.5, aim 0.7]\n",
 		       text, uf->med.vs_mmap);
+		{
+			const struct cell *fs =
+			    find_cell(cells, nr, M_UFAULT_FILE, C_COLD, P_SEQ, th);
+
+			if (fs)
+				printf(
+				    "cold seq T=%d: ufault-file (fault-around %zu KiB) pages/s / "
+				    "mmap pages/s = %.3f (target >= 0.5, aim 0.7): %s\n",
+				    th, opt.fault_around >> 10, fs->med.vs_mmap,
+				    fs->med.vs_mmap >= 0.5 ? "PASS" : "FAIL");
+		}
 		printf(
 		    "    mmap %.0f pages/s (%.0f MiB/s), ufault-pread %.0f pages/s (%.0f MiB/s); "
 		    "ufault-pread pread p50 %.2f us, worker p50 %.2f us, touch p50 %.2f us\n",
@@ -1050,8 +1084,10 @@ static void usage(FILE *f)
 		"  --file PATH      data file (default /var/tmp/ufault_file_scan.dat); written\n"
 		"                   once if missing, of another size or of other contents\n"
 		"  --size N[KMG]    file size (default 1G)\n"
-		"  --modes LIST     mmap,ufault-pread (default both; planned, not available yet:\n"
-		"                   ufault-file, ufault-memfd)\n"
+		"  --modes LIST     mmap,ufault-pread,ufault-file (default all three; planned,\n"
+		"                   not available yet: ufault-memfd)\n"
+		"  --fault-around N ufault-file: fault_around_max (default 1M; 0: one page\n"
+		"                   per fault)\n"
 		"  --threads LIST   touching threads (default 1,2)\n"
 		"  --pattern LIST   seq,rand (default both)\n"
 		"  --cache LIST     cold,warm (default both; cold needs root to write\n"
@@ -1218,6 +1254,7 @@ static void parse_args(int argc, char **argv)
 		O_WORKERS,
 		O_CHUNK,
 		O_UPAGE,
+		O_FAROUND,
 		O_JSON
 	};
 	static const struct option lo[] = {
@@ -1231,6 +1268,7 @@ static void parse_args(int argc, char **argv)
 	    {"workers", required_argument, NULL, O_WORKERS},
 	    {"chunk", required_argument, NULL, O_CHUNK},
 	    {"ufault-page", required_argument, NULL, O_UPAGE},
+	    {"fault-around", required_argument, NULL, O_FAROUND},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -1277,6 +1315,9 @@ static void parse_args(int argc, char **argv)
 			if (opt.ufault_page & (opt.ufault_page - 1) ||
 			    opt.ufault_page > (2ul << 20))
 				bad_usage("--ufault-page must be a power of two, at most 2M");
+			break;
+		case O_FAROUND:
+			opt.fault_around = parse_size(optarg, "fault-around window");
 			break;
 		case O_JSON:
 			opt.json = true;
