@@ -115,7 +115,8 @@ static enum ufault__fault_result install(struct ufault__fault_env *env, struct u
 		 * region page alone, and the region's run starts over. */
 		uint64_t rp = ufault__region_page(r, addr);
 
-		__atomic_store_n(&r->fa_len, 0, __ATOMIC_RELAXED);
+		for (unsigned int i = 0; i < UFAULT__FA_RUNS; i++)
+			__atomic_store_n(&r->fa[i].len, 0, __ATOMIC_RELAXED);
 		ret = install_range(env, r, fd, rp, r->page_size, rp - page, f, flags);
 	}
 	if (ufault__uffd_classify(ret) == UFAULT__UFFD_NOVMA && r->page_size > sys) {
@@ -381,31 +382,44 @@ static enum step install_step(struct ufault__fault_env *env, struct ufault__req 
 
 /*
  * The fault-around window starting at region page @page: twice the last
- * one if this fault is where the region's sequential run was expected,
- * else one region page; up to fault_around_max and the region's end. The
- * hints are racy (several workers, no lock): a lost update only costs a
- * smaller or larger window, never a wrong page.
+ * window of the run this fault continues (it is where one of the region's
+ * runs expected its next fault), else one region page, starting a run in
+ * place of the least advanced one; up to fault_around_max and the region's
+ * end. The hints are racy (several workers, no lock): a lost update only
+ * costs a smaller or larger window, never a wrong page.
  */
 static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page)
 {
-	uint64_t max = env->ctx->fault_around_max, ps = r->page_size, len = ps, last;
+	uint64_t max = env->ctx->fault_around_max, ps = r->page_size, len = ps, last = 0;
+	unsigned int slot = 0;
 
 	if (max <= ps)
 		return ps;
-	last = __atomic_load_n(&r->fa_len, __ATOMIC_RELAXED);
-	if (last && page == __atomic_load_n(&r->fa_next, __ATOMIC_RELAXED)) {
-		len = last * 2 < max ? last * 2 : max;
-		len -= len % ps;
-	} else if (last > ps) {
-		/* The run stopped: its last window's pages ahead may never be
+	for (unsigned int i = 0; i < UFAULT__FA_RUNS; i++) {
+		uint64_t l = __atomic_load_n(&r->fa[i].len, __ATOMIC_RELAXED);
+
+		if (l && page == __atomic_load_n(&r->fa[i].next, __ATOMIC_RELAXED)) {
+			len = l * 2 < max ? l * 2 : max;
+			len -= len % ps;
+			slot = i;
+			last = 0;
+			break;
+		}
+		if (!i || l < last) { /* the least advanced run: replaced */
+			slot = i;
+			last = l;
+		}
+	}
+	if (len == ps && last > ps) {
+		/* That run stopped: its last window's pages ahead may never be
 		 * touched (an upper bound: the program may come back). */
 		ufault__stat_add(&env->stats, UFAULT__STAT_FA_WASTED,
 				 (last - ps) / ufault__sys_page());
 	}
 	if (len > r->node.end - page)
 		len = r->node.end - page;
-	__atomic_store_n(&r->fa_next, page + len, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->fa_len, len, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->fa[slot].next, page + len, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->fa[slot].len, len, __ATOMIC_RELAXED);
 	return len;
 }
 

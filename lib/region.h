@@ -39,6 +39,8 @@
 
 struct ufault__regions;
 
+#define UFAULT__FA_RUNS 4
+
 struct ufault_region {
 	struct ufault__index_node node; /* [start, end) */
 	struct ufault__qsbr_item free_item;
@@ -53,9 +55,12 @@ struct ufault_region {
 	int detached;	   /* read atomically; written under lock (write) */
 	unsigned int refs; /* atomic: 1 for the index (dropped after the grace
 			    * period), +1 per asynchronous fill in flight */
-	/* Fault-around (fault.c), racy hints updated by any worker: where a
-	 * sequential run's next fault is expected, and the last window. */
-	uint64_t fa_next, fa_len;
+	/* Fault-around (fault.c), racy hints updated by any worker: for a few
+	 * sequential runs at once (threads scanning their own parts), where
+	 * each run's next fault is expected and its last window. */
+	struct {
+		uint64_t next, len;
+	} fa[UFAULT__FA_RUNS];
 	pthread_rwlock_t lock;
 	struct ufault_region *next_victim; /* proxy-local list, under the mm lock */
 };
