@@ -39,6 +39,8 @@
 
 #include <ufault/ufault.h>
 
+#define BENCH_NAME "fault_storm"
+#include "bench_util.h"
 #include "fault_storm_util.h"
 #include "fault_storm_hist.h"
 #include "fault_storm_minimal.h"
@@ -113,7 +115,6 @@ static struct opts opt = {
     .variant = V_ADJACENT,
 };
 
-static long page_size;
 static unsigned int nr_cpus;
 
 /* ------------------------------------------------------------------ */
@@ -1193,84 +1194,6 @@ static void usage(FILE *f)
 	    "  --pin               pin every thread (ufault workers too) to CPU 0\n"
 	    "  --json              one JSON object per line instead of tables\n"
 	    "  --help\n");
-}
-
-static void bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "fault_storm: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	usage(stderr);
-	exit(2);
-}
-
-static long parse_long(const char *s, const char *what, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		bad_usage("bad %s '%s' (want %ld..%ld)", what, s, min, max);
-	return v;
-}
-
-static size_t parse_size(const char *s, const char *what)
-{
-	char *end;
-	unsigned long long v;
-	int shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		bad_usage("bad %s '%s'", what, s);
-	switch (*end) {
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end || v == 0 || v > (1ull << 40) >> shift)
-		bad_usage("bad %s '%s'", what, s);
-	v <<= shift;
-	if (v % (unsigned long long)page_size)
-		bad_usage("%s '%s' is not a multiple of the page size", what, s);
-	return (size_t)v;
-}
-
-/* Split a comma list; call @fn on each item. */
-static void parse_list(const char *arg, void (*fn)(const char *item))
-{
-	char *dup = strdup(arg), *save = NULL, *tok;
-
-	if (!dup)
-		die("out of memory");
-	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-		fn(tok);
-	free(dup);
 }
 
 static void add_workload(const char *s)

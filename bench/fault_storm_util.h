@@ -7,6 +7,8 @@
 #ifndef FAULT_STORM_UTIL_H
 #define FAULT_STORM_UTIL_H
 
+#include "bench_util.h" /* die, warnx, xcalloc, now_ns */
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,58 +19,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/*
- * Print and leave with status 1. _exit, not exit: other threads may be parked
- * in a page fault that nobody will resolve any more, and atexit handlers must
- * not wait for them.
- */
-static void vwarnx(const char *fmt, va_list ap)
-{
-	fflush(stdout);
-	fprintf(stderr, "fault_storm: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vwarnx(fmt, ap);
-	va_end(ap);
-	fflush(stderr);
-	_exit(1);
-}
-
-static void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warnx(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vwarnx(fmt, ap);
-	va_end(ap);
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-
-	if (!p)
-		die("out of memory (%zu x %zu bytes)", n, sz);
-	return p;
-}
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Sleep without burning CPU (the timer slack is set to 1 ns in main). */
 static void sleep_ns(uint64_t ns)

@@ -8,6 +8,8 @@
 #ifndef FILE_SCAN_UTIL_H
 #define FILE_SCAN_UTIL_H
 
+#include "bench_util.h" /* die, warnx, xcalloc, now_ns */
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,58 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/*
- * Print and leave with status 1. _exit, not exit: other threads may be parked
- * in a page fault that nobody will resolve any more, and atexit handlers must
- * not wait for them.
- */
-static void vwarnx(const char *fmt, va_list ap)
-{
-	fflush(stdout);
-	fprintf(stderr, "file_scan: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vwarnx(fmt, ap);
-	va_end(ap);
-	fflush(stderr);
-	_exit(1);
-}
-
-static void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warnx(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vwarnx(fmt, ap);
-	va_end(ap);
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-
-	if (!p)
-		die("out of memory (%zu x %zu bytes)", n, sz);
-	return p;
-}
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* splitmix64's finaliser: a bijective 64-bit mix. */
 static inline uint64_t mix64(uint64_t x)
