@@ -4,7 +4,8 @@
  * warnings (prefixed with BENCH_NAME, which the program defines before it
  * includes this), the monotonic clock, and command-line parsing (numbers,
  * sizes with K/M/G suffixes that must be multiples of the page, comma
- * lists). The program provides usage(FILE *) and sets page_size.
+ * lists), and medians. The program provides usage(FILE *) and sets
+ * page_size.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -154,6 +155,20 @@ static void parse_list(const char *arg, void (*fn)(const char *item))
 	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		fn(tok);
 	free(dup);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of @v[0..@n) (sorted in place); @n > 0. */
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 #endif

@@ -732,13 +732,6 @@ struct section {
 	struct meas *meas;
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double median_of(const struct meas *m, size_t field_off)
 {
 	double v[MAX_RUNS];
@@ -746,8 +739,7 @@ static double median_of(const struct meas *m, size_t field_off)
 
 	for (i = 0; i < m->n; i++)
 		v[i] = *(const double *)((const char *)&m->r[i] + field_off);
-	qsort(v, (size_t)m->n, sizeof(v[0]), cmp_double);
-	return m->n % 2 ? v[m->n / 2] : (v[m->n / 2 - 1] + v[m->n / 2]) / 2;
+	return median(v, m->n);
 }
 
 static uint64_t median_u64(const struct meas *m, size_t field_off)

@@ -775,13 +775,6 @@ struct cell {
 	struct result med; /* medians over the runs, field by field */
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double median_of(const struct cell *c, size_t field)
 {
 	double v[MAX_RUNS];
@@ -789,8 +782,7 @@ static double median_of(const struct cell *c, size_t field)
 
 	for (i = 0; i < c->n; i++)
 		v[i] = *(const double *)((const char *)&c->r[i] + field);
-	qsort(v, (size_t)c->n, sizeof(v[0]), cmp_double);
-	return c->n % 2 ? v[c->n / 2] : (v[c->n / 2 - 1] + v[c->n / 2]) / 2;
+	return median(v, c->n);
 }
 
 static uint64_t median_u64(const struct cell *c, size_t field)
@@ -800,8 +792,7 @@ static uint64_t median_u64(const struct cell *c, size_t field)
 
 	for (i = 0; i < c->n; i++)
 		v[i] = (double)*(const uint64_t *)((const char *)&c->r[i] + field);
-	qsort(v, (size_t)c->n, sizeof(v[0]), cmp_double);
-	return (uint64_t)(c->n % 2 ? v[c->n / 2] : (v[c->n / 2 - 1] + v[c->n / 2]) / 2);
+	return (uint64_t)median(v, c->n);
 }
 
 #define MED(f) (d->f = median_of(c, offsetof(struct result, f)))
