@@ -70,11 +70,26 @@
  *                        instead of stalling ctest. secs is scaled by
  *                        tu_slowdown(); tu_watchdog(0) disarms. Per process
  *                        (fork children must arm their own).
+ *
+ *  Files and processes
+ *    tu_pattern_file(path, len, seed)  write a file of @len bytes whose byte
+ *                        o is tu_pattern(o, seed), synced; exits 1 on failure.
+ *    tu_count_fds()      open file descriptors of this process.
+ *    tu_wait_fds(n)      poll (bounded: 2 s) until tu_count_fds() is @n;
+ *                        returns the last count (a release may wait for a
+ *                        worker's quiescent state).
+ *    tu_child_exit(code) leave a forked child with @code: exit_group, so no
+ *                        atexit handler or sanitizer report of the parent's
+ *                        state changes it.
+ *    TU_CHILD_CHECK(cond, code)  in a forked child (no CMocka there): if
+ *                        @cond fails, print it and tu_child_exit(@code).
  */
 #ifndef UFAULT_TESTUTIL_H
 #define UFAULT_TESTUTIL_H
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -83,6 +98,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,5 +390,71 @@ static inline void tu_watchdog(unsigned int secs)
 	sigaction(SIGALRM, &sa, NULL);
 	alarm(secs * tu_slowdown());
 }
+
+/* ------------------------------------------------------------------ */
+/* Files and processes                                                  */
+/* ------------------------------------------------------------------ */
+
+static inline void tu_pattern_file(const char *path, size_t len, uint64_t seed)
+{
+	char *buf = malloc(len);
+	int fd;
+
+	if (!buf)
+		tu_die("allocating the test file's contents", ENOMEM);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		tu_die("creating the test file", errno);
+	tu_pattern_fill(buf, len, 0, seed);
+	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
+		tu_die("writing the test file", errno);
+	close(fd);
+	free(buf);
+}
+
+static inline int tu_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		tu_die("opendir /proc/self/fd", errno);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static inline int tu_wait_fds(int want)
+{
+	int n = tu_count_fds();
+
+	for (int i = 0; i < 2000 && n != want; i++) {
+		usleep(1000);
+		n = tu_count_fds();
+	}
+	return n;
+}
+
+/*
+ * Straight to exit_group(2): under TSan, _exit() is intercepted and turns
+ * into 66 if the process ever reported a race, and a child inherits the
+ * parent's count (a race found earlier in the parent would fail every
+ * child). The child's own reports are still printed.
+ */
+static inline __attribute__((noreturn)) void tu_child_exit(int code)
+{
+	fflush(NULL);
+	syscall(SYS_exit_group, code);
+	_exit(code);
+}
+
+#define TU_CHILD_CHECK(cond, code)                                                                 \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "child check failed (%d): %s\n", code, #cond);             \
+			tu_child_exit(code);                                                       \
+		}                                                                                  \
+	} while (0)
 
 #endif /* UFAULT_TESTUTIL_H */

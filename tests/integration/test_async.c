@@ -869,28 +869,6 @@ static void test_errors_zero_policy(void **state)
 
 /* --- SIGBUS policy, in forked children (no CMocka there: exit codes) --- */
 
-/*
- * A child's verdict. Straight to exit_group(2): under TSan, _exit() is
- * intercepted and turns into 66 if the process ever reported a race, and
- * a child inherits the parent's count (a race found earlier in the parent
- * would fail every child). The child's own reports are still printed.
- */
-static __attribute__((noreturn)) void child_exit(int code)
-{
-	fflush(NULL);
-	syscall(SYS_exit_group, code);
-	_exit(code);
-}
-
-#define CHILD_CHECK(cond, code)                                                                    \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "child check failed (%d): %s\n", code, #cond);             \
-			fflush(NULL);                                                              \
-			child_exit(code);                                                          \
-		}                                                                                  \
-	} while (0)
-
 static __thread sigjmp_buf bus_jmp;
 static __thread volatile sig_atomic_t bus_armed;
 static void *volatile bus_addr;
@@ -948,8 +926,8 @@ static char *child_setup(enum ufault_lock_mode mode, struct ufault_ctx **ctx, st
 	cfg.nr_workers = 2;
 	rc = ufault_ctx_create(ctx, &cfg);
 	if (tu_is_unavailable(rc))
-		child_exit(TU_SKIP);
-	CHILD_CHECK(rc == 0, 10);
+		tu_child_exit(TU_SKIP);
+	TU_CHILD_CHECK(rc == 0, 10);
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
@@ -962,10 +940,10 @@ static char *child_setup(enum ufault_lock_mode mode, struct ufault_ctx **ctx, st
 	base = tu_map_anon(npg * ps, 0);
 	rc = ufault_region_register(*ctx, base, npg * ps, &s, UFAULT_REGION_ON_ERROR_SIGBUS, NULL);
 	if (!(ufault_ctx_features(*ctx) & UFFD_FEATURE_POISON)) {
-		CHILD_CHECK(rc == -EOPNOTSUPP, 12);
-		child_exit(TU_SKIP);
+		TU_CHILD_CHECK(rc == -EOPNOTSUPP, 12);
+		tu_child_exit(TU_SKIP);
 	}
-	CHILD_CHECK(rc == 0, 13);
+	TU_CHILD_CHECK(rc == 0, 13);
 	return base;
 }
 
@@ -988,27 +966,27 @@ static void child_sigbus_handler(enum ufault_lock_mode mode)
 	sa.sa_sigaction = bus_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
-	CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 20);
+	TU_CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 20);
 	for (size_t pg = 0; pg < NPG; pg++) {
 		char *p = base + pg * ps + 321;
 
 		if (act_errors(pg) == ACT_OK) {
-			CHILD_CHECK(touch_bus(p) == 0, 21);
-			CHILD_CHECK(tu_pattern_check(base + pg * ps, ps, pg * ps, h.seed) == -1,
-				    22);
+			TU_CHILD_CHECK(touch_bus(p) == 0, 21);
+			TU_CHILD_CHECK(tu_pattern_check(base + pg * ps, ps, pg * ps, h.seed) == -1,
+				       22);
 		} else {
 			nbad++;
-			CHILD_CHECK(touch_bus(p) == 1, 23);
-			CHILD_CHECK((char *)bus_addr >= p - 321 && (char *)bus_addr < p - 321 + ps,
-				    24);
+			TU_CHILD_CHECK(touch_bus(p) == 1, 23);
+			TU_CHILD_CHECK(
+			    (char *)bus_addr >= p - 321 && (char *)bus_addr < p - 321 + ps, 24);
 			/* Poisoned, not left parked: again SIGBUS. */
-			CHILD_CHECK(touch_bus(p) == 1, 25);
+			TU_CHILD_CHECK(touch_bus(p) == 1, 25);
 		}
 	}
 	end = tu_now_ns() + 5000000000ull * tu_slowdown();
 	do {
 		st.size = sizeof(st);
-		CHILD_CHECK(ufault_stats(ctx, &st) == 0, 30);
+		TU_CHILD_CHECK(ufault_stats(ctx, &st) == 0, 30);
 		if (st.source_errors >= nbad && st.poisoned >= nbad)
 			break;
 		usleep(1000);
@@ -1017,14 +995,14 @@ static void child_sigbus_handler(enum ufault_lock_mode mode)
 		fprintf(stderr, "child stats: source_errors %llu poisoned %llu, expected %u\n",
 			(unsigned long long)st.source_errors, (unsigned long long)st.poisoned,
 			nbad);
-	CHILD_CHECK(st.source_errors == nbad, 31);
-	CHILD_CHECK(st.poisoned == nbad, 32);
-	CHILD_CHECK(st.zero_filled == 0, 33);
+	TU_CHILD_CHECK(st.source_errors == nbad, 31);
+	TU_CHILD_CHECK(st.poisoned == nbad, 32);
+	TU_CHILD_CHECK(st.zero_filled == 0, 33);
 	child_quiesce(&h);
 	ufault_ctx_destroy(ctx);
 	afill_stop(&h);
-	CHILD_CHECK(h.completed == h.started - h.start_failed, 34);
-	child_exit(0);
+	TU_CHILD_CHECK(h.completed == h.started - h.start_failed, 34);
+	tu_child_exit(0);
 }
 
 /* With the default action, touching a failing page of kind @kind kills the
@@ -1040,10 +1018,10 @@ static void child_sigbus_default(enum ufault_lock_mode mode, unsigned int kind)
 	setrlimit(RLIMIT_CORE, &nocore);
 	base = child_setup(mode, &ctx, &h, 4);
 	signal(SIGBUS, SIG_DFL);
-	CHILD_CHECK(tu_pattern_check(base, ps, 0, h.seed) == -1, 50);
+	TU_CHILD_CHECK(tu_pattern_check(base, ps, 0, h.seed) == -1, 50);
 	(void)tu_read_byte(base + kind * ps + 1);
 	fprintf(stderr, "child survived a failed fill (%s)\n", act_name(act_errors(kind)));
-	child_exit(52);
+	tu_child_exit(52);
 }
 
 static int fork_child(void (*fn)(enum ufault_lock_mode, unsigned int), unsigned int kind)
@@ -1056,7 +1034,7 @@ static int fork_child(void (*fn)(enum ufault_lock_mode, unsigned int), unsigned 
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		fn(tu_mode, kind);
-		child_exit(99);
+		tu_child_exit(99);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	return status;

@@ -163,8 +163,8 @@ static void test_bad_settings(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    tu_watchdog_test(test_sequential),	     tu_watchdog_test(test_random),
-	    tu_watchdog_test(test_boundaries),	     tu_watchdog_test(test_big_region_pages),
+	    tu_watchdog_test(test_sequential),	 tu_watchdog_test(test_random),
+	    tu_watchdog_test(test_boundaries),	 tu_watchdog_test(test_big_region_pages),
 	    tu_watchdog_test(test_bad_settings),
 	};
 

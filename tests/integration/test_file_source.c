@@ -18,7 +18,6 @@
  *  - UFAULT_FILE_DIRECT reads the same bytes (where the file system
  *    supports O_DIRECT).
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -38,37 +37,6 @@
 
 static size_t ps;
 static char file_path[64];
-
-/* A file of FILE_PAGES pages + TAIL_BYTES, byte o = tu_pattern(o, SEED). */
-static void make_file(void)
-{
-	size_t len = FILE_PAGES * ps + TAIL_BYTES;
-	char *buf = malloc(len);
-	int fd;
-
-	assert_non_null(buf);
-	snprintf(file_path, sizeof(file_path), "/var/tmp/ufault_file_source_%d", (int)getpid());
-	fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		tu_die("creating the test file", errno);
-	tu_pattern_fill(buf, len, 0, SEED);
-	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
-		tu_die("writing the test file", errno);
-	close(fd);
-	free(buf);
-}
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static struct ufault_source file_source(int fd, uint64_t offset, unsigned int flags)
 {
@@ -121,7 +89,7 @@ static void oracle(struct ufault_ctx *ctx, unsigned int flags)
 	unsigned char *p;
 	int fd, base_fds;
 
-	base_fds = count_fds();
+	base_fds = tu_count_fds();
 	fd = open(file_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	s = file_source(fd, off, flags);
@@ -148,9 +116,7 @@ static void oracle(struct ufault_ctx *ctx, unsigned int flags)
 	assert_int_equal(ufault_munmap(ctx, p, REGION_PAGES * ps), 0);
 	/* Released: ufault's copy of the fd is closed (the release may wait
 	 * for a worker to pass a quiescent state: poll, bounded). */
-	for (int i = 0; i < 2000 && count_fds() != base_fds; i++)
-		usleep(1000);
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(tu_wait_fds(base_fds), base_fds);
 }
 
 static void test_oracle(void **state)
@@ -278,7 +244,8 @@ int main(int argc, char **argv)
 	int failed;
 
 	ps = tu_page_size();
-	make_file();
+	snprintf(file_path, sizeof(file_path), "/var/tmp/ufault_file_source_%d", (int)getpid());
+	tu_pattern_file(file_path, FILE_PAGES * ps + TAIL_BYTES, SEED);
 	failed =
 	    tu_run_every_mode("file_source", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	unlink(file_path);

@@ -17,7 +17,6 @@
  *    that cannot be reached fails the registration (it connects), with
  *    nothing registered.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -51,19 +50,8 @@ struct server {
 /* A file of @len bytes, byte o = tu_pattern(o, SEED). */
 static void make_file(uint64_t len)
 {
-	char *buf = malloc(len);
-	int fd;
-
-	assert_non_null(buf);
 	snprintf(file_path, sizeof(file_path), "/var/tmp/ufault_nbd_source_%d", (int)getpid());
-	fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		tu_die("creating the test file", errno);
-	tu_pattern_fill(buf, len, 0, SEED);
-	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
-		tu_die("writing the test file", errno);
-	close(fd);
-	free(buf);
+	tu_pattern_file(file_path, len, SEED);
 	file_len = len;
 }
 
@@ -119,18 +107,6 @@ static void server_kill(struct server *srv)
 	srv->pid = -1;
 	unlink(srv->sock);
 	unlink(srv->pidfile);
-}
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
 }
 
 static struct ufault_source nbd_source(const char *uri, uint64_t offset)
@@ -200,7 +176,7 @@ static void test_oracle(void **state)
 	int base_fds;
 
 	server_start(&srv);
-	base_fds = count_fds();
+	base_fds = tu_count_fds();
 	s = nbd_source(srv.uri, off);
 	p = ufault_mmap(ctx, NULL, REGION_PAGES * ps, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
@@ -218,9 +194,7 @@ static void test_oracle(void **state)
 	assert_int_equal(ufault_munmap(ctx, p, REGION_PAGES * ps), 0);
 	/* Released: the connection is closed (after a quiescent state of
 	 * every worker: poll, bounded). */
-	for (int i = 0; i < 2000 && count_fds() != base_fds; i++)
-		usleep(1000);
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(tu_wait_fds(base_fds), base_fds);
 	server_kill(&srv);
 }
 

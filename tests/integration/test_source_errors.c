@@ -79,15 +79,6 @@ static struct ufault_source failing_source(struct failing *f)
 /* Child side (no CMocka: report with exit codes)                      */
 /* ------------------------------------------------------------------ */
 
-#define CHILD_CHECK(cond, code)                                                                    \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "child check failed (%d): %s\n", code, #cond);             \
-			fflush(NULL);                                                              \
-			_exit(code);                                                               \
-		}                                                                                  \
-	} while (0)
-
 static __thread sigjmp_buf bus_jmp;
 static __thread volatile int bus_armed;
 static volatile sig_atomic_t bus_count;
@@ -136,7 +127,7 @@ static struct ufault_ctx *child_ctx(enum ufault_lock_mode mode)
 	rc = ufault_ctx_create(&ctx, &cfg);
 	if (tu_is_unavailable(rc))
 		_exit(TU_SKIP);
-	CHILD_CHECK(rc == 0, 10);
+	TU_CHILD_CHECK(rc == 0, 10);
 	return ctx;
 }
 
@@ -150,10 +141,10 @@ static struct ufault_region *child_register(struct ufault_ctx *ctx, char *a, siz
 	    ctx, a, len, &s, UFAULT_REGION_ON_ERROR_SIGBUS | UFAULT_REGION_PAGE_SHIFT(shift), &r);
 
 	if (!(ufault_ctx_features(ctx) & UFFD_FEATURE_POISON)) {
-		CHILD_CHECK(rc == -EOPNOTSUPP, 11);
+		TU_CHILD_CHECK(rc == -EOPNOTSUPP, 11);
 		_exit(TU_SKIP);
 	}
-	CHILD_CHECK(rc == 0, 12);
+	TU_CHILD_CHECK(rc == 0, 12);
 	return r;
 }
 
@@ -178,10 +169,10 @@ static int touch_in_thread(const char *p)
 	struct toucher t = {.addr = p};
 	pthread_t th;
 
-	CHILD_CHECK(pthread_create(&th, NULL, toucher_thread, &t) == 0, 13);
-	CHILD_CHECK(pthread_join(th, NULL) == 0, 14);
+	TU_CHILD_CHECK(pthread_create(&th, NULL, toucher_thread, &t) == 0, 13);
+	TU_CHILD_CHECK(pthread_join(th, NULL) == 0, 14);
 	if (t.got_bus)
-		CHILD_CHECK(bus_tid == t.tid, 15);
+		TU_CHILD_CHECK(bus_tid == t.tid, 15);
 	return t.got_bus;
 }
 
@@ -207,31 +198,31 @@ static void child_sigbus_handler(const struct child_cfg *cc)
 	sa.sa_sigaction = bus_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
-	CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 16);
+	TU_CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 16);
 
 	/* Region page 2, last system page, odd byte: SIGBUS there. */
 	p = a + 2 * rp + (rp - ps) + 123;
-	CHILD_CHECK(touch_in_thread(p) == 1, 20);
-	CHILD_CHECK((char *)bus_addr >= p - 123 && (char *)bus_addr < p - 123 + ps, 21);
+	TU_CHILD_CHECK(touch_in_thread(p) == 1, 20);
+	TU_CHILD_CHECK((char *)bus_addr >= p - 123 && (char *)bus_addr < p - 123 + ps, 21);
 	/* A good page next to it works. */
-	CHILD_CHECK(tu_pattern_check(a + 3 * rp, rp, f.base_off + 3 * rp, SEED) == -1, 22);
-	CHILD_CHECK(tu_pattern_check(a + 1 * rp, rp, f.base_off + 1 * rp, SEED) == -1, 23);
+	TU_CHILD_CHECK(tu_pattern_check(a + 3 * rp, rp, f.base_off + 3 * rp, SEED) == -1, 22);
+	TU_CHILD_CHECK(tu_pattern_check(a + 1 * rp, rp, f.base_off + 1 * rp, SEED) == -1, 23);
 	/* Another system page of the same region page, then the same byte. */
 	p = a + 2 * rp + 5;
-	CHILD_CHECK(touch_in_thread(p) == 1, 24);
-	CHILD_CHECK((char *)bus_addr >= p - 5 && (char *)bus_addr < p - 5 + ps, 25);
-	CHILD_CHECK(touch_guarded(a + 2 * rp + (rp - ps) + 123) == 1, 26);
+	TU_CHILD_CHECK(touch_in_thread(p) == 1, 24);
+	TU_CHILD_CHECK((char *)bus_addr >= p - 5 && (char *)bus_addr < p - 5 + ps, 25);
+	TU_CHILD_CHECK(touch_guarded(a + 2 * rp + (rp - ps) + 123) == 1, 26);
 	/* Region page 5, from the main thread this time. */
 	p = a + 5 * rp;
-	CHILD_CHECK(touch_guarded(p) == 1, 27);
-	CHILD_CHECK((char *)bus_addr >= p && (char *)bus_addr < p + ps, 28);
-	CHILD_CHECK(bus_tid == (pid_t)syscall(SYS_gettid), 29);
+	TU_CHILD_CHECK(touch_guarded(p) == 1, 27);
+	TU_CHILD_CHECK((char *)bus_addr >= p && (char *)bus_addr < p + ps, 28);
+	TU_CHILD_CHECK(bus_tid == (pid_t)syscall(SYS_gettid), 29);
 
 	memset(&st, 0, sizeof(st));
 	st.size = sizeof(st);
 	end = tu_now_ns() + 5000000000ull * tu_slowdown();
 	do {
-		CHILD_CHECK(ufault_stats(ctx, &st) == 0, 30);
+		TU_CHILD_CHECK(ufault_stats(ctx, &st) == 0, 30);
 		if (st.source_errors >= 2 && st.poisoned >= 2)
 			break;
 		usleep(1000);
@@ -239,9 +230,9 @@ static void child_sigbus_handler(const struct child_cfg *cc)
 	if (st.source_errors < 2 || st.poisoned < 2)
 		fprintf(stderr, "stats: source_errors %llu poisoned %llu\n",
 			(unsigned long long)st.source_errors, (unsigned long long)st.poisoned);
-	CHILD_CHECK(st.source_errors >= 2, 31);
-	CHILD_CHECK(st.poisoned >= 2, 32);
-	CHILD_CHECK(st.zero_filled == 0, 33);
+	TU_CHILD_CHECK(st.source_errors >= 2, 31);
+	TU_CHILD_CHECK(st.poisoned >= 2, 32);
+	TU_CHILD_CHECK(st.zero_filled == 0, 33);
 
 	ufault_ctx_destroy(ctx);
 	_exit(0);
@@ -263,12 +254,12 @@ static void child_sigbus_default(const struct child_cfg *cc)
 	ctx = child_ctx(cc->mode);
 	a = tu_map_anon(len, rp);
 	child_register(ctx, a, len, &f, cc->shift);
-	CHILD_CHECK(tu_pattern_check(a, rp, 0, SEED) == -1, 50);
+	TU_CHILD_CHECK(tu_pattern_check(a, rp, 0, SEED) == -1, 50);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
-	CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 51);
+	TU_CHILD_CHECK(sigaction(SIGBUS, &sa, NULL) == 0, 51);
 	(void)tu_read_byte(a + 4 * rp + 1);
 	fprintf(stderr, "child survived a failed fill\n");
 	_exit(52);
