@@ -11,7 +11,14 @@
  *  - "ufault-pread": an anonymous ufault region whose CALLBACK source
  *    pread(2)s each page into the worker's bounce buffer (installed with
  *    UFFDIO_COPY): the hand-written synchronous baseline that the library's
- *    file sources are to beat.
+ *    file sources are to beat;
+ *  - "ufault-file": an anonymous region with the io_uring file source;
+ *  - "ufault-memfd": a private mapping of a fresh memfd with the memfd
+ *    source filled from the file source (each page read once into the
+ *    shared page cache, then mapped with UFFDIO_CONTINUE);
+ *  - "ufault-memfd-shared": the same over a memfd whose cache was filled
+ *    before the measurement (a clone of a snapshot already loaded): MINOR
+ *    faults only, no read, no copy.
  *
  * The file's byte at offset o is a function of o (file_scan_util.h), so
  * every touch is checked; a single wrong byte fails the run (exit 1).
@@ -58,17 +65,21 @@ enum mode {
 	 * file source reading the data file, with fault-around up to
 	 * --fault-around (default 1 MiB). */
 	M_UFAULT_FILE,
-	/*
-	 * PLANNED, once the library has its source (not before: no stand-in):
-	 *   M_UFAULT_MEMFD  "ufault-memfd": the memfd-backed source.
-	 * It needs an entry in mode_names[], a case in mode_map() and in
-	 * mode_unmap(); drop its name from planned_modes[].
-	 */
+	/* A private mapping of a fresh memfd, registered with the memfd
+	 * source whose inner source is the file source above: each page is
+	 * read once into the memfd's page cache and mapped from there
+	 * (UFFDIO_COPY into the cache, then UFFDIO_CONTINUE). */
+	M_UFAULT_MEMFD,
+	/* The same, over a memfd whose cache an earlier mapping filled (a
+	 * clone of a snapshot another VM already loaded): every fault is a
+	 * MINOR fault mapped with UFFDIO_CONTINUE, no read and no copy. The
+	 * data file is not read: cold and warm differ only in the memfd
+	 * being filled before the measurement either way. */
+	M_UFAULT_MEMFD_SHARED,
 	M_NR
 };
-static const char *const mode_names[M_NR] = {"mmap", "ufault-pread", "ufault-file"};
-/* Recognised on the command line only to say that they do not exist yet. */
-static const char *const planned_modes[] = {"ufault-memfd"};
+static const char *const mode_names[M_NR] = {"mmap", "ufault-pread", "ufault-file",
+					     "ufault-memfd", "ufault-memfd-shared"};
 
 enum pattern { P_SEQ, P_RAND, P_NR };
 static const char *const pattern_names[P_NR] = {"seq", "rand"};
@@ -108,8 +119,8 @@ static struct opts opt = {
     .patterns = {P_SEQ, P_RAND},
     .nr_caches = 2,
     .caches = {C_COLD, C_WARM},
-    .nr_modes = 3,
-    .modes = {M_MMAP, M_UFAULT_PREAD, M_UFAULT_FILE},
+    .nr_modes = 5,
+    .modes = {M_MMAP, M_UFAULT_PREAD, M_UFAULT_FILE, M_UFAULT_MEMFD, M_UFAULT_MEMFD_SHARED},
     .runs = 3,
     .chunk = 2ul << 20,
     .fault_around = 1ul << 20,
@@ -531,6 +542,7 @@ struct mapping {
 	unsigned char *base;
 	struct ufault_ctx *ctx;
 	struct pread_src src;
+	int memfd; /* ufault-memfd*: the shared page cache */
 };
 
 /* A context as every ufault mode gets it: the default config, or --workers. */
@@ -554,6 +566,83 @@ static unsigned int region_page_flag(void)
 	if (!opt.ufault_page || opt.ufault_page == (size_t)page_size)
 		return 0;
 	return UFAULT_REGION_PAGE_SHIFT(__builtin_ctzl((unsigned long)opt.ufault_page));
+}
+
+/* The file source's modes: fault_around_max from --fault-around. */
+static struct ufault_ctx *ctx_create_fa(void)
+{
+	struct ufault_config cfg;
+	struct ufault_ctx *ctx;
+	int err;
+
+	ufault_config_init(&cfg);
+	cfg.nr_workers = opt.workers;
+	cfg.fault_around_max = opt.fault_around;
+	err = ufault_ctx_create(&ctx, &cfg);
+	if (err)
+		die("ufault_ctx_create: %s", ufault_strerror(err));
+	return ctx;
+}
+
+/* Copy the data file into the memfd's page cache (ufault-memfd-shared). */
+static void memfd_prefill(int memfd, int fd)
+{
+	const size_t step = 8ul << 20;
+	char *buf = xcalloc(1, step);
+
+	for (size_t off = 0; off < opt.size; off += step) {
+		size_t n = opt.size - off < step ? opt.size - off : step;
+
+		if (pread(fd, buf, n, (off_t)off) != (ssize_t)n ||
+		    pwrite(memfd, buf, n, (off_t)off) != (ssize_t)n)
+			die("filling the memfd: %s", strerror(errno));
+	}
+	free(buf);
+}
+
+/* A private read-only mapping of @fd, aligned to the region page. */
+static void *map_aligned_file(int fd)
+{
+	size_t align = opt.ufault_page > (size_t)page_size ? opt.ufault_page : (size_t)page_size;
+	char *r, *a, *p;
+
+	r = mmap(NULL, opt.size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (r == MAP_FAILED)
+		die("reserving %zu bytes: %s", opt.size + align, strerror(errno));
+	a = (char *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
+	p = mmap(a, opt.size, PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap of the memfd (%zu bytes): %s", opt.size, strerror(errno));
+	if (a > r)
+		munmap(r, (size_t)(a - r));
+	munmap(a + opt.size, (size_t)(r + opt.size + align - (a + opt.size)));
+	return p;
+}
+
+static void map_memfd(struct mapping *m)
+{
+	struct ufault_source s, from;
+	void *p;
+	int err;
+
+	m->memfd = memfd_create("file_scan", MFD_CLOEXEC);
+	if (m->memfd < 0 || ftruncate(m->memfd, (off_t)opt.size))
+		die("memfd (%zu bytes): %s", opt.size, strerror(errno));
+	if (m->mode == M_UFAULT_MEMFD_SHARED)
+		memfd_prefill(m->memfd, m->fd);
+	m->ctx = ctx_create_fa();
+	ufault_source_init(&from, UFAULT_SOURCE_FILE);
+	from.file.fd = m->fd;
+	ufault_source_init(&s, UFAULT_SOURCE_MEMFD);
+	s.memfd.fd = m->memfd;
+	s.memfd.from = &from;
+	p = map_aligned_file(m->memfd);
+	err = ufault_region_register(m->ctx, p, opt.size, &s,
+				     UFAULT_REGION_ON_ERROR_ZERO | region_page_flag(), NULL);
+	if (err)
+		die("ufault_region_register (memfd source): %s", ufault_strerror(err));
+	m->base = p;
 }
 
 static void mode_map(struct mapping *m, enum mode mode)
@@ -596,17 +685,10 @@ static void mode_map(struct mapping *m, enum mode mode)
 		break;
 	}
 	case M_UFAULT_FILE: {
-		struct ufault_config cfg;
 		struct ufault_source s;
-		int err;
 		void *p;
 
-		ufault_config_init(&cfg);
-		cfg.nr_workers = opt.workers;
-		cfg.fault_around_max = opt.fault_around;
-		err = ufault_ctx_create(&m->ctx, &cfg);
-		if (err)
-			die("ufault_ctx_create: %s", ufault_strerror(err));
+		m->ctx = ctx_create_fa();
 		ufault_source_init(&s, UFAULT_SOURCE_FILE);
 		s.file.fd = m->fd;
 		p = ufault_mmap(m->ctx, NULL, opt.size, PROT_READ,
@@ -617,7 +699,10 @@ static void mode_map(struct mapping *m, enum mode mode)
 		m->base = p;
 		break;
 	}
-	/* PLANNED: case M_UFAULT_MEMFD (the memfd source); see enum mode. */
+	case M_UFAULT_MEMFD:
+	case M_UFAULT_MEMFD_SHARED:
+		map_memfd(m);
+		break;
 	default:
 		die("internal: mode %d has no mapping", (int)mode);
 	}
@@ -632,7 +717,9 @@ static void mode_unmap(struct mapping *m, struct result *r)
 			die("munmap: %s", strerror(errno));
 		break;
 	case M_UFAULT_PREAD:
-	case M_UFAULT_FILE: {
+	case M_UFAULT_FILE:
+	case M_UFAULT_MEMFD:
+	case M_UFAULT_MEMFD_SHARED: {
 		struct ufault_stats st;
 		int err;
 
@@ -654,9 +741,10 @@ static void mode_unmap(struct mapping *m, struct result *r)
 			die("ufault_munmap: %s", strerror(errno));
 		ufault_ctx_destroy(m->ctx);
 		free(m->src.fill);
+		if (m->mode == M_UFAULT_MEMFD || m->mode == M_UFAULT_MEMFD_SHARED)
+			close(m->memfd); /* the last reference: its pages are freed */
 		break;
 	}
-	/* PLANNED: the teardown of M_UFAULT_MEMFD; see enum mode. */
 	default:
 		die("internal: mode %d has no mapping", (int)m->mode);
 	}
@@ -977,16 +1065,14 @@ static void print_verdicts(const struct cell *cells, int nr)
 						 "run's --modes/--pattern/--cache"
 					       : NULL;
 
-		{
-			const struct cell *fs =
-			    find_cell(cells, nr, M_UFAULT_FILE, C_COLD, P_SEQ, th);
+		for (enum mode fm = M_UFAULT_FILE; fm <= M_UFAULT_MEMFD; fm++) {
+			const struct cell *fs = find_cell(cells, nr, fm, C_COLD, P_SEQ, th);
 
 			if (fs && mm && !cold_skip_reason && !opt.json)
-				printf(
-				    "cold seq T=%d: ufault-file (fault-around %zu KiB) pages/s / "
-				    "mmap pages/s = %.3f (target >= 0.5, aim 0.7): %s\n",
-				    th, opt.fault_around >> 10, fs->med.vs_mmap,
-				    fs->med.vs_mmap >= 0.5 ? "PASS" : "FAIL");
+				printf("cold seq T=%d: %s (fault-around %zu KiB) pages/s / "
+				       "mmap pages/s = %.3f (target >= 0.5, aim 0.7): %s\n",
+				       th, mode_names[fm], opt.fault_around >> 10, fs->med.vs_mmap,
+				       fs->med.vs_mmap >= 0.5 ? "PASS" : "FAIL");
 		}
 		snprintf(text, sizeof(text),
 			 "cold seq T=%d: ufault-pread%s pages/s / mmap pages/s (median of %d "
@@ -1076,10 +1162,10 @@ static void usage(FILE *f)
 		"  --file PATH      data file (default /var/tmp/ufault_file_scan.dat); written\n"
 		"                   once if missing, of another size or of other contents\n"
 		"  --size N[KMG]    file size (default 1G)\n"
-		"  --modes LIST     mmap,ufault-pread,ufault-file (default all three; planned,\n"
-		"                   not available yet: ufault-memfd)\n"
-		"  --fault-around N ufault-file: fault_around_max (default 1M; 0: one page\n"
-		"                   per fault)\n"
+		"  --modes LIST     mmap,ufault-pread,ufault-file,ufault-memfd,\n"
+		"                   ufault-memfd-shared (default all five)\n"
+		"  --fault-around N ufault-file, ufault-memfd*: fault_around_max (default 1M;\n"
+		"                   0: one page per fault)\n"
 		"  --threads LIST   touching threads (default 1,2)\n"
 		"  --pattern LIST   seq,rand (default both)\n"
 		"  --cache LIST     cold,warm (default both; cold needs root to write\n"
@@ -1110,11 +1196,6 @@ static void add_mode(const char *s)
 {
 	int i = lookup(s, mode_names, M_NR), k;
 
-	if (i < 0 &&
-	    lookup(s, planned_modes, (int)(sizeof(planned_modes) / sizeof(planned_modes[0]))) >= 0)
-		bad_usage("mode '%s' is planned but not available yet: the library has no such "
-			  "source",
-			  s);
 	if (i < 0)
 		bad_usage("unknown mode '%s'", s);
 	for (k = 0; k < opt.nr_modes; k++)

@@ -132,9 +132,10 @@ static int open_uffds(struct ufault_ctx *ctx)
 	 * POISON for the SIGBUS error policy; EVENT_REMAP so that a range
 	 * moved by mremap(2) stays registered (without it the kernel drops
 	 * the registration of the moved VMA and of any registered neighbour
-	 * it merges with) and MAP_FIXED can replace a range atomically.
+	 * it merges with) and MAP_FIXED can replace a range atomically;
+	 * MINOR_SHMEM for memfd sources (UFFDIO_CONTINUE).
 	 */
-	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP;
+	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MINOR_SHMEM;
 	struct ufault__uffd_caps caps;
 	int ret;
 

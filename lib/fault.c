@@ -64,6 +64,39 @@ static int apply_error_policy(struct ufault__fault_env *env, struct ufault_regio
 	return ret;
 }
 
+/*
+ * A page-cache source (memfd): the filled bytes go into the shared cache
+ * (unless they are there already), then UFFDIO_CONTINUE maps the cache's
+ * pages. A page that left the cache between the residency check and the
+ * CONTINUE (a hole punched in the memfd) is not an error: the fault is
+ * deferred and its retry fills it.
+ */
+static int install_cached(struct ufault__fault_env *env, struct ufault_region *r, int fd,
+			  uint64_t page, uint64_t len, uint64_t skip, const struct ufault__req *f,
+			  uint64_t *done)
+{
+	const struct ufault__source *s = r->src;
+	uint64_t sys = ufault__sys_page();
+	int ret;
+
+	if (f->result != UFAULT__FILL_CACHED) {
+		ret = s->ops->cache_fill(&s->user, ufault__region_offset(r, page),
+					 f->result == UFAULT__FILL_ZERO ? NULL
+									: (const char *)f->data + skip,
+					 len);
+		if (ret < 0)
+			return ret;
+		ufault__stat_add(&env->stats, UFAULT__STAT_CACHE_FILLED, (uint64_t)ret / sys);
+	}
+	ret = ufault__uffd_continue(fd, page, len, true, done);
+	if (f->result == UFAULT__FILL_CACHED) {
+		ufault__stat_add(&env->stats, UFAULT__STAT_CACHE_MAPPED, *done / sys);
+		if (ret == -EFAULT)
+			ret = -EAGAIN;
+	}
+	return ret;
+}
+
 /* One ioctl: [page, page + len) from the fill (@skip bytes into it). */
 static int install_range(struct ufault__fault_env *env, struct ufault_region *r, int fd,
 			 uint64_t page, uint64_t len, uint64_t skip, const struct ufault__req *f,
@@ -74,6 +107,8 @@ static int install_range(struct ufault__fault_env *env, struct ufault_region *r,
 
 	if (f->result < 0) {
 		ret = apply_error_policy(env, r, fd, page, len, &done);
+	} else if (r->src->ops->cache_run) {
+		ret = install_cached(env, r, fd, page, len, skip, f, &done);
 	} else if (f->result == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
 		/* As the kernel's do_anonymous_page: a write gets its own
 		 * zeroed page at once; the shared zero page would cost a
@@ -317,14 +352,26 @@ void ufault__fault_env_destroy(struct ufault__fault_env *env)
 static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *pinned)
 {
 	struct ufault_region *r = req->r;
-	const struct ufault__source_ops *ops = r->src->ops;
+	struct ufault__source *s = r->src;
 	uint64_t off = ufault__region_offset(r, req->page);
 	int filling = REQ_FILLING, ret;
+	bool resident;
 
 	*pinned = false;
 	req->data = NULL;
-	if (ops->fill) { /* may be slow: in spec mode no lock is held */
-		req->result = ops->fill(&r->src->user, off, req->len, req->buf, &req->data);
+	if (s->ops->cache_run) {
+		/* Pages in the cache are mapped; only missing ones are read
+		 * from the inner source, at its own offset. */
+		req->len = s->ops->cache_run(&s->user, off, req->len, r->page_size, &resident);
+		s = resident ? NULL : s->ops->cache_inner(&s->user);
+		if (!s) {
+			req->result = resident ? UFAULT__FILL_CACHED : UFAULT__FILL_ZERO;
+			return true;
+		}
+		off += s->user.offset;
+	}
+	if (s->ops->fill) { /* may be slow: in spec mode no lock is held */
+		req->result = s->ops->fill(&s->user, off, req->len, req->buf, &req->data);
 		return true;
 	}
 	req->data = req->buf;
@@ -332,8 +379,8 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	__atomic_store_n(&req->state, REQ_FILLING, __ATOMIC_RELAXED);
 	ufault__region_pin(r);
 	*pinned = true;
-	ret = ops->start(&r->src->user, off, req->len, req->buf, (struct ufault_completion *)req,
-			 env->ring);
+	ret = s->ops->start(&s->user, off, req->len, req->buf, (struct ufault_completion *)req,
+			    env->ring);
 	if (ret < 0) {
 		req->result = ret;
 		return true;

@@ -386,6 +386,15 @@ static void *mmap_locked(struct ufault_ctx *ctx, void *addr, uint64_t len, int p
 		ret = ufault__cut_collect(&ctx->regions, start, start + len, &c);
 	if (!ret && (flags & MAP_FIXED_NOREPLACE) && c.victims)
 		ret = -EEXIST;
+	for (struct ufault_region *v = c.victims; v && !ret; v = v->next_victim) {
+		/* Its VMA maps the memfd: it cannot be kept for anonymous memory. */
+		if (v->src->ops->cache_run) {
+			ufault__warn(&ctx->log, "mmap: MAP_FIXED over the memfd region at %#llx: "
+						"unmap it first",
+				     (unsigned long long)v->node.start);
+			ret = -EINVAL;
+		}
+	}
 	if (!ret)
 		ret = map_fixed(ctx, &c, start, start + len, prot, flags, src, region_flags, ps);
 	if (ret)
@@ -434,6 +443,11 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		src = &zero;
 	}
 	ret = ufault__region_check_args(&ctx->regions, start, rounded, src, region_flags, &ps);
+	if (!ret && src->type == UFAULT_SOURCE_MEMFD) {
+		ufault__warn(&ctx->log, "mmap: a memfd source needs the caller's own mapping of "
+					"the memfd: map it, then ufault_region_register()");
+		ret = -EINVAL;
+	}
 	if (!ret)
 		ret = ufault__source_create(&ctx->regions.source_slab, src, &ctx->log, &s);
 	if (ret)

@@ -471,6 +471,12 @@ int ufault__region_check_args(struct ufault__regions *set, uint64_t start, uint6
 			     (unsigned long long)norm.offset, (unsigned long long)len);
 		return -EINVAL;
 	}
+	if (norm.type == UFAULT_SOURCE_MEMFD && !(set->features & UFFD_FEATURE_MINOR_SHMEM)) {
+		ufault__warn(set->log, "register: the memfd source needs UFFDIO_CONTINUE on shmem "
+				       "(UFFD_FEATURE_MINOR_SHMEM, Linux 5.14), which this kernel "
+				       "lacks");
+		return -EOPNOTSUPP;
+	}
 	if (!(flags & UFAULT_REGION_ON_ERROR_ZERO) && !(set->features & UFFD_FEATURE_POISON)) {
 		ufault__warn(set->log, "register: SIGBUS error policy needs UFFDIO_POISON, which "
 				       "this kernel lacks; use UFAULT_REGION_ON_ERROR_ZERO");
@@ -520,6 +526,11 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 			     (unsigned long long)start, (unsigned long long)len);
 		return -ENOMEM;
 	}
+	if (src->ops->check_mapping) {
+		ret = src->ops->check_mapping(&src->user, start, len, set->log);
+		if (ret)
+			return ret;
+	}
 	r = ufault__region_new(set, start, len, src, src->user.offset, flags, page_size,
 			       ufault__regions_next_uffd(set));
 	if (!r)
@@ -544,8 +555,10 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 	}
 
 	/* Indexed before registered: the first fault already finds it. */
-	ret = ufault__uffd_register(ufault__region_uffd(r), start, len,
-				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+	ret = ufault__uffd_register(
+	    ufault__region_uffd(r), start, len,
+	    UFFDIO_REGISTER_MODE_MISSING | (src->ops->cache_run ? UFFDIO_REGISTER_MODE_MINOR : 0),
+	    NULL);
 	if (ret) {
 		if (ret == -EINVAL)
 			ret = -EOPNOTSUPP; /* arguments were checked: the memory type */

@@ -33,6 +33,8 @@ static const struct ufault__source_ops *ops_of(enum ufault_source_type type)
 		return &ufault__source_file;
 	case UFAULT_SOURCE_NBD:
 		return &ufault__source_nbd;
+	case UFAULT_SOURCE_MEMFD:
+		return &ufault__source_memfd;
 	}
 	return NULL;
 }
@@ -77,6 +79,7 @@ int ufault__source_create(struct ufault__slab *slab, const struct ufault_source 
 	s->user = norm;
 	s->priv = NULL;
 	s->ops = ops_of(norm.type);
+	s->slab = slab; /* init may make more (a memfd source's inner one) */
 	if (s->ops->init) {
 		ret = s->ops->init(&s->user, log);
 		if (ret) {
@@ -84,7 +87,6 @@ int ufault__source_create(struct ufault__slab *slab, const struct ufault_source 
 			return ret;
 		}
 	}
-	s->slab = slab;
 	s->refs = 1;
 	*out = s;
 	return 0;

@@ -4,8 +4,8 @@
  * regions share.
  *
  * Each source type is one file (source_zero.c, source_snapshot.c,
- * source_callback.c, source_async.c, source_file.c, source_nbd.c) providing one ops
- * table; the fault path only calls through it. A registration makes one struct ufault__source, holding the
+ * source_callback.c, source_async.c, source_file.c, source_nbd.c,
+ * source_memfd.c) providing one ops table; the fault path only calls through it. A registration makes one struct ufault__source, holding the
  * caller's struct and a reference count: every region made from it (the
  * region itself, and the pieces a split or a replacement leaves) holds a
  * reference, dropped when the region is freed after its QSBR grace period.
@@ -27,6 +27,8 @@
 
 /* fill() result meaning "install zeros" (UFFDIO_ZEROPAGE, no copy). */
 #define UFAULT__FILL_ZERO 1
+/* Page-cache sources: the bytes are in the cache already; just map them. */
+#define UFAULT__FILL_CACHED 2
 
 struct ufault__source_ops {
 	const char *name;
@@ -54,6 +56,26 @@ struct ufault__source_ops {
 	 */
 	int (*start)(const struct ufault_source *src, uint64_t off, size_t len, void *buf,
 		     struct ufault_completion *c, struct io_uring *ring);
+
+	/*
+	 * Page-cache sources (memfd) instead of fill and start: the region
+	 * maps a shared page cache (registered for MINOR faults too), and
+	 * installs with UFFDIO_CONTINUE. Optional check at registration:
+	 * [start, start + len) maps the source as it must; 0 or -EINVAL
+	 * (logged).
+	 */
+	int (*check_mapping)(const struct ufault_source *src, uint64_t start, uint64_t len,
+			     const struct ufault__log *log);
+	/* From source offset @off, the bytes (up to @len, whole @unit) whose
+	 * units are all in the cache (*resident) or all missing from it. */
+	uint64_t (*cache_run)(const struct ufault_source *src, uint64_t off, uint64_t len,
+			      uint64_t unit, bool *resident);
+	/* Put @len bytes of @data (NULL: zeros) in the cache at @off, except
+	 * pages someone else filled first; the bytes put there, or -errno. */
+	int (*cache_fill)(const struct ufault_source *src, uint64_t off, const void *data,
+			  uint64_t len);
+	/* The source that fills missing pages (NULL: zeros). */
+	struct ufault__source *(*cache_inner)(const struct ufault_source *src);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;
@@ -62,6 +84,7 @@ extern const struct ufault__source_ops ufault__source_callback;
 extern const struct ufault__source_ops ufault__source_async;
 extern const struct ufault__source_ops ufault__source_file;
 extern const struct ufault__source_ops ufault__source_nbd;
+extern const struct ufault__source_ops ufault__source_memfd;
 
 struct ufault__source {
 	struct ufault_source user; /* the caller's struct, at this library's size */

@@ -51,6 +51,8 @@ void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *s
 	out->fault_around_pages += c[UFAULT__STAT_FA_PAGES];
 	out->fault_around_wasted += c[UFAULT__STAT_FA_WASTED];
 	out->prefetched += c[UFAULT__STAT_PREFETCHED];
+	out->cache_filled += c[UFAULT__STAT_CACHE_FILLED];
+	out->cache_mapped += c[UFAULT__STAT_CACHE_MAPPED];
 	for (unsigned int i = 0; i < UFAULT_SPEC_ABORT_NR; i++)
 		out->spec_aborts[i] += c[UFAULT__STAT_SPEC_ABORT + i];
 }

@@ -154,6 +154,12 @@ static int fill_loop(int fd, unsigned long req, uint64_t dst, const void *src, u
 			progress = a.zeropage;
 			break;
 		}
+		case UFFDIO_CONTINUE: {
+			struct uffdio_continue a = {.range = {dst + pos, len - pos}, .mode = mode};
+			ret = uffd_ioctl(fd, req, &a);
+			progress = a.mapped;
+			break;
+		}
 		default: { /* UFFDIO_POISON */
 			struct uffdio_poison a = {.range = {dst + pos, len - pos}, .mode = mode};
 			ret = uffd_ioctl(fd, req, &a);
@@ -204,6 +210,12 @@ int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t 
 {
 	return fill_loop(fd, UFFDIO_POISON, dst, NULL, len, wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE,
 			 done);
+}
+
+int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_CONTINUE, dst, NULL, len,
+			 wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE, done);
 }
 
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len)

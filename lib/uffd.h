@@ -38,7 +38,7 @@ int ufault__uffd_api(int fd, uint64_t want, struct ufault__uffd_caps *got);
 /* Features the running kernel supports (cached after the first call). */
 int ufault__uffd_probe(struct ufault__uffd_caps *out);
 
-/* MISSING-mode registration; returns the range's ioctls in *ioctls. */
+/* Registration (UFFDIO_REGISTER_MODE_*); returns the range's ioctls in *ioctls. */
 int ufault__uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode, uint64_t *ioctls);
 int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len);
 
@@ -55,6 +55,8 @@ int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool 
 		      uint64_t *done);
 int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
+/* Map what the (shmem) page cache holds at [dst, dst + len): MINOR faults. */
+int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
 
 /* How to treat an error of the fill ioctls (COPY, ZEROPAGE, POISON), WAKE

@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define UFAULT_VERSION_MAJOR 0
-#define UFAULT_VERSION_MINOR 2
+#define UFAULT_VERSION_MINOR 3
 #define UFAULT_VERSION_PATCH 0
 
 /** Opaque: one address space handled by ufault (the mm_struct). */
@@ -198,6 +198,7 @@ enum ufault_source_type {
 	UFAULT_SOURCE_ASYNC,	/* a user function starts a fill, completed later */
 	UFAULT_SOURCE_FILE,	/* a file, read through the worker's io_uring */
 	UFAULT_SOURCE_NBD,	/* an NBD export, read with libnbd's asynchronous API */
+	UFAULT_SOURCE_MEMFD,	/* a shared page cache (memfd), mapped without a copy */
 };
 
 /* File source flags. */
@@ -316,6 +317,29 @@ typedef void (*ufault_release_fn)(void *arg);
  *          (-ECONNREFUSED, -ENOENT, ...). The connection is closed when the
  *          source is released; each registration has its own. The mapping
  *          is private: writes stay in memory, the export is never written.
+ * @memfd.fd, @memfd.from: MEMFD: a shared page cache. @fd is a memfd (or a
+ *          tmpfs file, e.g. in /dev/shm; not hugetlbfs) open read-write,
+ *          sized with ftruncate(2) before the registration (its size then
+ *          bounds the regions made from it: -EINVAL past it). The range
+ *          must be a MAP_PRIVATE mapping of it at file offset @offset,
+ *          made by the caller (-EINVAL otherwise); ufault_mmap() does not
+ *          take this source. A page already in the memfd's page cache is
+ *          mapped with UFFDIO_CONTINUE, without a copy; a page missing from
+ *          it is filled once, from @from (any other source type, copied
+ *          at registration and read at its own @offset plus the memfd
+ *          offset; NULL: zeros), put in the page cache, then mapped. So
+ *          any number of regions, in this process or others (each with its
+ *          own context), share one copy of what was read: the first touch
+ *          of a page anywhere fills it, every later one maps it. Writes are
+ *          private to the mapping (the kernel's copy-on-write); the page
+ *          cache keeps what the source gave. Every mapping of the memfd
+ *          must be a ufault region, or the pages filled beforehand: a plain
+ *          mapping that reads a missing page puts zeros in the page cache.
+ *          ufault keeps its own mapping of the memfd (the caller may close
+ *          @fd); @from's release hook is not called, this source's is.
+ *          Needs UFFD_FEATURE_MINOR_SHMEM (Linux 5.14):
+ *          -EOPNOTSUPP (logged) without it. ufault_mmap(MAP_FIXED) over
+ *          a memfd region fails with EINVAL (unmap or unregister it first).
  *
  * The struct is copied at registration.
  */
@@ -345,6 +369,10 @@ struct ufault_source {
 		struct {
 			const char *uri;
 		} nbd;
+		struct {
+			int fd;
+			const struct ufault_source *from;
+		} memfd;
 	};
 };
 
@@ -552,6 +580,10 @@ enum ufault_spec_abort {
  *                  an upper bound of the pages filled for nothing, since
  *                  the program may still touch them later.
  * @prefetched:     prefetch fills started (ufault_prefetch()).
+ * @cache_filled:   memfd sources: system pages this context put in the
+ *                  shared page cache (read from the inner source once).
+ * @cache_mapped:   memfd sources: system pages mapped from the page cache
+ *                  with no fill and no copy (filled earlier, by anyone).
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -575,6 +607,8 @@ struct ufault_stats {
 	uint64_t fault_around_pages;
 	uint64_t fault_around_wasted;
 	uint64_t prefetched;
+	uint64_t cache_filled; /* since 0.3 */
+	uint64_t cache_mapped; /* since 0.3 */
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */
