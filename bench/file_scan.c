@@ -937,7 +937,7 @@ static void fmt_us(char *buf, size_t n, double us, bool have)
 
 static void print_table_header(void)
 {
-	printf("\n%-12s %2s %-4s %-5s %9s %8s %8s %7s %8s %7s %8s %8s %6s %5s %5s\n", "mode", "T",
+	printf("\n%-19s %2s %-4s %-5s %9s %8s %8s %7s %8s %7s %8s %8s %6s %5s %5s\n", "mode", "T",
 	       "pat", "cache", "pages/s", "p50 us", "p99 us", "vs mmap", "faults", "major",
 	       "pread50", "wk p50", "cached", "other", "bad");
 	fflush(stdout);
@@ -964,7 +964,7 @@ static void print_row(const struct cell *c)
 		snprintf(oth, sizeof(oth), "%.0f%%", 100 * r->other_cpu);
 	else
 		snprintf(oth, sizeof(oth), "?");
-	printf("%-12s %2d %-4s %-5s %9s %8s %8s %7s %8s %7s %8s %8s %5.1f%% %5s %5" PRIu64 "\n",
+	printf("%-19s %2d %-4s %-5s %9s %8s %8s %7s %8s %7s %8s %8s %5.1f%% %5s %5" PRIu64 "\n",
 	       mode_names[c->mode], c->threads, pattern_names[c->pat], cache_names[c->cache], pps,
 	       p50, p99, ratio, flt, maj, f50, w50, 100 * r->cached, oth,
 	       r->mismatches + r->source_errors);
@@ -1120,7 +1120,7 @@ static void print_header(double other)
 	printf("modes:");
 	for (i = 0; i < opt.nr_modes; i++)
 		printf(" %s", mode_names[opt.modes[i]]);
-	printf(" (planned, not yet available: ufault-memfd)\n");
+	printf("\n");
 	if (ufault_workers)
 		printf("ufault: %u worker%s, %u uffd%s (%s); region page %zu KiB (one pread + "
 		       "UFFDIO_COPY of that size per fault)\n",

@@ -355,17 +355,16 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 	struct ufault__source *s = r->src;
 	uint64_t off = ufault__region_offset(r, req->page);
 	int filling = REQ_FILLING, ret;
-	bool resident;
 
 	*pinned = false;
 	req->data = NULL;
 	if (s->ops->cache_run) {
-		/* Pages in the cache are mapped; only missing ones are read
-		 * from the inner source, at its own offset. */
-		req->len = s->ops->cache_run(&s->user, off, req->len, r->page_size, &resident);
-		s = resident ? NULL : s->ops->cache_inner(&s->user);
+		/* Pages in the cache are mapped (the window is all in it or
+		 * all missing: fault_around); only missing ones are read from
+		 * the inner source, at its own offset. */
+		s = req->cached ? NULL : s->ops->cache_inner(&s->user);
 		if (!s) {
-			req->result = resident ? UFAULT__FILL_CACHED : UFAULT__FILL_ZERO;
+			req->result = req->cached ? UFAULT__FILL_CACHED : UFAULT__FILL_ZERO;
 			return true;
 		}
 		off += s->user.offset;
@@ -435,15 +434,35 @@ static enum step install_step(struct ufault__fault_env *env, struct ufault__req 
  * end. The hints are racy (several workers, no lock): a lost update only
  * costs a smaller or larger window, never a wrong page.
  */
-static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page)
+/*
+ * A page-cache source: cut the window at the first region page whose
+ * cache state (filled, missing) differs from the first one's (another
+ * thread's window may have filled what lies ahead); *cached: filled.
+ */
+static uint64_t cache_window(const struct ufault_region *r, uint64_t page, uint64_t len,
+			     bool *cached)
+{
+	const struct ufault__source *s = r->src;
+
+	*cached = false;
+	if (!s->ops->cache_run)
+		return len;
+	return s->ops->cache_run(&s->user, ufault__region_offset(r, page), len, r->page_size,
+				 cached);
+}
+
+static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region *r, uint64_t page,
+			     bool *cached)
 {
 	uint64_t max = env->ctx->fault_around_max, ps = r->page_size, len = ps, last = 0;
+	uint64_t oldest = 0;
 	unsigned int slot = 0;
 
 	if (max <= ps)
-		return ps;
+		return cache_window(r, page, ps, cached);
 	for (unsigned int i = 0; i < UFAULT__FA_RUNS; i++) {
 		uint64_t l = __atomic_load_n(&r->fa[i].len, __ATOMIC_RELAXED);
+		uint64_t used = __atomic_load_n(&r->fa[i].used, __ATOMIC_RELAXED);
 
 		if (l && page == __atomic_load_n(&r->fa[i].next, __ATOMIC_RELAXED)) {
 			len = l * 2 < max ? l * 2 : max;
@@ -452,11 +471,17 @@ static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region
 			last = 0;
 			break;
 		}
-		if (!i || l < last) { /* the least advanced run: replaced */
+		/* The run that continued least recently is replaced: one
+		 * whose next page never faults (a thread left for another
+		 * part) goes, however far it had grown. */
+		if (!i || used < oldest) {
 			slot = i;
 			last = l;
+			oldest = used;
 		}
 	}
+	__atomic_store_n(&r->fa[slot].used, __atomic_add_fetch(&r->fa_clock, 1, __ATOMIC_RELAXED),
+			 __ATOMIC_RELAXED);
 	if (len == ps && last > ps) {
 		/* That run stopped: its last window's pages ahead may never be
 		 * touched (an upper bound: the program may come back). */
@@ -465,6 +490,7 @@ static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region
 	}
 	if (len > r->node.end - page)
 		len = r->node.end - page;
+	len = cache_window(r, page, len, cached);
 	__atomic_store_n(&r->fa[slot].next, page + len, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->fa[slot].len, len, __ATOMIC_RELAXED);
 	return len;
@@ -495,7 +521,7 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 	}
 	req->r = r;
 	req->page = ufault__region_page(r, req->addr);
-	req->len = fault_around(env, r, req->page);
+	req->len = fault_around(env, r, req->page, &req->cached);
 	req->region_locked = false;
 	if (inflight_find(env, r, req->page)) {
 		/* Its install wakes every thread parked on the page. */

@@ -57,10 +57,12 @@ struct ufault_region {
 			    * period), +1 per asynchronous fill in flight */
 	/* Fault-around (fault.c), racy hints updated by any worker: for a few
 	 * sequential runs at once (threads scanning their own parts), where
-	 * each run's next fault is expected and its last window. */
+	 * each run's next fault is expected, its last window, and when it
+	 * last grew (a tick of fa_clock: the stalest run is replaced). */
 	struct {
-		uint64_t next, len;
+		uint64_t next, len, used;
 	} fa[UFAULT__FA_RUNS];
+	uint64_t fa_clock;
 	pthread_rwlock_t lock;
 	struct ufault_region *next_victim; /* proxy-local list, under the mm lock */
 };

@@ -9,6 +9,9 @@
  *    file's, every byte past the end of the file is 0.
  *  - The caller may close its fd right after registering (ufault has its
  *    own), and ufault's copy is closed once the source is released.
+ *  - Proxies churning (churn.h): a region over the file's end, checked
+ *    against the oracle while madvise(MADV_DONTNEED) makes pages be read
+ *    again and mprotect flips protections.
  *  - Read errors follow the error policy: /proc/self/mem is a regular file
  *    whose reads at an unmapped address fail with EIO; the zero policy
  *    reads zeros, the SIGBUS policy kills a child with SIGBUS; the errors
@@ -28,6 +31,7 @@
 #include <cmocka.h>
 
 #include "../modes.h"
+#include "../churn.h"
 
 #define FILE_PAGES 37
 #define TAIL_BYTES 1234 /* the file ends this far into its last page */
@@ -122,6 +126,32 @@ static void oracle(struct ufault_ctx *ctx, unsigned int flags)
 static void test_oracle(void **state)
 {
 	oracle(((struct tu_fx *)*state)->ctx, 0);
+}
+
+#define CHURN_OFF ((FILE_PAGES - REGION_PAGES / 2) * ps) /* half past the end */
+
+static unsigned char churn_expected(size_t i)
+{
+	return expected(CHURN_OFF, i);
+}
+
+static void test_proxies_churn(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
+			     .expected = churn_expected};
+	struct ufault_source s;
+	int fd;
+
+	fd = open(file_path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	s = file_source(fd, CHURN_OFF, 0);
+	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	assert_ptr_not_equal(c.base, MAP_FAILED);
+	close(fd);
+	tu_churn_run(&c, tu_test_seconds(1.0));
+	assert_int_equal(ufault_munmap(ctx, c.base, c.len), 0);
 }
 
 static void test_direct(void **state)
@@ -236,6 +266,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    tu_fx_test(test_oracle),
+	    tu_fx_test(test_proxies_churn),
 	    tu_fx_test(test_direct),
 	    tu_fx_test(test_error_zero_policy),
 	    tu_watchdog_test(test_error_sigbus_policy),

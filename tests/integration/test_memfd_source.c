@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "../modes.h"
+#include "../churn.h"
 
 #define FILE_PAGES 37
 #define TAIL_BYTES 1234 /* the file ends this far into its last page */
@@ -278,79 +279,33 @@ static void test_two_processes(void **state)
 
 /* --- proxies churning ------------------------------------------------------ */
 
-struct churn {
-	struct ufault_ctx *ctx;
-	unsigned char *base;
-	uint64_t off;
-	bool stop; /* atomic */
-	unsigned long checked;
-};
+#define CHURN_OFF (2 * ps) /* the region's memfd offset */
 
-static void *check_main(void *arg)
+static unsigned char churn_expected(size_t i)
 {
-	struct churn *c = arg;
-	unsigned int seed = (unsigned int)(uintptr_t)&seed;
-	unsigned long n = 0;
-
-	while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
-		size_t i = (size_t)rand_r(&seed) % (REGION_PAGES * ps);
-
-		if (tu_read_byte(c->base + i) != expected(c->off + i))
-			fail_msg("[%s] byte %zu is 0x%02x, expected 0x%02x",
-				 ufault_lock_mode_name(tu_mode), i, tu_read_byte(c->base + i),
-				 expected(c->off + i));
-		n++;
-	}
-	__atomic_fetch_add(&c->checked, n, __ATOMIC_RELAXED);
-	return NULL;
+	return expected(CHURN_OFF + i);
 }
 
+/* Dropped pages come back from the page cache (CONTINUE), checked. */
 static void test_proxies_churn(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
-	struct churn c = {.ctx = ctx, .off = 2 * ps};
-	const double secs = tu_test_seconds(1.0);
+	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
+			     .expected = churn_expected};
 	struct ufault_source from, s;
-	pthread_t th[4];
-	unsigned int seed = 7;
-	unsigned long ops = 0;
-	uint64_t t_end;
 	int mfd, ffd;
 
 	mfd = memfd_new(MEMFD_PAGES);
 	ffd = open(file_path, O_RDONLY | O_CLOEXEC);
 	assert_true(ffd >= 0);
 	from = file_source(ffd);
-	s = memfd_source(mfd, c.off, &from);
-	c.base = map_memfd(mfd, REGION_PAGES * ps, c.off);
-	assert_int_equal(ufault_region_register(ctx, c.base, REGION_PAGES * ps, &s, 0, NULL), 0);
+	s = memfd_source(mfd, CHURN_OFF, &from);
+	c.base = map_memfd(mfd, c.len, CHURN_OFF);
+	assert_int_equal(ufault_region_register(ctx, c.base, c.len, &s, 0, NULL), 0);
 	close(ffd);
-	for (unsigned int i = 0; i < 4; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, check_main, &c), 0);
-	t_end = tu_now_ns() + (uint64_t)(secs * 1e9);
-	while (tu_now_ns() < t_end) {
-		size_t first = (size_t)rand_r(&seed) % REGION_PAGES;
-		size_t n = 1 + (size_t)rand_r(&seed) % (REGION_PAGES - first);
-		unsigned char *p = c.base + first * ps;
-
-		if (rand_r(&seed) & 1) {
-			assert_int_equal(ufault_madvise(ctx, p, n * ps, MADV_DONTNEED), 0);
-		} else {
-			/* Readable throughout: only PROT_WRITE comes and goes. */
-			assert_int_equal(ufault_mprotect(ctx, p, n * ps, PROT_READ), 0);
-			assert_int_equal(ufault_mprotect(ctx, p, n * ps, PROT_READ | PROT_WRITE),
-					 0);
-		}
-		ops++;
-	}
-	__atomic_store_n(&c.stop, true, __ATOMIC_RELAXED);
-	for (unsigned int i = 0; i < 4; i++)
-		assert_int_equal(pthread_join(th[i], NULL), 0);
-	check_bytes(c.base, REGION_PAGES * ps, c.off);
-	print_message("  [%s] %lu proxy calls, %lu bytes checked\n",
-		      ufault_lock_mode_name(tu_mode), ops, c.checked);
-	assert_true(stats_of(ctx).cache_mapped > 0); /* dropped pages came back from the cache */
-	assert_int_equal(ufault_munmap(ctx, c.base, REGION_PAGES * ps), 0);
+	tu_churn_run(&c, tu_test_seconds(1.0));
+	assert_true(stats_of(ctx).cache_mapped > 0);
+	assert_int_equal(ufault_munmap(ctx, c.base, c.len), 0);
 	close(mfd);
 }
 

@@ -13,6 +13,10 @@
  *    every page reads the pattern or zeros, nothing hangs, and the context
  *    is destroyed; with the SIGBUS policy a child touching a page after
  *    the kill dies of SIGBUS.
+ *  - Proxies churning (churn.h): a region over the export's last pages and
+ *    past its end, checked against the oracle while madvise(MADV_DONTNEED)
+ *    makes pages come back from the server and mprotect flips
+ *    protections.
  *  - Validation: a NULL or unparsable URI is refused with EINVAL; a server
  *    that cannot be reached fails the registration (it connects), with
  *    nothing registered.
@@ -28,6 +32,7 @@
 #include <cmocka.h>
 
 #include "../modes.h"
+#include "../churn.h"
 
 #define FILE_PAGES 1024 /* 4 MiB with 4 KiB pages: the kill test has fills in flight */
 #define TAIL_BYTES 1234 /* the export ends this far into its last page */
@@ -163,6 +168,31 @@ static void touch_all(const unsigned char *p, size_t pages, struct server *kill_
 	}
 	for (unsigned int i = 0; i < NR_THREADS; i++)
 		assert_int_equal(pthread_join(th[i], NULL), 0);
+}
+
+#define CHURN_OFF ((FILE_PAGES - REGION_PAGES / 2) * ps) /* half past the end */
+
+static unsigned char churn_expected(size_t i)
+{
+	return expected(CHURN_OFF, i);
+}
+
+static void test_proxies_churn(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
+			     .expected = churn_expected};
+	struct ufault_source s;
+	struct server srv;
+
+	server_start(&srv);
+	s = nbd_source(srv.uri, CHURN_OFF);
+	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	assert_ptr_not_equal(c.base, MAP_FAILED);
+	tu_churn_run(&c, tu_test_seconds(1.0));
+	assert_int_equal(ufault_munmap(ctx, c.base, c.len), 0);
+	server_kill(&srv);
 }
 
 static void test_oracle(void **state)
@@ -302,6 +332,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    tu_fx_test(test_oracle),
+	    tu_fx_test(test_proxies_churn),
 	    tu_fx_test(test_server_killed_zero_policy),
 	    tu_watchdog_test(test_server_killed_sigbus_policy),
 	    tu_fx_test(test_validation),
