@@ -34,6 +34,12 @@
  *                        MAP_FIXED into it clobbers nothing else. Exits 1
  *                        on failure.
  *    tu_read_byte(p)     one volatile read (a touch the compiler keeps).
+ *    tu_touch_spread(base, pages, page, nthreads)  @nthreads threads (at
+ *                        most TU_TOUCH_MAX) read one byte of each of @pages
+ *                        pages of @page bytes at once: thread i pages i,
+ *                        i + nthreads, ... (byte (pg % 7) * 100 of page pg);
+ *                        returns once all are done. Exits 1 if a thread
+ *                        cannot be started or joined.
  *
  *  Data oracle
  *    tu_pattern(offset, seed)  byte of a pseudo-random but deterministic
@@ -216,6 +222,46 @@ static inline void *tu_reserve(size_t len)
 static inline unsigned char tu_read_byte(const void *p)
 {
 	return *(const volatile unsigned char *)p;
+}
+
+#define TU_TOUCH_MAX 16
+
+struct tu_toucher {
+	const unsigned char *base;
+	size_t pages, page;
+	unsigned int id, n;
+};
+
+static inline void *tu_touch_main(void *arg)
+{
+	const struct tu_toucher *t = arg;
+
+	for (size_t pg = t->id; pg < t->pages; pg += t->n)
+		(void)tu_read_byte(t->base + pg * t->page + (pg % 7) * 100);
+	return NULL;
+}
+
+static inline void tu_touch_spread(const void *base, size_t pages, size_t page,
+				   unsigned int nthreads)
+{
+	struct tu_toucher t[TU_TOUCH_MAX];
+	pthread_t th[TU_TOUCH_MAX];
+	int err;
+
+	if (nthreads > TU_TOUCH_MAX)
+		tu_die("tu_touch_spread: too many threads", EINVAL);
+	for (unsigned int i = 0; i < nthreads; i++) {
+		t[i] = (struct tu_toucher){.base = base, .pages = pages, .page = page, .id = i,
+					   .n = nthreads};
+		err = pthread_create(&th[i], NULL, tu_touch_main, &t[i]);
+		if (err)
+			tu_die("tu_touch_spread: pthread_create", err);
+	}
+	for (unsigned int i = 0; i < nthreads; i++) {
+		err = pthread_join(th[i], NULL);
+		if (err)
+			tu_die("tu_touch_spread: pthread_join", err);
+	}
 }
 
 /* ------------------------------------------------------------------ */

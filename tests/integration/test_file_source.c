@@ -61,20 +61,6 @@ static unsigned char expected(uint64_t off, size_t i)
 	return o < FILE_PAGES * ps + TAIL_BYTES ? tu_pattern(o, SEED) : 0;
 }
 
-struct toucher {
-	const unsigned char *base;
-	unsigned int id;
-};
-
-static void *touch_main(void *arg)
-{
-	struct toucher *t = arg;
-
-	for (size_t pg = t->id; pg < REGION_PAGES; pg += NR_THREADS)
-		(void)tu_read_byte(t->base + pg * ps + (pg % 7) * 100);
-	return NULL;
-}
-
 static void check_region(const unsigned char *p, uint64_t off)
 {
 	for (size_t i = 0; i < REGION_PAGES * ps; i++)
@@ -87,8 +73,6 @@ static void check_region(const unsigned char *p, uint64_t off)
 static void oracle(struct ufault_ctx *ctx, unsigned int flags)
 {
 	const uint64_t off = 3 * ps; /* the region starts 3 pages into the file */
-	pthread_t th[NR_THREADS];
-	struct toucher t[NR_THREADS];
 	struct ufault_source s;
 	unsigned char *p;
 	int fd, base_fds;
@@ -107,12 +91,7 @@ static void oracle(struct ufault_ctx *ctx, unsigned int flags)
 	}
 	assert_ptr_not_equal(p, MAP_FAILED);
 	close(fd); /* ufault holds its own */
-	for (unsigned int i = 0; i < NR_THREADS; i++) {
-		t[i] = (struct toucher){.base = p, .id = i};
-		assert_int_equal(pthread_create(&th[i], NULL, touch_main, &t[i]), 0);
-	}
-	for (unsigned int i = 0; i < NR_THREADS; i++)
-		assert_int_equal(pthread_join(th[i], NULL), 0);
+	tu_touch_spread(p, REGION_PAGES, ps, NR_THREADS);
 	check_region(p, off);
 	/* A write stays in memory (the mapping is private). */
 	p[5] = (unsigned char)~p[5];

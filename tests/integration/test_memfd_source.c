@@ -127,33 +127,6 @@ static uint64_t cache_mapped_reaching(struct ufault_ctx *ctx, uint64_t want)
 	return got;
 }
 
-struct toucher {
-	const unsigned char *base;
-	unsigned int id;
-};
-
-static void *touch_main(void *arg)
-{
-	struct toucher *t = arg;
-
-	for (size_t pg = t->id; pg < REGION_PAGES; pg += NR_THREADS)
-		(void)tu_read_byte(t->base + pg * ps + (pg % 7) * 100);
-	return NULL;
-}
-
-static void touch_all(const unsigned char *p)
-{
-	pthread_t th[NR_THREADS];
-	struct toucher t[NR_THREADS];
-
-	for (unsigned int i = 0; i < NR_THREADS; i++) {
-		t[i] = (struct toucher){.base = p, .id = i};
-		assert_int_equal(pthread_create(&th[i], NULL, touch_main, &t[i]), 0);
-	}
-	for (unsigned int i = 0; i < NR_THREADS; i++)
-		assert_int_equal(pthread_join(th[i], NULL), 0);
-}
-
 static void oracle(struct ufault_ctx *ctx, unsigned int region_flags)
 {
 	const uint64_t off = 4 * ps, len = REGION_PAGES * ps;
@@ -170,7 +143,7 @@ static void oracle(struct ufault_ctx *ctx, unsigned int region_flags)
 	a = map_memfd(mfd, len, off);
 	st0 = stats_of(ctx);
 	assert_int_equal(ufault_region_register(ctx, a, len, &s, region_flags, NULL), 0);
-	touch_all(a);
+	tu_touch_spread(a, REGION_PAGES, ps, NR_THREADS);
 	check_bytes(a, len, off);
 	st1 = stats_of(ctx);
 	assert_int_equal(st1.cache_filled - st0.cache_filled, REGION_PAGES);
@@ -193,7 +166,7 @@ static void oracle(struct ufault_ctx *ctx, unsigned int region_flags)
 	assert_int_equal(ufault_region_register(ctx, b, len, &s, region_flags, NULL), 0);
 	close(ffd); /* ufault holds its own duplicates */
 	close(mfd); /* and its own mapping of the memfd */
-	touch_all(b);
+	tu_touch_spread(b, REGION_PAGES, ps, NR_THREADS);
 	check_bytes(b, len, off);
 	assert_true(cache_mapped_reaching(ctx, st1.cache_mapped + REGION_PAGES) >=
 		    st1.cache_mapped + REGION_PAGES);
