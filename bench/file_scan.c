@@ -78,8 +78,8 @@ enum mode {
 	M_UFAULT_MEMFD_SHARED,
 	M_NR
 };
-static const char *const mode_names[M_NR] = {"mmap", "ufault-pread", "ufault-file",
-					     "ufault-memfd", "ufault-memfd-shared"};
+static const char *const mode_names[M_NR] = {"mmap", "ufault-pread", "ufault-file", "ufault-memfd",
+					     "ufault-memfd-shared"};
 
 enum pattern { P_SEQ, P_RAND, P_NR };
 static const char *const pattern_names[P_NR] = {"seq", "rand"};
@@ -606,8 +606,8 @@ static void *map_aligned_file(int fd)
 	size_t align = opt.ufault_page > (size_t)page_size ? opt.ufault_page : (size_t)page_size;
 	char *r, *a, *p;
 
-	r = mmap(NULL, opt.size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
+	r = mmap(NULL, opt.size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		 0);
 	if (r == MAP_FAILED)
 		die("reserving %zu bytes: %s", opt.size + align, strerror(errno));
 	a = (char *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));

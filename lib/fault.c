@@ -80,10 +80,9 @@ static int install_cached(struct ufault__fault_env *env, struct ufault_region *r
 	int ret;
 
 	if (f->result != UFAULT__FILL_CACHED) {
-		ret = s->ops->cache_fill(&s->user, ufault__region_offset(r, page),
-					 f->result == UFAULT__FILL_ZERO ? NULL
-									: (const char *)f->data + skip,
-					 len);
+		ret = s->ops->cache_fill(
+		    &s->user, ufault__region_offset(r, page),
+		    f->result == UFAULT__FILL_ZERO ? NULL : (const char *)f->data + skip, len);
 		if (ret < 0)
 			return ret;
 		ufault__stat_add(&env->stats, UFAULT__STAT_CACHE_FILLED, (uint64_t)ret / sys);

@@ -41,7 +41,7 @@ struct ufault__req {
 	uint64_t gen; /* spec: the region's generation at lookup */
 	struct ufault__mm_held held;
 	bool region_locked;
-	bool cached; /* page-cache source: the window is in the cache already */
+	bool cached;		   /* page-cache source: the window is in the cache already */
 	struct ufault__req *next;  /* owner's lists: free, done, retry */
 	struct ufault__req *hnext; /* the in-flight table */
 };

@@ -389,8 +389,9 @@ static void *mmap_locked(struct ufault_ctx *ctx, void *addr, uint64_t len, int p
 	for (struct ufault_region *v = c.victims; v && !ret; v = v->next_victim) {
 		/* Its VMA maps the memfd: it cannot be kept for anonymous memory. */
 		if (v->src->ops->cache_run) {
-			ufault__warn(&ctx->log, "mmap: MAP_FIXED over the memfd region at %#llx: "
-						"unmap it first",
+			ufault__warn(&ctx->log,
+				     "mmap: MAP_FIXED over the memfd region at %#llx: "
+				     "unmap it first",
 				     (unsigned long long)v->node.start);
 			ret = -EINVAL;
 		}

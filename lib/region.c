@@ -555,10 +555,10 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 	}
 
 	/* Indexed before registered: the first fault already finds it. */
-	ret = ufault__uffd_register(
-	    ufault__region_uffd(r), start, len,
-	    UFFDIO_REGISTER_MODE_MISSING | (src->ops->cache_run ? UFFDIO_REGISTER_MODE_MINOR : 0),
-	    NULL);
+	ret = ufault__uffd_register(ufault__region_uffd(r), start, len,
+				    UFFDIO_REGISTER_MODE_MISSING |
+					(src->ops->cache_run ? UFFDIO_REGISTER_MODE_MINOR : 0),
+				    NULL);
 	if (ret) {
 		if (ret == -EINVAL)
 			ret = -EOPNOTSUPP; /* arguments were checked: the memory type */

@@ -43,10 +43,10 @@
 #include "util.h"
 
 struct memfd_cache {
-	int uffd;	/* the alias is registered on it (MISSING), never read */
-	char *alias;	/* MAP_SHARED view of the memfd's [0, size) */
-	uint64_t size;	/* the memfd's size at registration */
-	dev_t dev;	/* the memfd's identity, to recognise its mappings */
+	int uffd;      /* the alias is registered on it (MISSING), never read */
+	char *alias;   /* MAP_SHARED view of the memfd's [0, size) */
+	uint64_t size; /* the memfd's size at registration */
+	dev_t dev;     /* the memfd's identity, to recognise its mappings */
 	ino_t ino;
 	struct ufault__source *inner; /* fills missing pages; NULL: zeros */
 };
@@ -63,14 +63,16 @@ static int memfd_validate(const struct ufault_source *src, const struct ufault__
 		return -EINVAL;
 	}
 	if ((fl & O_ACCMODE) != O_RDWR) {
-		ufault__warn(log, "memfd source: fd %d is not open for reading and writing "
-				  "(the page cache is filled through it)",
+		ufault__warn(log,
+			     "memfd source: fd %d is not open for reading and writing "
+			     "(the page cache is filled through it)",
 			     src->memfd.fd);
 		return -EINVAL;
 	}
 	if (!S_ISREG(st.st_mode) || sfs.f_type != TMPFS_MAGIC) {
-		ufault__warn(log, "memfd source: fd %d is not a memfd or tmpfs file "
-				  "(hugetlbfs is not supported)",
+		ufault__warn(log,
+			     "memfd source: fd %d is not a memfd or tmpfs file "
+			     "(hugetlbfs is not supported)",
 			     src->memfd.fd);
 		return -EINVAL;
 	}
@@ -110,8 +112,9 @@ static int memfd_init(struct ufault_source *src, const struct ufault__log *log)
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
 	if (!c->size || c->size % ufault__sys_page()) {
-		ufault__warn(log, "memfd source: size %" PRIu64 " is not a non-zero multiple of the "
-				  "page size (ftruncate it first)",
+		ufault__warn(log,
+			     "memfd source: size %" PRIu64 " is not a non-zero multiple of the "
+			     "page size (ftruncate it first)",
 			     c->size);
 		ret = -EINVAL;
 		goto fail;
@@ -148,8 +151,7 @@ static int memfd_init(struct ufault_source *src, const struct ufault__log *log)
 	return 0;
 
 fail_log:
-	ufault__warn(log, "memfd source: userfaultfd for the page cache: %s",
-		     ufault_strerror(ret));
+	ufault__warn(log, "memfd source: userfaultfd for the page cache: %s", ufault_strerror(ret));
 fail:
 	if (c->uffd >= 0)
 		close(c->uffd);
@@ -248,8 +250,9 @@ static int memfd_check_mapping(const struct ufault_source *src, uint64_t start, 
 	FILE *f;
 
 	if (src->offset > c->size || len > c->size - src->offset) {
-		ufault__warn(log, "memfd source: [offset %" PRIu64 ", +%" PRIu64
-				  ") is past the memfd's size %" PRIu64,
+		ufault__warn(log,
+			     "memfd source: [offset %" PRIu64 ", +%" PRIu64
+			     ") is past the memfd's size %" PRIu64,
 			     src->offset, len, c->size);
 		return -EINVAL;
 	}
@@ -262,15 +265,16 @@ static int memfd_check_mapping(const struct ufault_source *src, uint64_t start, 
 			continue;
 		if (m.end <= at || m.start > at)
 			continue;
-		if (m.ino != c->ino || makedev(m.major, m.minor) != c->dev ||
-		    m.perms[3] != 'p' || m.off + (at - m.start) != src->offset + (at - start))
+		if (m.ino != c->ino || makedev(m.major, m.minor) != c->dev || m.perms[3] != 'p' ||
+		    m.off + (at - m.start) != src->offset + (at - start))
 			break;
 		at = m.end;
 	}
 	fclose(f);
 	if (at < end) {
-		ufault__warn(log, "memfd source: [%#" PRIx64 ", +%" PRIu64 ") is not a MAP_PRIVATE "
-				  "mapping of the memfd at offset %" PRIu64 " (at %#" PRIx64 ")",
+		ufault__warn(log,
+			     "memfd source: [%#" PRIx64 ", +%" PRIu64 ") is not a MAP_PRIVATE "
+			     "mapping of the memfd at offset %" PRIu64 " (at %#" PRIx64 ")",
 			     start, len, src->offset, at);
 		return -EINVAL;
 	}

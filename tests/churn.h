@@ -29,8 +29,8 @@ struct tu_churn {
 	unsigned char *base;
 	size_t len, page;
 	unsigned char (*expected)(size_t i);
-	bool stop;		/* atomic */
-	unsigned long checked;	/* atomic */
+	bool stop;	       /* atomic */
+	unsigned long checked; /* atomic */
 };
 
 static inline void tu_churn_fail(struct tu_churn *c, size_t i, unsigned char got)

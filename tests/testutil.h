@@ -251,8 +251,8 @@ static inline void tu_touch_spread(const void *base, size_t pages, size_t page,
 	if (nthreads > TU_TOUCH_MAX)
 		tu_die("tu_touch_spread: too many threads", EINVAL);
 	for (unsigned int i = 0; i < nthreads; i++) {
-		t[i] = (struct tu_toucher){.base = base, .pages = pages, .page = page, .id = i,
-					   .n = nthreads};
+		t[i] = (struct tu_toucher){
+		    .base = base, .pages = pages, .page = page, .id = i, .n = nthreads};
 		err = pthread_create(&th[i], NULL, tu_touch_main, &t[i]);
 		if (err)
 			tu_die("tu_touch_spread: pthread_create", err);

@@ -117,16 +117,16 @@ static unsigned char churn_expected(size_t i)
 static void test_proxies_churn(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
-	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
-			     .expected = churn_expected};
+	struct tu_churn c = {
+	    .ctx = ctx, .len = REGION_PAGES * ps, .page = ps, .expected = churn_expected};
 	struct ufault_source s;
 	int fd;
 
 	fd = open(file_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	s = file_source(fd, CHURN_OFF, 0);
-	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     &s, 0);
 	assert_ptr_not_equal(c.base, MAP_FAILED);
 	close(fd);
 	tu_churn_run(&c, tu_test_seconds(1.0));

@@ -279,8 +279,8 @@ static unsigned char churn_expected(size_t i)
 static void test_proxies_churn(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
-	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
-			     .expected = churn_expected};
+	struct tu_churn c = {
+	    .ctx = ctx, .len = REGION_PAGES * ps, .page = ps, .expected = churn_expected};
 	struct ufault_source from, s;
 	int mfd, ffd;
 
@@ -324,9 +324,8 @@ static void test_error_zero_policy(void **state)
 	from = error_source(&fd);
 	s = memfd_source(mfd, 0, &from);
 	p = map_memfd(mfd, 4 * ps, 0);
-	assert_int_equal(ufault_region_register(ctx, p, 4 * ps, &s, UFAULT_REGION_ON_ERROR_ZERO,
-						NULL),
-			 0);
+	assert_int_equal(
+	    ufault_region_register(ctx, p, 4 * ps, &s, UFAULT_REGION_ON_ERROR_ZERO, NULL), 0);
 	close(fd);
 	for (size_t pg = 0; pg < 4; pg++)
 		assert_int_equal(tu_zero_check(p + pg * ps, ps), -1);
@@ -439,9 +438,9 @@ static void test_validation(void **state)
 	assert_int_equal(ufault_region_register(ctx, p, 4 * ps, &s, 0, NULL), -EINVAL);
 	s = memfd_source(mfd, 0, NULL);
 	errno = 0;
-	assert_ptr_equal(ufault_mmap(ctx, NULL, 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, &s,
-				     0),
-			 MAP_FAILED);
+	assert_ptr_equal(
+	    ufault_mmap(ctx, NULL, 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, &s, 0),
+	    MAP_FAILED);
 	assert_int_equal(errno, EINVAL);
 	/* Nothing registered, nothing left open. */
 	assert_int_equal(tu_count_fds(), base_fds);
@@ -479,8 +478,8 @@ int main(int argc, char **argv)
 	ps = tu_page_size();
 	snprintf(file_path, sizeof(file_path), "/var/tmp/ufault_memfd_source_%d", (int)getpid());
 	tu_pattern_file(file_path, FILE_PAGES * ps + TAIL_BYTES, SEED);
-	failed = tu_run_every_mode("memfd_source", tests, sizeof(tests) / sizeof(tests[0]), argc,
-				   argv);
+	failed =
+	    tu_run_every_mode("memfd_source", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 	unlink(file_path);
 	return failed ? 1 : 0;
 }

@@ -180,15 +180,15 @@ static unsigned char churn_expected(size_t i)
 static void test_proxies_churn(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
-	struct tu_churn c = {.ctx = ctx, .len = REGION_PAGES * ps, .page = ps,
-			     .expected = churn_expected};
+	struct tu_churn c = {
+	    .ctx = ctx, .len = REGION_PAGES * ps, .page = ps, .expected = churn_expected};
 	struct ufault_source s;
 	struct server srv;
 
 	server_start(&srv);
 	s = nbd_source(srv.uri, CHURN_OFF);
-	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	c.base = ufault_mmap(ctx, NULL, c.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     &s, 0);
 	assert_ptr_not_equal(c.base, MAP_FAILED);
 	tu_churn_run(&c, tu_test_seconds(1.0));
 	assert_int_equal(ufault_munmap(ctx, c.base, c.len), 0);
