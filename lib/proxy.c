@@ -109,7 +109,7 @@ int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 	ret = ufault__region_check_args(&ctx->regions, start, len, src, flags, &ps);
 	if (ret)
 		return ret;
-	ret = ufault__source_create(&ctx->regions.source_slab, src, &ctx->log, &s);
+	ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log, &s);
 	if (ret)
 		return ret;
 	ufault__mm_write_lock(&ctx->mm, &h, start, start + len);
@@ -450,7 +450,7 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		ret = -EINVAL;
 	}
 	if (!ret)
-		ret = ufault__source_create(&ctx->regions.source_slab, src, &ctx->log, &s);
+		ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log, &s);
 	if (ret)
 		return map_failed(ret);
 	m = mmap_locked(ctx, addr, rounded, prot, flags, s, region_flags, ps);

@@ -64,8 +64,9 @@ int ufault__source_check(const struct ufault_source *user, const struct ufault__
 	return ops->validate(out, log) ? -EINVAL : 0;
 }
 
-int ufault__source_create(struct ufault__slab *slab, const struct ufault_source *user,
-			  const struct ufault__log *log, struct ufault__source **out)
+int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,
+			  const struct ufault_source *user, const struct ufault__log *log,
+			  struct ufault__source **out)
 {
 	struct ufault_source norm;
 	struct ufault__source *s;
@@ -80,6 +81,7 @@ int ufault__source_create(struct ufault__slab *slab, const struct ufault_source 
 	s->priv = NULL;
 	s->ops = ops_of(norm.type);
 	s->slab = slab; /* init may make more (a memfd source's inner one) */
+	s->loops = loops;
 	if (s->ops->init) {
 		ret = s->ops->init(&s->user, log);
 		if (ret) {

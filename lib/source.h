@@ -24,6 +24,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "watch.h"
 
 /* fill() result meaning "install zeros" (UFFDIO_ZEROPAGE, no copy). */
 #define UFAULT__FILL_ZERO 1
@@ -90,6 +91,7 @@ struct ufault__source {
 	struct ufault_source user; /* the caller's struct, at this library's size */
 	const struct ufault__source_ops *ops;
 	struct ufault__slab *slab; /* where this object lives */
+	struct ufault__loops *loops; /* the context's workers, for an fd to drive */
 	unsigned int refs;	   /* atomic */
 	bool release_ok;	   /* the registration succeeded: call the hook */
 	void *priv;		   /* the type's own state, set by init (nbd: the connection) */
@@ -106,8 +108,9 @@ static inline struct ufault__source *ufault__source_of(const struct ufault_sourc
  * holding one reference, the caller's. Returns 0, -EINVAL (logged) or
  * -ENOMEM. Takes the slab lock.
  */
-int ufault__source_create(struct ufault__slab *slab, const struct ufault_source *user,
-			  const struct ufault__log *log, struct ufault__source **out);
+int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,
+			  const struct ufault_source *user, const struct ufault__log *log,
+			  struct ufault__source **out);
 /* Only the checks of ufault__source_create (no object). */
 int ufault__source_check(const struct ufault_source *user, const struct ufault__log *log,
 			 struct ufault_source *normalised);

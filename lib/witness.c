@@ -16,6 +16,7 @@ static const char *const rank_names[UFAULT__RANK_NR] = {
     [UFAULT__RANK_TREE] = "tree",
     [UFAULT__RANK_REGION] = "region",
     [UFAULT__RANK_REMAP] = "remap",
+    [UFAULT__RANK_WATCH] = "watch",
     [UFAULT__RANK_QSBR] = "qsbr",
     [UFAULT__RANK_SLAB] = "slab",
 };

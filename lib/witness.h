@@ -5,7 +5,7 @@
  * acquire a lock of a rank strictly above every lock it already holds:
  *
  *   mm (range lock or global rwlock) < ctx list < tree < region < remap
- *                                    < qsbr < slab
+ *                                    < watch < qsbr < slab
  *
  * Two more rules, for the constraints DESIGN.md names:
  *  - a worker (a thread that reads a uffd) only ever try-locks a lock a
@@ -28,6 +28,7 @@ enum ufault__lock_rank {
 	UFAULT__RANK_TREE,    /* a context's tree lock */
 	UFAULT__RANK_REGION,  /* a region's rwlock */
 	UFAULT__RANK_REMAP,   /* mremap announcements */
+	UFAULT__RANK_WATCH,   /* a source's fd driven by a worker (watch.h) */
 	UFAULT__RANK_QSBR,    /* reclamation lists */
 	UFAULT__RANK_SLAB,    /* the allocator */
 	UFAULT__RANK_NR,

@@ -12,6 +12,7 @@
  * uffd are not orphaned.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -263,7 +264,7 @@ static int drain(struct ufault__worker *w, struct uffd_msg *msgs)
  * EPOLL_CTL_MOD), so that a worker out of requests is not woken for it. */
 static int set_reading(struct ufault__worker *w, int ep, bool on)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = EV_UFFD};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = EV_UFFD};
 
 	if (on == w->reading)
 		return 0;
@@ -284,21 +285,59 @@ static int worker_epoll(struct ufault__worker *w)
 	if (set_reading(w, ep, true))
 		goto fail;
 	ev.events = EPOLLIN;
-	ev.data.u32 = EV_STOP;
+	ev.data.u64 = EV_STOP;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->env.ctx->stop_fd, &ev))
 		goto fail;
 	ev.events = EPOLLIN | EPOLLET;
-	ev.data.u32 = EV_POKE;
+	ev.data.u64 = EV_POKE;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->defer.poke_fd, &ev))
 		goto fail;
-	ev.data.u32 = EV_DONE; /* edge-triggered too: one event per completion */
+	ev.data.u64 = EV_DONE; /* edge-triggered too: one event per completion */
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->env.done_fd, &ev))
 		goto fail;
 	return ep;
 fail:
-	ev.data.u32 = (uint32_t)errno;
+	ev.events = (uint32_t)errno;
 	close(ep);
-	return -(int)ev.data.u32;
+	return -(int)ev.events;
+}
+
+/*
+ * The watches given to this worker since the last look join its list, and
+ * those whose source went are let go: here, before epoll_wait, no event
+ * naming them is held any more.
+ */
+static void tend_watches(struct ufault__worker *w)
+{
+	struct ufault__watch *a = __atomic_exchange_n(&w->adopted, NULL, __ATOMIC_ACQUIRE), **p;
+
+	while (a) {
+		struct ufault__watch *next = a->next;
+
+		a->next = w->watches;
+		w->watches = a;
+		a = next;
+	}
+	for (p = &w->watches; *p;) {
+		struct ufault__watch *x = *p;
+
+		if (ufault__watch_closing(x)) {
+			*p = x->next;
+			ufault__watch_release(x);
+		} else {
+			p = &x->next;
+		}
+	}
+}
+
+/* Reads in flight on a watched fd: possibly another worker's, so this one
+ * drives them before it stops. */
+static bool watches_busy(struct ufault__worker *w)
+{
+	for (struct ufault__watch *x = w->watches; x; x = x->next)
+		if (ufault__watch_busy(x))
+			return true;
+	return false;
 }
 
 static void *worker_main(void *arg)
@@ -326,6 +365,7 @@ static void *worker_main(void *arg)
 		 */
 		ufault__qsbr_offline(&ctx->qsbr, w->id);
 		ufault__regions_reclaim(&ctx->regions);
+		tend_watches(w);
 		/* Stopping, the last completions may need a look without a
 		 * wake-up of their own (see ufault__fault_env.completing). */
 		n = epoll_wait(w->epfd, ev, 4, w->defer.n || stop ? DEFER_POLL_MS : -1);
@@ -335,14 +375,16 @@ static void *worker_main(void *arg)
 			failed = true;
 		}
 		for (int i = 0; i < n; i++) {
-			if (ev[i].data.u32 == EV_STOP) {
+			if (ev[i].data.u64 > EV_DONE) {
+				ufault__watch_ready(ev[i].data.ptr, ev[i].events);
+			} else if (ev[i].data.u64 == EV_STOP) {
 				/* Level-triggered and never read (every worker
 				 * sees it): out of the set, or a worker waiting
 				 * for its last completions would spin. */
 				if (!stop)
 					epoll_ctl(w->epfd, EPOLL_CTL_DEL, ctx->stop_fd, NULL);
 				stop = true;
-			} else if (ev[i].data.u32 == EV_POKE || ev[i].data.u32 == EV_DONE) {
+			} else if (ev[i].data.u64 == EV_POKE || ev[i].data.u64 == EV_DONE) {
 				/* the completions and deferred retries below */
 			} else if (ev[i].events & EPOLLERR) {
 				log_error(w, "uffd", -EIO);
@@ -351,11 +393,27 @@ static void *worker_main(void *arg)
 				ready = true;
 			}
 		}
-		/* Stopping: the regions are gone (ufault_ctx_destroy); what
-		 * is left is to see every asynchronous fill complete. */
+		/*
+		 * Stopping: the regions are gone (ufault_ctx_destroy); what
+		 * is left is to see every asynchronous fill complete. Ours
+		 * first: then this worker issues nothing more. A worker
+		 * driving fds goes on until no worker can issue a read on them
+		 * any more and none is in flight (another worker's, perhaps
+		 * issued after this one saw the stop).
+		 */
 		if (stop && !w->env.nr_pending &&
-		    !__atomic_load_n(&w->env.completing, __ATOMIC_ACQUIRE))
-			break;
+		    !__atomic_load_n(&w->env.completing, __ATOMIC_ACQUIRE)) {
+			if (!w->issued_last) {
+				w->issued_last = true;
+				__atomic_fetch_sub(&ctx->issuing, 1, __ATOMIC_ACQ_REL);
+			}
+			/* (Watches adopted since the loop's top are listed
+			 * at the next one.) */
+			if ((!w->watches && !__atomic_load_n(&w->adopted, __ATOMIC_ACQUIRE)) ||
+			    (!__atomic_load_n(&ctx->issuing, __ATOMIC_ACQUIRE) &&
+			     !__atomic_load_n(&w->adopted, __ATOMIC_ACQUIRE) && !watches_busy(w)))
+				break;
+		}
 		if (ready && !stop && drain(w, msgs) < 0)
 			failed = true;
 		handle_done(w);
@@ -383,9 +441,21 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void worker_free(struct ufault__worker *w)
+static void worker_free(struct ufault__worker *w, bool forget)
 {
 	struct ufault_ctx *ctx = w->env.ctx;
+
+	/* A child takes no lock (a parent thread may have held one at the
+	 * fork): its copies of the watches are left alone. */
+	if (!forget) {
+		tend_watches(w);
+		while (w->watches) {
+			struct ufault__watch *x = w->watches;
+
+			w->watches = x->next;
+			ufault__watch_release(x);
+		}
+	}
 
 	if (w->epfd >= 0)
 		close(w->epfd);
@@ -432,6 +502,25 @@ static int pool_init(struct ufault__worker *w)
 	return 0;
 }
 
+/* ufault__loops.adopt: the workers take watches in turn. */
+static int adopt(struct ufault__loops *loops, struct ufault__watch *x)
+{
+	struct ufault_ctx *ctx = (struct ufault_ctx *)((char *)loops - offsetof(struct ufault_ctx, loops));
+	unsigned int i = __atomic_fetch_add(&ctx->next_owner, 1, __ATOMIC_RELAXED);
+	struct ufault__worker *w = &ctx->workers[i % ctx->nr_workers];
+	struct ufault__watch *head;
+	int ret = ufault__watch_arm(x, w->epfd, w->defer.poke_fd);
+
+	if (ret)
+		return ret;
+	head = __atomic_load_n(&w->adopted, __ATOMIC_RELAXED);
+	do
+		x->next = head;
+	while (!__atomic_compare_exchange_n(&w->adopted, &head, x, true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED));
+	return 0;
+}
+
 int ufault__workers_start(struct ufault_ctx *ctx)
 {
 	size_t bytes = sizeof(struct ufault__worker) * ctx->nr_workers;
@@ -442,6 +531,8 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 	if (!ctx->workers)
 		return -ENOMEM;
 	ctx->workers_len = bytes;
+	ctx->loops.adopt = adopt;
+	ctx->issuing = ctx->nr_workers;
 	for (i = 0; i < ctx->nr_workers; i++) {
 		struct ufault__worker *w = &ctx->workers[i];
 
@@ -462,7 +553,7 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 		if (!ret)
 			ret = -pthread_create(&w->thread, NULL, worker_main, w);
 		if (ret) {
-			worker_free(w);
+			worker_free(w, false);
 			goto undo;
 		}
 	}
@@ -470,6 +561,7 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 
 undo:
 	ufault__err(&ctx->log, "starting worker %u: %s", i, ufault_strerror(ret));
+	ctx->issuing = i;
 	ctx->nr_workers = i; /* stop only those that started */
 	ufault__workers_stop(ctx);
 	return ret;
@@ -485,7 +577,7 @@ void ufault__workers_stop(struct ufault_ctx *ctx)
 		ufault__err(&ctx->log, "waking workers: %s", ufault_strerror(errno));
 	for (unsigned int i = 0; i < ctx->nr_workers; i++) {
 		pthread_join(ctx->workers[i].thread, NULL);
-		worker_free(&ctx->workers[i]);
+		worker_free(&ctx->workers[i], false);
 	}
 	ufault__pages_unmap(ctx->workers, ctx->workers_len);
 	ctx->workers = NULL;
@@ -496,7 +588,7 @@ void ufault__workers_forget(struct ufault_ctx *ctx)
 	if (!ctx->workers)
 		return;
 	for (unsigned int i = 0; i < ctx->nr_workers; i++)
-		worker_free(&ctx->workers[i]);
+		worker_free(&ctx->workers[i], true);
 	ufault__pages_unmap(ctx->workers, ctx->workers_len);
 	ctx->workers = NULL;
 }

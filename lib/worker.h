@@ -7,7 +7,9 @@
  * resolved now (defer.h). Asynchronous fills stay in flight while the
  * worker goes on; their completions come back on an eventfd in the same
  * epoll set, the one wait point. With every request in flight the worker
- * stops reading its uffd until one is free (back-pressure).
+ * stops reading its uffd until one is free (back-pressure). A source with
+ * an fd to drive (an NBD socket) gives it to one worker, which waits on it
+ * in the same epoll set (watch.h).
  */
 #ifndef UFAULT_LIB_WORKER_H
 #define UFAULT_LIB_WORKER_H
@@ -32,8 +34,11 @@ struct ufault__worker {
 	void *bufs;		       /* and their buffers */
 	struct ufault__req *free_reqs; /* free list of the pool */
 	unsigned int nr_free;
+	struct ufault__watch *watches; /* sources' fds this worker drives (its own list) */
+	struct ufault__watch *adopted; /* atomic stack: given to it, not yet listed */
 	struct io_uring ring; /* reads of file sources; CQEs signal env.done_fd */
 	bool ring_ok;
+	bool issued_last; /* stopping: no fill of ours is in flight, none will be */
 	unsigned int batch_seq;	 /* atomic; odd while reading or handling messages */
 	int inject_err;		 /* atomic; tests: the next read fails with it */
 	unsigned int err_budget; /* read-error lines left before going quiet */

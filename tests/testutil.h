@@ -81,6 +81,7 @@
  *    tu_pattern_file(path, len, seed)  write a file of @len bytes whose byte
  *                        o is tu_pattern(o, seed), synced; exits 1 on failure.
  *    tu_count_fds()      open file descriptors of this process.
+ *    tu_count_threads()  threads of this process.
  *    tu_wait_fds(n)      poll (bounded: 2 s) until tu_count_fds() is @n;
  *                        returns the last count (a release may wait for a
  *                        worker's quiescent state).
@@ -467,6 +468,21 @@ static inline int tu_count_fds(void)
 		tu_die("opendir /proc/self/fd", errno);
 	while (readdir(d))
 		n++;
+	closedir(d);
+	return n;
+}
+
+/* Threads of this process (/proc/self/task). */
+static inline int tu_count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *e;
+
+	if (!d)
+		tu_die("opendir /proc/self/task", errno);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
 	closedir(d);
 	return n;
 }

@@ -17,6 +17,9 @@
  *    past its end, checked against the oracle while madvise(MADV_DONTNEED)
  *    makes pages come back from the server and mprotect flips
  *    protections.
+ *  - Destroy with reads in flight (a server delaying each read): returns
+ *    once they completed, with no thread of the source's own, and closes
+ *    the connection (the socket is driven by the workers' loops).
  *  - Validation: a NULL or unparsable URI is refused with EINVAL; a server
  *    that cannot be reached fails the registration (it connects), with
  *    nothing registered.
@@ -60,16 +63,33 @@ static void make_file(uint64_t len)
 	file_len = len;
 }
 
-/* nbdkit serving the test file on a Unix socket; ready once its pidfile
- * is there (written after it listens). Skips the test without nbdkit. */
-static void server_start(struct server *srv)
+/* nbdkit serving the test file on a Unix socket, through nbdkit's delay
+ * filter if @rdelay (e.g. "100ms" per read); ready once its pidfile is there
+ * (written after it listens). Skips the test without nbdkit. */
+static void server_start_delayed(struct server *srv, const char *rdelay)
 {
 	static unsigned int serial;
-	char *argv[] = {
-	    "nbdkit", "--unix",	 srv->sock, "--pidfile", srv->pidfile, "-f", "--exit-with-parent",
-	    "file",   file_path, NULL};
+	char delay[64];
+	char *argv[16];
+	int n = 0;
 	struct stat st;
 
+	argv[n++] = "nbdkit";
+	argv[n++] = "--unix";
+	argv[n++] = srv->sock;
+	argv[n++] = "--pidfile";
+	argv[n++] = srv->pidfile;
+	argv[n++] = "-f";
+	argv[n++] = "--exit-with-parent";
+	if (rdelay)
+		argv[n++] = "--filter=delay"; /* filters before the plugin */
+	argv[n++] = "file";
+	argv[n++] = file_path;
+	if (rdelay) {
+		snprintf(delay, sizeof(delay), "rdelay=%s", rdelay);
+		argv[n++] = delay;
+	}
+	argv[n] = NULL;
 	snprintf(srv->sock, sizeof(srv->sock), "/tmp/ufault_nbd_%d_%u.sock", (int)getpid(), serial);
 	snprintf(srv->pidfile, sizeof(srv->pidfile), "/tmp/ufault_nbd_%d_%u.pid", (int)getpid(),
 		 serial++);
@@ -101,6 +121,11 @@ static void server_start(struct server *srv)
 		usleep(1000);
 	}
 	fail_msg("nbdkit did not start in 10 s");
+}
+
+static void server_start(struct server *srv)
+{
+	server_start_delayed(srv, NULL);
 }
 
 static void server_kill(struct server *srv)
@@ -228,6 +253,58 @@ static void test_oracle(void **state)
 	server_kill(&srv);
 }
 
+/*
+ * The connection is driven by the workers' own event loops: registering
+ * the source starts no thread. Destroying the context while reads are in
+ * flight on it (a server answering each read after 100 ms, threads parked
+ * on every page) returns once they completed, whichever worker issued them
+ * and whichever drives the socket, and closes the connection.
+ */
+static void test_destroy_in_flight(void **state)
+{
+	struct ufault_ctx *ctx;
+	struct server srv;
+	struct ufault_source s;
+	unsigned char *p;
+	int base_fds, threads;
+
+	(void)state;
+	server_start_delayed(&srv, "100ms");
+	base_fds = tu_count_fds();
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, 2, 0), 0);
+	threads = tu_count_threads();
+	s = nbd_source(srv.uri, 0);
+	p = ufault_mmap(ctx, NULL, REGION_PAGES * ps, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, &s, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(tu_count_threads(), threads);
+	{
+		pthread_t th[NR_THREADS];
+		struct toucher t[NR_THREADS];
+		unsigned int touched = 0;
+		struct ufault_stats st;
+
+		for (unsigned int i = 0; i < NR_THREADS; i++) {
+			t[i] = (struct toucher){
+			    .base = p, .pages = REGION_PAGES, .id = i, .touched = &touched};
+			assert_int_equal(pthread_create(&th[i], NULL, touch_main, &t[i]), 0);
+		}
+		/* Every thread parked on its first page: reads in flight. */
+		do {
+			usleep(1000);
+			st.size = sizeof(st);
+			assert_int_equal(ufault_stats(ctx, &st), 0);
+		} while (st.faults < NR_THREADS);
+		ufault_ctx_destroy(ctx);
+		/* Unregistered: the threads go on over ordinary memory. */
+		for (unsigned int i = 0; i < NR_THREADS; i++)
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+	}
+	tu_unmap(p, REGION_PAGES * ps);
+	assert_int_equal(tu_wait_fds(base_fds), base_fds);
+	server_kill(&srv);
+}
+
 static void test_server_killed_zero_policy(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
@@ -333,6 +410,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	    tu_fx_test(test_oracle),
 	    tu_fx_test(test_proxies_churn),
+	    tu_watchdog_test(test_destroy_in_flight),
 	    tu_fx_test(test_server_killed_zero_policy),
 	    tu_watchdog_test(test_server_killed_sigbus_policy),
 	    tu_fx_test(test_validation),
