@@ -24,7 +24,7 @@
  * every touch is checked; a single wrong byte fails the run (exit 1).
  * Each touch is timed in the touching thread (a clock read before and after
  * the first access of the page) into per-thread histograms in the library's
- * bucketing (fault_storm_hist.h), merged after the run.
+ * bucketing (bench_hist.h), merged after the run.
  *
  * Only the public API (include/ufault/ufault.h) is used. The program writes
  * nothing but its data file and /proc/sys/vm/drop_caches (cold runs).
@@ -49,10 +49,9 @@
 
 #include <ufault/ufault.h>
 
-#define BENCH_NAME "file_scan"
 #include "bench_util.h"
 #include "file_scan_util.h"
-#include "fault_storm_hist.h"
+#include "bench_hist.h"
 
 /* ------------------------------------------------------------------ */
 /* Modes, patterns, options                                             */
@@ -865,22 +864,12 @@ struct cell {
 
 static double median_of(const struct cell *c, size_t field)
 {
-	double v[MAX_RUNS];
-	int i;
-
-	for (i = 0; i < c->n; i++)
-		v[i] = *(const double *)((const char *)&c->r[i] + field);
-	return median(v, c->n);
+	return median_field(c->r, sizeof(c->r[0]), c->n, field);
 }
 
 static uint64_t median_u64(const struct cell *c, size_t field)
 {
-	double v[MAX_RUNS];
-	int i;
-
-	for (i = 0; i < c->n; i++)
-		v[i] = (double)*(const uint64_t *)((const char *)&c->r[i] + field);
-	return (uint64_t)median(v, c->n);
+	return median_field_u64(c->r, sizeof(c->r[0]), c->n, field);
 }
 
 #define MED(f) (d->f = median_of(c, offsetof(struct result, f)))
@@ -913,16 +902,6 @@ static void take_median(struct cell *c)
 		d->mismatches += c->r[i].mismatches;
 		d->source_errors += c->r[i].source_errors;
 	}
-}
-
-static void fmt_count(char *buf, size_t n, double v)
-{
-	if (v >= 1e6)
-		snprintf(buf, n, "%.2fM", v / 1e6);
-	else if (v >= 1e4)
-		snprintf(buf, n, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, n, "%.0f", v);
 }
 
 static void fmt_us(char *buf, size_t n, double us, bool have)
@@ -1149,7 +1128,7 @@ static void print_header(double other)
 /* Command line                                                         */
 /* ------------------------------------------------------------------ */
 
-static void usage(FILE *f)
+void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: file_scan [options]\n"

@@ -3,8 +3,8 @@
 #
 # plot_fault_storm.sh - turn `fault_storm --json` output into PNGs: faults/s
 # against fault threads, one line per mode, one PNG per workload/source (and
-# mixed variant, pinned or not). The "check" section (T=1 only) and verdict
-# lines are skipped. Needs only awk and gnuplot (gnuplot-nox is enough).
+# mixed variant, pinned or not); for restore also the proxies' call p99.
+# The "check" section (T=1 only) and verdict lines are skipped. Needs only awk and gnuplot (gnuplot-nox is enough).
 #
 # usage: bench/plot_fault_storm.sh RESULTS.jsonl [OUTDIR]
 #        fault_storm --json | bench/plot_fault_storm.sh - [OUTDIR]
@@ -37,20 +37,38 @@ function get(k,    v) {
 	src = get("source"); var = get("variant"); pin = get("pinned")
 	g = wl "-" src
 	title = wl ", " src " source"
-	if (src == "slow") { g = g get("latency_us") "us"; title = title " " get("latency_us") " us" }
+	if (src != "zero") {
+		lat = get("latency"); tag = lat
+		gsub(/[^A-Za-z0-9.]+/, "_", tag)
+		g = g "-" tag; title = title " " lat
+	}
 	if (wl == "mixed") { g = g "-" var; title = title ", " var }
 	if (pin == "true") { g = g "-pinned"; title = title ", pinned to CPU 0" }
 	label = get("mode")
-	if (wl == "mixed")
+	if (wl == "mixed" || wl == "restore")
 		label = label " P=" get("proxies")
+	plot(g, title, "faults/s (log scale)", label, get("threads"), get("faults_per_s"))
+	# restore: the proxy calls too (p99 of every call type together).
+	if (wl == "restore" && get("proxies") > 0 && match($0, /"all":\{[^}]*\}/)) {
+		all = substr($0, RSTART, RLENGTH)
+		if (match(all, /"us_p99":[0-9.]+/)) {
+			p99 = substr(all, RSTART + 9, RLENGTH - 9) # before get() moves RSTART
+			plot(g "-proxy-p99", title ", proxy calls", "proxy-call p99, us (log scale)",
+			     label, get("threads"), p99)
+		}
+	}
+}
+function plot(g, title, ylabel, label, x, y,    f) {
 	if (!(g in seen)) {
 		seen[g] = 1
 		system("mkdir -p \"" dir "/" g "\"")
 		print title > (dir "/" g "/title")
 		close(dir "/" g "/title")
+		print ylabel > (dir "/" g "/ylabel")
+		close(dir "/" g "/ylabel")
 	}
 	f = dir "/" g "/" label ".dat"
-	print get("threads"), get("faults_per_s") >> f
+	print x, y >> f
 	close(f)
 }
 ' "$([ "$in" = - ] && echo /dev/stdin || echo "$in")"
@@ -60,6 +78,7 @@ for gdir in "$tmp"/*/; do
 	[ -d "$gdir" ] || continue
 	g=$(basename "$gdir")
 	title=$(cat "$gdir/title")
+	ylabel=$(cat "$gdir/ylabel")
 	plots=""
 	for f in "$gdir"/*.dat; do
 		sort -n -k1,1 "$f" -o "$f"
@@ -72,7 +91,7 @@ set terminal pngcairo size 900,600 enhanced font ',11'
 set output '$out/fault_storm-$g.png'
 set title 'fault\\_storm: $title'
 set xlabel 'fault threads'
-set ylabel 'faults/s (log scale)'
+set ylabel '$ylabel'
 set logscale x 2
 set xtics (1, 2, 4, 8, 16, 32, 64)
 set format y '%.0s%c'

@@ -1,6 +1,6 @@
-/* SPDX-License-Identifier: MIT */
+// SPDX-License-Identifier: MIT
 /*
- * fault_storm_minimal.h - the "minimal" baseline: the smallest correct
+ * minimal.c - the "minimal" baseline: the smallest correct
  * userfaultfd handler one would write by hand, to show what ufault costs on
  * top of the kernel's own machinery.
  *
@@ -13,16 +13,20 @@
  * UFFDIO_COPY it) -> loop. EEXIST means someone resolved the page first:
  * success, and a UFFDIO_WAKE so no waiter is left parked.
  */
-#ifndef FAULT_STORM_MINIMAL_H
-#define FAULT_STORM_MINIMAL_H
-
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fault_storm.h"
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC 0xAA
@@ -33,7 +37,7 @@ struct minimal {
 	int uffd;
 	int stopfd;
 	bool slow;
-	struct slow_src src;
+	struct latency lat;
 	size_t page;
 	void *bounce;
 	pthread_t thread;
@@ -133,25 +137,23 @@ static void *minimal_thread(void *arg)
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
 			die("minimal: unexpected uffd event 0x%x", msg.event);
 		addr = msg.arg.pagefault.address & ~((uint64_t)m->page - 1);
-		if (m->slow) {
-			if (m->src.latency_us)
-				sleep_ns((uint64_t)m->src.latency_us * 1000u);
-			fill_pattern(m->bounce, addr, m->page);
-		}
+		if (m->slow)
+			slow_fill(&m->lat, addr, m->bounce, m->page);
 		minimal_resolve(m, addr, msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		m->handled++;
 	}
 	return NULL;
 }
 
-static struct minimal *minimal_start(bool slow, unsigned int latency_us, size_t page)
+struct minimal *minimal_start(const struct latency *lat, size_t page)
 {
 	struct minimal *m = xcalloc(1, sizeof(*m));
 	struct uffdio_api api = {.api = UFFD_API, .features = 0};
 	int err;
 
-	m->slow = slow;
-	m->src.latency_us = latency_us;
+	m->slow = lat != NULL;
+	if (lat)
+		m->lat = *lat;
 	m->page = page;
 	m->uffd = minimal_open_uffd();
 	if (ioctl(m->uffd, UFFDIO_API, &api))
@@ -169,7 +171,7 @@ static struct minimal *minimal_start(bool slow, unsigned int latency_us, size_t 
 	return m;
 }
 
-static void minimal_register(struct minimal *m, void *addr, size_t len)
+void minimal_register(struct minimal *m, void *addr, size_t len)
 {
 	struct uffdio_register reg = {
 	    .range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
@@ -184,7 +186,7 @@ static void minimal_register(struct minimal *m, void *addr, size_t len)
 }
 
 /* Stop the handler (every fault thread has been joined); returns faults handled. */
-static uint64_t minimal_stop(struct minimal *m)
+uint64_t minimal_stop(struct minimal *m)
 {
 	uint64_t one = 1, handled;
 	int err;
@@ -201,5 +203,3 @@ static uint64_t minimal_stop(struct minimal *m)
 	free(m);
 	return handled;
 }
-
-#endif /* FAULT_STORM_MINIMAL_H */
