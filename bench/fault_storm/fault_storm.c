@@ -88,6 +88,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrun; i++)
 		section_run(run[i]);
 	print_verdicts(run, nrun, !opt.workloads_set);
+	for (int i = 0; i < nrun; i++)
+		section_free(run[i]);
 	if (!opt.json)
 		printf("\nwall time %.1f s\n", (double)(now_ns() - t0) / 1e9);
 	return 0;

@@ -281,6 +281,7 @@ struct section *make_section(enum workload wl, const char *name, enum source dsr
 			     int ndmodes, int dproxies);
 /* Run every measurement (runs interleaved over modes), print its table. */
 void section_run(struct section *s);
+void section_free(struct section *s);
 void print_header(void);
 /* The verdict table's rows for the sections run (@default_plan: only the
  * rows the default plan claims). */

@@ -243,6 +243,12 @@ static void add_meas(struct section *s, enum mode mode, int threads, int proxies
  * loop and the modes the inner one (A B C A B C ...), so slow drift of the
  * machine spreads over all modes instead of biasing one.
  */
+void section_free(struct section *s)
+{
+	free(s->meas);
+	free(s);
+}
+
 void section_run(struct section *s)
 {
 	int i, run;
