@@ -31,6 +31,51 @@ struct uffdio_poison {
 #define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
 #endif
 
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15) /* 6.7 */
+#endif
+
+/* PAGEMAP_SCAN (include/uapi/linux/fs.h, Linux 6.7): an ioctl on
+ * /proc/<pid>/pagemap; -ENOTTY on older kernels. */
+#ifndef PAGEMAP_SCAN
+#define PAGE_IS_WPALLOWED (1 << 0)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+
+struct page_region {
+	__u64 start;
+	__u64 end;
+	__u64 categories;
+};
+
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+
+struct pm_scan_arg {
+	__u64 size;
+	__u64 flags;
+	__u64 start;
+	__u64 end;
+	__u64 walk_end;
+	__u64 vec;
+	__u64 vec_len;
+	__u64 max_pages;
+	__u64 category_inverted;
+	__u64 category_mask;
+	__u64 category_anyof_mask;
+	__u64 return_mask;
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+
+/* /proc/<pid>/pagemap entries: the page is present; its PTE is
+ * uffd-write-protected (Documentation/admin-guide/mm/pagemap.rst). */
+#define UFAULT__PM_PRESENT (1ull << 63)
+#define UFAULT__PM_SWAPPED (1ull << 62)
+#define UFAULT__PM_UFFD_WP (1ull << 57)
+
 /* madvise(2), not userfaultfd: Linux 5.18 (probed by use: EINVAL before). */
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24

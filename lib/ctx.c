@@ -105,6 +105,11 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 		    (unsigned long long)ctx->max_page_size, (unsigned long long)sys_page, MAX_PAGE);
 		return -EINVAL;
 	}
+	if ((unsigned int)cfg->dirty_tracking > UFAULT_DIRTY_SYNC) {
+		ufault__warn(&ctx->log, "config: bad dirty_tracking %d", (int)cfg->dirty_tracking);
+		return -EINVAL;
+	}
+	ctx->dirty_mode = cfg->dirty_tracking;
 	if ((unsigned int)cfg->log_level > UFAULT_LOG_DEBUG) {
 		ufault__warn(&ctx->log, "config: bad log level %d", (int)cfg->log_level);
 		return -EINVAL;
@@ -136,8 +141,19 @@ static int open_uffds(struct ufault_ctx *ctx)
 	 * MINOR_SHMEM for memfd sources (UFFDIO_CONTINUE).
 	 */
 	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MINOR_SHMEM;
-	struct ufault__uffd_caps caps;
+	struct ufault__uffd_caps caps, kernel;
+	uint64_t wb_want = 0;
 	int ret;
+
+	/* WP_ASYNC for write-back regions (writeback.h), if the mode wants it. */
+	ret = ufault__uffd_probe(&kernel);
+	if (ret)
+		kernel.features = 0;
+	ret =
+	    ufault__writeback_init(&ctx->wb, ctx->dirty_mode, kernel.features, &ctx->log, &wb_want);
+	if (ret)
+		return ret;
+	want |= wb_want;
 
 	ctx->uffds = ufault__pages_map(sizeof(int) * ctx->nr_uffds);
 	if (!ctx->uffds)
@@ -162,6 +178,7 @@ static int open_uffds(struct ufault_ctx *ctx)
 		}
 		ctx->features = caps.features;
 	}
+	ufault__writeback_start(&ctx->wb, ctx->features);
 	if (!(ctx->features & UFFD_FEATURE_POISON))
 		ufault__info(&ctx->log,
 			     "kernel lacks UFFDIO_POISON: the SIGBUS error policy is unavailable");
@@ -171,6 +188,7 @@ static int open_uffds(struct ufault_ctx *ctx)
 /* The fds and memory a context holds directly (the parts free their own). */
 static void free_own(struct ufault_ctx *ctx)
 {
+	ufault__writeback_destroy(&ctx->wb);
 	if (ctx->stop_fd >= 0)
 		close(ctx->stop_fd);
 	if (ctx->zero_buf)
@@ -225,6 +243,7 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->stop_fd = -1;
+	ctx->wb.pagemap_fd = -1;
 	ctx->pid = getpid();
 	ufault__log_init(&ctx->log, cfg->size >= UFAULT_CONFIG_SIZE_VER0 ? cfg : NULL);
 	if (cfg->size < UFAULT_CONFIG_SIZE_VER0 || cfg->size > sizeof(*cfg)) {
@@ -308,6 +327,13 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 		free_own(ctx);
 		return;
 	}
+	/* Write-back regions are flushed, as by ufault_munmap() (errors are
+	 * logged: the context goes anyway). */
+	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, 0, UINT64_MAX); r;
+	     r = ufault__regions_first(&ctx->regions, ufault__region_end(r), UINT64_MAX))
+		if (r->flags & UFAULT_REGION_WRITEBACK)
+			(void)ufault__writeback_range(&ctx->wb, r, ufault__region_start(r),
+						      ufault__region_end(r));
 	/*
 	 * Unregister first, while the workers still run: UFFDIO_UNREGISTER
 	 * wakes every thread parked on a region, and from then on those
@@ -373,6 +399,7 @@ int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
 	ufault__workers_stats(ctx, &st);
 	ufault__workers_hist(ctx, hist, UFAULT__HIST_BUCKETS);
 	st.proxy_ops = __atomic_load_n(&ctx->proxy_ops, __ATOMIC_RELAXED);
+	st.written_back = __atomic_load_n(&ctx->wb.written_back, __ATOMIC_RELAXED);
 	st.latency_p50_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 500);
 	st.latency_p99_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 990);
 	/* An older caller gets its prefix, a newer one our fields and zeros. */

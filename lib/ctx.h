@@ -22,6 +22,7 @@
 #include "qsbr.h"
 #include "region.h"
 #include "remap.h"
+#include "writeback.h"
 
 struct ufault__worker;
 
@@ -47,6 +48,8 @@ struct ufault_ctx {
 	struct ufault__remaps remaps;
 	struct ufault__prefetch prefetch;
 	struct ufault__loops loops;   /* sources' fds go to the workers (worker.c) */
+	struct ufault__writeback wb;  /* write-back regions (writeback.c) */
+	enum ufault_dirty_mode dirty_mode; /* as asked */
 	unsigned int next_prefetcher; /* atomic: the worker poked next */
 	unsigned int next_owner;      /* atomic: the worker given the next watch */
 	unsigned int issuing;	      /* atomic: workers that may still start a fill */

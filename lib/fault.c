@@ -51,7 +51,12 @@ static int apply_error_policy(struct ufault__fault_env *env, struct ufault_regio
 	int ret;
 
 	if (r->flags & UFAULT_REGION_ON_ERROR_ZERO) {
-		ret = ufault__uffd_zeropage(fd, page, len, true, done);
+		/* A write-back region's zeros are installed clean (protected):
+		 * the shared zero page would read as written and be stored. */
+		if (r->flags & UFAULT_REGION_WRITEBACK)
+			ret = ufault__uffd_copy_wp(fd, page, env->ctx->zero_buf, len, true, done);
+		else
+			ret = ufault__uffd_zeropage(fd, page, len, true, done);
 		if (!ret)
 			ufault__stat_add(&env->stats, UFAULT__STAT_ZERO_FILLED,
 					 *done / ufault__sys_page());
@@ -108,6 +113,14 @@ static int install_range(struct ufault__fault_env *env, struct ufault_region *r,
 		ret = apply_error_policy(env, r, fd, page, len, &done);
 	} else if (r->src->ops->cache_run) {
 		ret = install_cached(env, r, fd, page, len, skip, f, &done);
+	} else if (r->flags & UFAULT_REGION_WRITEBACK) {
+		/* Installed write-protected (clean): the first write is what
+		 * marks it written (writeback.h). Never the zero page. */
+		ret = ufault__uffd_copy_wp(fd, page,
+					   f->result == UFAULT__FILL_ZERO
+					       ? env->ctx->zero_buf
+					       : (const char *)f->data + skip,
+					   len, true, &done);
 	} else if (f->result == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
 		/* As the kernel's do_anonymous_page: a write gets its own
 		 * zeroed page at once; the shared zero page would cost a

@@ -68,6 +68,8 @@ enum ufault__fault_result {
  * UFAULT__FAULT_PREFETCH for ufault_prefetch() (no thread waits). */
 #define UFAULT__FAULT_WRITE 1u
 #define UFAULT__FAULT_PREFETCH 2u
+/* A write-protect fault (write-back regions, SYNC mode): not a request. */
+#define UFAULT__FAULT_WP 4u
 
 /* Set up @env (zeroed memory) for @ctx; 0 or -errno. */
 int ufault__fault_env_init(struct ufault__fault_env *env, struct ufault_ctx *ctx);

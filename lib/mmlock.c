@@ -83,6 +83,17 @@ void ufault__mm_read_unlock(struct ufault__mmlock *ml, struct ufault__mm_held *h
 	h->locked = false;
 }
 
+void ufault__mm_read_lock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t start,
+			  uint64_t end)
+{
+	ufault__witness_acquire(UFAULT__RANK_MM, false);
+	if (ml->mode->global)
+		pthread_rwlock_rdlock(&ml->global);
+	else
+		ufault_range_read_lock(&ml->range, &h->range, start, end);
+	h->locked = true;
+}
+
 void ufault__mm_write_lock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t start,
 			   uint64_t end)
 {

@@ -63,6 +63,12 @@ bool ufault__mm_read_trylock(struct ufault__mmlock *ml, struct ufault__mm_held *
 			     uint64_t sys_page);
 void ufault__mm_read_unlock(struct ufault__mmlock *ml, struct ufault__mm_held *h);
 
+/* Flushes: read-lock [start, end), waiting (the whole space in global
+ * mode): no proxy changes the regions there meanwhile, faults go on.
+ * Released with ufault__mm_read_unlock(). Not for workers. */
+void ufault__mm_read_lock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t start,
+			  uint64_t end);
+
 /* Proxies: write-lock [start, end) (the whole space in global mode). */
 void ufault__mm_write_lock(struct ufault__mmlock *ml, struct ufault__mm_held *h, uint64_t start,
 			   uint64_t end);

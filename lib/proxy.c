@@ -87,6 +87,63 @@ static void lock_spans(struct ufault_ctx *ctx, struct ufault__mm_held *h, uint64
 	}
 }
 
+/* --- write-back ------------------------------------------------------------ */
+
+/* Write back the write-back regions' written pages in [start, end); the
+ * caller holds the mm lock over the range (read or write), so the regions
+ * there stay. The first error; the others are logged by writeback.c. */
+static int flush_locked(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
+{
+	struct ufault_region *r;
+	int first = 0;
+
+	for (r = ufault__regions_first(&ctx->regions, start, end); r;
+	     r = ufault__region_end(r) < end
+		     ? ufault__regions_first(&ctx->regions, ufault__region_end(r), end)
+		     : NULL) {
+		uint64_t s = ufault__region_start(r) > start ? ufault__region_start(r) : start;
+		uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
+		int ret;
+
+		if (!(r->flags & UFAULT_REGION_WRITEBACK))
+			continue;
+		ret = ufault__writeback_range(&ctx->wb, r, s, e);
+		if (ret && !first)
+			first = ret;
+	}
+	return first;
+}
+
+int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr, end;
+	struct ufault__mm_held h;
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "flush"))
+		return -ECHILD;
+	if (!len || page_range(ctx, start, len, &end))
+		return -EINVAL;
+	ufault__mm_read_lock(&ctx->mm, &h, start, end);
+	ret = flush_locked(ctx, start, end);
+	ufault__mm_read_unlock(&ctx->mm, &h);
+	return ret;
+}
+
+/* Write-back regions need dirty tracking, and keep their own VMAs. */
+static int writeback_args(struct ufault_ctx *ctx, unsigned int flags, int map_flags)
+{
+	if (!(flags & UFAULT_REGION_WRITEBACK))
+		return 0;
+	if (map_flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		ufault__warn(&ctx->log, "mmap: a write-back region cannot be mapped MAP_FIXED");
+		return -EINVAL;
+	}
+	return ufault__writeback_usable(&ctx->wb);
+}
+
 /* --- registration ------------------------------------------------------ */
 
 int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
@@ -107,6 +164,8 @@ int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 		return -EINVAL;
 	}
 	ret = ufault__region_check_args(&ctx->regions, start, len, src, flags, &ps);
+	if (!ret)
+		ret = writeback_args(ctx, flags, 0);
 	if (ret)
 		return ret;
 	ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log, &s);
@@ -146,9 +205,14 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 		ufault__mm_write_lock(&ctx->mm, &h, start, end);
 		if (ufault__region_from_handle(&ctx->regions, region, &s2, &e2) == r &&
 		    s2 == start && e2 == end) {
-			ufault__region_remove(&ctx->regions, r);
+			/* A write-back region is flushed first; if that
+			 * fails it stays, registered. */
+			int ret = flush_locked(ctx, start, end);
+
+			if (!ret)
+				ufault__region_remove(&ctx->regions, r);
 			proxy_unlock(ctx, &h);
-			return 0;
+			return ret;
 		}
 		proxy_unlock(ctx, &h);
 	}
@@ -387,6 +451,14 @@ static void *mmap_locked(struct ufault_ctx *ctx, void *addr, uint64_t len, int p
 	if (!ret && (flags & MAP_FIXED_NOREPLACE) && c.victims)
 		ret = -EEXIST;
 	for (struct ufault_region *v = c.victims; v && !ret; v = v->next_victim) {
+		/* Its written pages would be dropped unflushed. */
+		if (v->flags & UFAULT_REGION_WRITEBACK) {
+			ufault__warn(&ctx->log,
+				     "mmap: MAP_FIXED over the write-back region at %#llx: "
+				     "unmap it first (that flushes it)",
+				     (unsigned long long)v->node.start);
+			ret = -EINVAL;
+		}
 		/* Its VMA maps the memfd: it cannot be kept for anonymous memory. */
 		if (v->src->ops->cache_run) {
 			ufault__warn(&ctx->log,
@@ -444,6 +516,8 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		src = &zero;
 	}
 	ret = ufault__region_check_args(&ctx->regions, start, rounded, src, region_flags, &ps);
+	if (!ret)
+		ret = writeback_args(ctx, region_flags, flags);
 	if (!ret && src->type == UFAULT_SOURCE_MEMFD) {
 		ufault__warn(&ctx->log, "mmap: a memfd source needs the caller's own mapping of "
 					"the memfd: map it, then ufault_region_register()");
@@ -487,7 +561,11 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 			     (unsigned long long)start, (unsigned long long)end);
 		goto unlock;
 	}
-	ret = ufault__cut_collect(&ctx->regions, start, end, &c);
+	/* Write-back regions are flushed first; if that fails, nothing is
+	 * unmapped. */
+	ret = flush_locked(ctx, start, end);
+	if (!ret)
+		ret = ufault__cut_collect(&ctx->regions, start, end, &c);
 	if (ret)
 		goto unlock;
 	ufault__cut_detach(&c);

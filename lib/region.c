@@ -382,6 +382,17 @@ void ufault__regions_span(struct ufault__regions *set, uint64_t start, uint64_t 
 	tree_unlock(set);
 }
 
+struct ufault_region *ufault__regions_first(struct ufault__regions *set, uint64_t start,
+					    uint64_t end)
+{
+	struct ufault_region *r;
+
+	tree_lock(set);
+	r = first_locked(set, start, end);
+	tree_unlock(set);
+	return r;
+}
+
 bool ufault__regions_cut_page(struct ufault__regions *set, uint64_t start, uint64_t end)
 {
 	struct ufault_region *r;
@@ -531,6 +542,16 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 		if (ret)
 			return ret;
 	}
+	if (flags & UFAULT_REGION_WRITEBACK) {
+		if (!src->ops->can_write) {
+			ufault__warn(set->log, "write-back region: the %s source cannot be written",
+				     src->ops->name);
+			return -EINVAL;
+		}
+		ret = src->ops->can_write(&src->user, set->log);
+		if (ret)
+			return ret;
+	}
 	r = ufault__region_new(set, start, len, src, src->user.offset, flags, page_size,
 			       ufault__regions_next_uffd(set));
 	if (!r)
@@ -555,10 +576,11 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 	}
 
 	/* Indexed before registered: the first fault already finds it. */
-	ret = ufault__uffd_register(ufault__region_uffd(r), start, len,
-				    UFFDIO_REGISTER_MODE_MISSING |
-					(src->ops->cache_run ? UFFDIO_REGISTER_MODE_MINOR : 0),
-				    NULL);
+	ret = ufault__uffd_register(
+	    ufault__region_uffd(r), start, len,
+	    UFFDIO_REGISTER_MODE_MISSING | (src->ops->cache_run ? UFFDIO_REGISTER_MODE_MINOR : 0) |
+		((flags & UFAULT_REGION_WRITEBACK) ? UFFDIO_REGISTER_MODE_WP : 0),
+	    NULL);
 	if (ret) {
 		if (ret == -EINVAL)
 			ret = -EOPNOTSUPP; /* arguments were checked: the memory type */

@@ -227,6 +227,10 @@ void ufault__region_set_fork(struct ufault__regions *set, uint64_t start, uint64
 /* [start, end) widened to the regions it overlaps. */
 void ufault__regions_span(struct ufault__regions *set, uint64_t start, uint64_t end, uint64_t *s,
 			  uint64_t *e);
+/* The first region overlapping [start, end), or NULL. The caller holds
+ * the mm lock (read or write) over the range, so it stays. */
+struct ufault_region *ufault__regions_first(struct ufault__regions *set, uint64_t start,
+					    uint64_t end);
 /* True if [start, end) starts or ends inside a region page. */
 bool ufault__regions_cut_page(struct ufault__regions *set, uint64_t start, uint64_t end);
 /* True if a region of another context of this process overlaps

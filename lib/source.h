@@ -77,6 +77,16 @@ struct ufault__source_ops {
 			  uint64_t len);
 	/* The source that fills missing pages (NULL: zeros). */
 	struct ufault__source *(*cache_inner)(const struct ufault_source *src);
+
+	/*
+	 * Write-back sources (UFAULT_REGION_WRITEBACK; writeback.c): can this
+	 * source object take writes (-EINVAL, logged, if not)? Then store
+	 * @len bytes of @buf at @off (0 or -errno), and make what was stored
+	 * durable (optional).
+	 */
+	int (*can_write)(const struct ufault_source *src, const struct ufault__log *log);
+	int (*write)(const struct ufault_source *src, uint64_t off, const void *buf, size_t len);
+	int (*sync)(const struct ufault_source *src);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;

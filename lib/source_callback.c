@@ -2,7 +2,8 @@
 /*
  * source_callback.c - a user function fills the worker's bounce buffer
  * (never registered memory, so the callback cannot fault on itself), which
- * is then installed with UFFDIO_COPY.
+ * is then installed with UFFDIO_COPY. Write-back regions give their written
+ * pages to the user's writeback function, straight from the mapping.
  */
 #include <errno.h>
 
@@ -29,8 +30,28 @@ static int callback_fill(const struct ufault_source *src, uint64_t off, size_t l
 	return ret;
 }
 
+static int callback_can_write(const struct ufault_source *src, const struct ufault__log *log)
+{
+	if (!src->callback.writeback) {
+		ufault__warn(log,
+			     "write-back region: the callback source has no writeback function");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int callback_write(const struct ufault_source *src, uint64_t off, const void *buf,
+			  size_t len)
+{
+	int ret = src->callback.writeback(src->callback.arg, off, buf, len);
+
+	return ret > 0 ? -EIO : ret; /* a positive return is a caller bug */
+}
+
 const struct ufault__source_ops ufault__source_callback = {
     .name = "callback",
     .validate = callback_validate,
     .fill = callback_fill,
+    .can_write = callback_can_write,
+    .write = callback_write,
 };

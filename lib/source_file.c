@@ -4,7 +4,9 @@
  * IORING_OP_READ per fill, many in flight, completed by the worker when the
  * CQE arrives (fault.c: short reads past EOF become zeros). The source
  * object holds its own duplicate of the caller's fd, or with
- * UFAULT_FILE_DIRECT a private O_DIRECT reopen.
+ * UFAULT_FILE_DIRECT a private O_DIRECT reopen (read-write if the caller's
+ * fd is). Write-back regions write their written pages with pwrite(2)
+ * straight from the mapping, and fdatasync(2) on flush.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +56,9 @@ static int file_init(struct ufault_source *src, const struct ufault__log *log)
 	if (src->file.flags & UFAULT_FILE_DIRECT) {
 		/* F_SETFL on a dup would change the caller's file too. */
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", src->file.fd);
-		fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		fd = open(path, ((fcntl(src->file.fd, F_GETFL) & O_ACCMODE) == O_RDWR ? O_RDWR
+										      : O_RDONLY) |
+				    O_DIRECT | O_CLOEXEC);
 	} else {
 		fd = fcntl(src->file.fd, F_DUPFD_CLOEXEC, 0);
 	}
@@ -95,10 +99,45 @@ static int file_start(const struct ufault_source *src, uint64_t off, size_t len,
 	return 0;
 }
 
+static int file_can_write(const struct ufault_source *src, const struct ufault__log *log)
+{
+	if ((fcntl(src->file.fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+		ufault__warn(log, "write-back region: the file source's fd is not open read-write");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int file_write(const struct ufault_source *src, uint64_t off, const void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = pwrite(src->file.fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		buf = (const char *)buf + n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int file_sync(const struct ufault_source *src)
+{
+	return fdatasync(src->file.fd) ? -errno : 0;
+}
+
 const struct ufault__source_ops ufault__source_file = {
     .name = "file",
     .validate = file_validate,
     .init = file_init,
     .fini = file_fini,
     .start = file_start,
+    .can_write = file_can_write,
+    .write = file_write,
+    .sync = file_sync,
 };

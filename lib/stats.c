@@ -53,6 +53,7 @@ void ufault__stats_merge(struct ufault_stats *out, const struct ufault__stats *s
 	out->prefetched += c[UFAULT__STAT_PREFETCHED];
 	out->cache_filled += c[UFAULT__STAT_CACHE_FILLED];
 	out->cache_mapped += c[UFAULT__STAT_CACHE_MAPPED];
+	out->wp_faults += c[UFAULT__STAT_WP_FAULTS];
 	for (unsigned int i = 0; i < UFAULT_SPEC_ABORT_NR; i++)
 		out->spec_aborts[i] += c[UFAULT__STAT_SPEC_ABORT + i];
 }

@@ -200,6 +200,13 @@ int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool 
 			 done);
 }
 
+int ufault__uffd_copy_wp(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
+			 uint64_t *done)
+{
+	return fill_loop(fd, UFFDIO_COPY, dst, src, len,
+			 UFFDIO_COPY_MODE_WP | (wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE), done);
+}
+
 int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
 {
 	return fill_loop(fd, UFFDIO_ZEROPAGE, dst, NULL, len,
@@ -216,6 +223,43 @@ int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_
 {
 	return fill_loop(fd, UFFDIO_CONTINUE, dst, NULL, len,
 			 wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE, done);
+}
+
+int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect, bool wake)
+{
+	struct uffdio_writeprotect wp = {
+	    .range = {.start = start, .len = len},
+	    .mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+		    (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	};
+	int ret;
+
+	/* EAGAIN: events pending (mmap_changing); nothing was changed. */
+	while ((ret = uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) == -EINTR)
+		;
+	return ret;
+}
+
+int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
+			 uint64_t category_mask, struct page_region *vec, size_t n,
+			 uint64_t *walk_end)
+{
+	struct pm_scan_arg a = {
+	    .size = sizeof(a),
+	    .flags = flags,
+	    .start = start,
+	    .end = end,
+	    .vec = (uint64_t)(uintptr_t)vec,
+	    .vec_len = n,
+	    .category_mask = category_mask,
+	    .return_mask = category_mask,
+	};
+	long ret = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
+
+	if (ret < 0)
+		return -errno;
+	*walk_end = a.walk_end;
+	return (int)ret;
 }
 
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len)

@@ -53,11 +53,28 @@ int ufault__uffd_unregister(int fd, uint64_t start, uint64_t len);
  */
 int ufault__uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
 		      uint64_t *done);
+/* The same, installing the pages write-protected (write-back regions). */
+int ufault__uffd_copy_wp(int fd, uint64_t dst, const void *src, uint64_t len, bool wake,
+			 uint64_t *done);
 int ufault__uffd_zeropage(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 /* Map what the (shmem) page cache holds at [dst, dst + len): MINOR faults. */
 int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
+/* UFFDIO_WRITEPROTECT: set (@protect) or clear the uffd write protection
+ * of [start, start + len); clearing it wakes threads waiting on it unless
+ * !@wake. 0 or -errno (-EAGAIN: events pending, nothing changed). */
+int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect, bool wake);
+/*
+ * PAGEMAP_SCAN on @pagemap_fd (/proc/self/pagemap) over [start, end): the
+ * runs of pages in every category of @category_mask, into @vec (@n runs at
+ * most), with PM_SCAN_* @flags. Returns the number of runs or -errno
+ * (-ENOTTY before Linux 6.7); *walk_end: where the walk stopped (end, or
+ * earlier when @vec filled up).
+ */
+int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
+			 uint64_t category_mask, struct page_region *vec, size_t n,
+			 uint64_t *walk_end);
 
 /* How to treat an error of the fill ioctls (COPY, ZEROPAGE, POISON), WAKE
  * and UNREGISTER. */

@@ -36,6 +36,8 @@ static void sleep_ns(long ns)
 	nanosleep(&ts, NULL);
 }
 
+static void log_error(struct ufault__worker *w, const char *what, int err);
+
 static struct ufault__req *req_get(struct ufault__worker *w)
 {
 	struct ufault__req *req = w->free_reqs;
@@ -76,9 +78,35 @@ static void settle(struct ufault__worker *w, struct ufault__req *req, enum ufaul
 	req_put(w, req);
 }
 
+/*
+ * A write to a clean page of a write-back region (SYNC dirty tracking,
+ * writeback.h): unprotecting it is what records it as written, and wakes
+ * the writer. Events pending: deferred like a fault.
+ */
+static void handle_wp(struct ufault__worker *w, uint64_t addr, unsigned int flags, uint64_t t0)
+{
+	int ret = ufault__uffd_writeprotect(w->uffd, addr, ufault__sys_page(), false, true);
+
+	if (ret == -EAGAIN && ufault__defer_add(&w->defer, addr, flags, t0)) {
+		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
+		return;
+	}
+	if (ret && ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
+		log_error(w, "UFFDIO_WRITEPROTECT", ret);
+	if (ret) /* whatever it was, nobody is left parked */
+		ufault__uffd_wake(w->uffd, addr, ufault__sys_page());
+	ufault__stat_add(&w->env.stats, UFAULT__STAT_WP_FAULTS, 1);
+}
+
 static void start_fault(struct ufault__worker *w, uint64_t addr, unsigned int flags, uint64_t t0)
 {
-	struct ufault__req *req = req_get(w);
+	struct ufault__req *req;
+
+	if (flags & UFAULT__FAULT_WP) {
+		handle_wp(w, addr, flags, t0);
+		return;
+	}
+	req = req_get(w);
 
 	req->addr = addr;
 	req->flags = flags;
@@ -90,8 +118,13 @@ static void handle_fault(struct ufault__worker *w, const struct uffd_msg *msg, u
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(ufault__sys_page() - 1);
 	unsigned int flags =
-	    (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0;
+	    ((msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? UFAULT__FAULT_WRITE : 0) |
+	    ((msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) ? UFAULT__FAULT_WP : 0);
 
+	if (flags & UFAULT__FAULT_WP) {
+		handle_wp(w, addr, flags, t0);
+		return;
+	}
 	ufault__stat_add(&w->env.stats, UFAULT__STAT_FAULTS, 1);
 	start_fault(w, addr, flags, t0);
 }

@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define UFAULT_VERSION_MAJOR 0
-#define UFAULT_VERSION_MINOR 3
+#define UFAULT_VERSION_MINOR 4
 #define UFAULT_VERSION_PATCH 0
 
 /** Opaque: one address space handled by ufault (the mm_struct). */
@@ -118,10 +118,37 @@ typedef void (*ufault_log_fn)(void *arg, enum ufault_log_level level, const char
  *                region page. A window never crosses the region's end, never
  *                overwrites a page already there, and falls back to one
  *                page where it would cross a VMA boundary. Default 0.
+ * @dirty_tracking: how write-back regions (UFAULT_REGION_WRITEBACK) find
+ *                their written pages; see enum ufault_dirty_mode. Default
+ *                UFAULT_DIRTY_AUTO. (Since 0.4.)
  * @log_level:    the most verbose level passed on; default UFAULT_LOG_WARN.
  *                $UFAULT_LOG (error, warn, info, debug) overrides it; any
  *                other non-empty value is reported (a warning) and ignored.
  */
+/**
+ * enum ufault_dirty_mode - how written pages of write-back regions are found.
+ * @UFAULT_DIRTY_AUTO:  ASYNC where the kernel has UFFD_FEATURE_WP_ASYNC and
+ *                      the PAGEMAP_SCAN ioctl (Linux 6.7), else SYNC.
+ * @UFAULT_DIRTY_ASYNC: the kernel resolves write-protect faults itself and
+ *                      records the page as written; ufault_flush() finds
+ *                      and re-protects written pages in one PAGEMAP_SCAN
+ *                      call (PM_SCAN_WP_MATCHING). A write costs nothing
+ *                      extra. ufault_ctx_create() fails with -EOPNOTSUPP
+ *                      where the kernel lacks it.
+ * @UFAULT_DIRTY_SYNC:  the first write to a clean page is a write-protect
+ *                      fault that a worker resolves (UFFDIO_WRITEPROTECT,
+ *                      one round trip); ufault_flush() finds the pages no
+ *                      longer protected (PAGEMAP_SCAN, or /proc/self/pagemap
+ *                      on kernels before 6.7) and protects them again.
+ * ufault_ctx_features() includes UFFD_FEATURE_WP_ASYNC when ASYNC is in
+ * effect.
+ */
+enum ufault_dirty_mode {
+	UFAULT_DIRTY_AUTO = 0,
+	UFAULT_DIRTY_ASYNC,
+	UFAULT_DIRTY_SYNC,
+};
+
 struct ufault_config {
 	size_t size;
 	unsigned int nr_workers;
@@ -134,6 +161,7 @@ struct ufault_config {
 	enum ufault_log_level log_level;
 	size_t max_inflight;	 /* since 0.2 */
 	size_t fault_around_max; /* since 0.2 */
+	enum ufault_dirty_mode dirty_tracking; /* since 0.4 */
 };
 
 /* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
@@ -226,6 +254,18 @@ enum ufault_source_type {
  */
 typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len);
 
+/**
+ * typedef ufault_writeback_fn - store @len bytes of @buf at source offset
+ * @offset (a write-back region's written pages; see ufault_flush()). Runs
+ * on the thread that flushes (ufault_flush(), or the ufault_munmap() /
+ * ufault_region_unregister() of the region), holding the lock mode's read
+ * lock over the range flushed (spec and region: none); the same rules as
+ * ufault_fill_fn on what it may call. Return 0 once the bytes are durable
+ * as the caller's storage defines it, or a negative errno: ufault_flush()
+ * returns it and the pages stay written (a later flush tries again).
+ */
+typedef int (*ufault_writeback_fn)(void *arg, uint64_t offset, const void *buf, size_t len);
+
 /** Opaque: one asynchronous fill in flight; ufault_complete() ends it. */
 struct ufault_completion;
 
@@ -292,6 +332,8 @@ typedef void (*ufault_release_fn)(void *arg);
  *          registered memory. Bytes past @len read as zeros.
  * @callback.fill, @callback.arg: CALLBACK; @arg stays valid until the
  *          release hook runs (or ufault_ctx_destroy() returns).
+ *          @callback.writeback (since 0.4; may be NULL): where a write-back
+ *          region's written pages go (UFAULT_REGION_WRITEBACK needs it).
  * @async.fill, @async.arg: ASYNC, likewise.
  * @file.fd, @file.flags: FILE: an open file (regular or block device),
  *          readable; ufault duplicates it at registration (the caller may
@@ -300,7 +342,9 @@ typedef void (*ufault_release_fn)(void *arg);
  *          byte at o, read asynchronously (IORING_OP_READ on the faulting
  *          worker's ring, many in flight); bytes past the end of the file
  *          read as zeros; a read error applies the region's error policy.
- *          The mapping is private: writes stay in memory. UFAULT_FILE_DIRECT
+ *          The mapping is private: writes stay in memory, unless the region
+ *          is UFAULT_REGION_WRITEBACK (then @fd must be open read-write and
+ *          ufault_flush() writes them to the file). UFAULT_FILE_DIRECT
  *          reads with O_DIRECT (a reopen through /proc/self/fd, so the
  *          caller's file is untouched; needs @offset aligned to the system
  *          page).
@@ -357,6 +401,7 @@ struct ufault_source {
 		struct {
 			ufault_fill_fn fill;
 			void *arg;
+			ufault_writeback_fn writeback; /* since 0.4 */
 		} callback;
 		struct {
 			ufault_fill_async_fn fill;
@@ -393,6 +438,18 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
 #define UFAULT_REGION_ON_ERROR_SIGBUS 0u      /* default: UFFDIO_POISON, the thread gets SIGBUS */
 #define UFAULT_REGION_ON_ERROR_ZERO (1u << 0) /* install zeros and go on */
 /*
+ * Write-back (since 0.4): writes to the region are tracked (see enum
+ * ufault_dirty_mode) and go back to the source: ufault_flush() writes every
+ * written page to it, and ufault_munmap() / ufault_region_unregister() of
+ * the region flush it first (their error, if the flush fails, leaves the
+ * region in place). Only FILE sources opened read-write and CALLBACK
+ * sources with a writeback function take it (-EINVAL otherwise).
+ * ufault_madvise(MADV_DONTNEED) on it discards the writes of the range that
+ * were not flushed, as on a MAP_PRIVATE file mapping: the way to drop
+ * changes instead of writing them back before an unmap.
+ */
+#define UFAULT_REGION_WRITEBACK (1u << 1)
+/*
  * Region page size, as log2 in the top bits (like MAP_HUGE_SHIFT): every
  * fault fills and installs one whole region page. 0 means the system page.
  * Example: UFAULT_REGION_PAGE_SHIFT(16) for 64 KiB pages.
@@ -400,7 +457,8 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
 #define UFAULT_REGION_PAGE_SHIFT_BIT 26
 #define UFAULT_REGION_PAGE_SHIFT(s) ((unsigned int)(s) << UFAULT_REGION_PAGE_SHIFT_BIT)
 #define UFAULT_REGION_FLAGS_MASK                                                                   \
-	(UFAULT_REGION_ON_ERROR_ZERO | (63u << UFAULT_REGION_PAGE_SHIFT_BIT))
+	(UFAULT_REGION_ON_ERROR_ZERO | UFAULT_REGION_WRITEBACK |                                   \
+	 (63u << UFAULT_REGION_PAGE_SHIFT_BIT))
 
 /**
  * ufault_region_register() - hand [@addr, @addr + @len) to ufault.
@@ -543,6 +601,22 @@ UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, in
  */
 UFAULT_API int ufault_prefetch(struct ufault_ctx *ctx, void *addr, size_t len);
 
+/**
+ * ufault_flush() - like msync(MS_SYNC): returns once every page of the
+ * write-back regions (UFAULT_REGION_WRITEBACK) in [@addr, @addr + @len)
+ * that was written before the call is stored in its source (FILE: written
+ * through io_uring, then fdatasync(2); CALLBACK: its writeback function
+ * returned 0). Pages written while the flush runs stay written (the next
+ * flush takes them); a page written while its own write-back is in flight
+ * is written again by the next flush, never lost. Other memory in the
+ * range is ignored. Holds the lock mode's read lock over the range (spec
+ * and region: none) while it writes. Errors: -EINVAL (NULL @ctx, empty or
+ * wrapping range), -ECHILD, or the first write or sync error (-EIO,
+ * -ENOSPC, ...): the pages whose write-back failed stay written, the others
+ * are clean. 0 when nothing was written.
+ */
+UFAULT_API int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
 /* ------------------------------------------------------------------ */
@@ -584,6 +658,11 @@ enum ufault_spec_abort {
  *                  shared page cache (read from the inner source once).
  * @cache_mapped:   memfd sources: system pages mapped from the page cache
  *                  with no fill and no copy (filled earlier, by anyone).
+ * @wp_faults:      write-back regions, UFAULT_DIRTY_SYNC: write-protect
+ *                  faults resolved by the workers (first writes to clean
+ *                  pages).
+ * @written_back:   write-back regions: system pages stored in their source
+ *                  by flushes.
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -609,6 +688,8 @@ struct ufault_stats {
 	uint64_t prefetched;
 	uint64_t cache_filled; /* since 0.3 */
 	uint64_t cache_mapped; /* since 0.3 */
+	uint64_t wp_faults;    /* since 0.4 */
+	uint64_t written_back; /* since 0.4 */
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */

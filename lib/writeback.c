@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * writeback.c - write-back regions (writeback.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "source.h"
+#include "uffd.h"
+#include "util.h"
+#include "writeback.h"
+
+#define RUNS 64		  /* page runs per PAGEMAP_SCAN call */
+#define PAGEMAP_CHUNK 512 /* /proc/self/pagemap entries per read */
+#define EAGAIN_SLEEP_NS 50000
+#define EAGAIN_TRIES 20000 /* about a second of events pending */
+
+int ufault__writeback_init(struct ufault__writeback *wb, enum ufault_dirty_mode mode,
+			   uint64_t kernel_features, const struct ufault__log *log, uint64_t *want)
+{
+	struct page_region one;
+	uint64_t walk_end, page = (uint64_t)(uintptr_t)&one & ~(ufault__sys_page() - 1);
+
+	wb->log = log;
+	wb->async = false;
+	wb->scan = false;
+	wb->written_back = 0;
+	*want = 0;
+	wb->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (wb->pagemap_fd >= 0)
+		wb->scan = ufault__pagemap_scan(wb->pagemap_fd, page, page + ufault__sys_page(), 0,
+						PAGE_IS_WRITTEN, &one, 1, &walk_end) >= 0;
+	else
+		ufault__info(log, "/proc/self/pagemap: %s: no write-back regions",
+			     ufault_strerror(-errno));
+	if (mode == UFAULT_DIRTY_SYNC)
+		return 0;
+	if (wb->scan && (kernel_features & UFFD_FEATURE_WP_ASYNC)) {
+		*want = UFFD_FEATURE_WP_ASYNC;
+		return 0;
+	}
+	if (mode == UFAULT_DIRTY_ASYNC) {
+		ufault__warn(log, "config: UFAULT_DIRTY_ASYNC needs UFFD_FEATURE_WP_ASYNC and "
+				  "PAGEMAP_SCAN (Linux 6.7), which this kernel lacks");
+		if (wb->pagemap_fd >= 0)
+			close(wb->pagemap_fd);
+		wb->pagemap_fd = -1;
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+void ufault__writeback_start(struct ufault__writeback *wb, uint64_t granted)
+{
+	wb->async = (granted & UFFD_FEATURE_WP_ASYNC) != 0;
+}
+
+void ufault__writeback_destroy(struct ufault__writeback *wb)
+{
+	if (wb->pagemap_fd >= 0)
+		close(wb->pagemap_fd);
+	wb->pagemap_fd = -1;
+}
+
+int ufault__writeback_usable(const struct ufault__writeback *wb)
+{
+	if (wb->pagemap_fd >= 0)
+		return 0;
+	ufault__warn(wb->log, "write-back region: /proc/self/pagemap cannot be read here");
+	return -EOPNOTSUPP;
+}
+
+static void sleep_ns(long ns)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+
+	nanosleep(&ts, NULL);
+}
+
+/* UFFDIO_WRITEPROTECT, waiting out events pending (a worker reads them). */
+static int protect(int uffd, uint64_t start, uint64_t len, bool on)
+{
+	int ret;
+
+	for (int i = 0; (ret = ufault__uffd_writeprotect(uffd, start, len, on, true)) == -EAGAIN &&
+			i < EAGAIN_TRIES;
+	     i++)
+		sleep_ns(EAGAIN_SLEEP_NS);
+	return ret;
+}
+
+/*
+ * Without PAGEMAP_SCAN (SYNC before Linux 6.7): the runs of pages present
+ * (or swapped) and not write-protected, from /proc/self/pagemap.
+ */
+static int pagemap_runs(struct ufault__writeback *wb, uint64_t start, uint64_t end,
+			struct page_region *vec, size_t n, uint64_t *walk_end)
+{
+	uint64_t sys = ufault__sys_page(), e[PAGEMAP_CHUNK], a = start;
+	size_t runs = 0;
+
+	while (a < end && runs < n) {
+		uint64_t pages = (end - a) / sys < PAGEMAP_CHUNK ? (end - a) / sys : PAGEMAP_CHUNK;
+		ssize_t got =
+		    pread(wb->pagemap_fd, e, pages * sizeof(e[0]), (off_t)(a / sys * sizeof(e[0])));
+
+		if (got < 0)
+			return -errno;
+		if (got < (ssize_t)sizeof(e[0]))
+			return -EIO;
+		pages = (uint64_t)got / sizeof(e[0]);
+		for (uint64_t i = 0; i < pages; i++, a += sys) {
+			bool written = (e[i] & (UFAULT__PM_PRESENT | UFAULT__PM_SWAPPED)) &&
+				       !(e[i] & UFAULT__PM_UFFD_WP);
+
+			if (!written)
+				continue;
+			if (runs && vec[runs - 1].end == a) {
+				vec[runs - 1].end = a + sys;
+			} else if (runs == n) {
+				*walk_end = a;
+				return (int)runs;
+			} else {
+				vec[runs++] = (struct page_region){a, a + sys, PAGE_IS_WRITTEN};
+			}
+		}
+	}
+	*walk_end = a < end ? a : end;
+	return (int)runs;
+}
+
+/*
+ * The next runs of written pages in [start, end), protected again before
+ * this returns (so their bytes can be read for the source); *walk_end:
+ * where to go on from.
+ */
+static int written_runs(struct ufault__writeback *wb, int uffd, uint64_t start, uint64_t end,
+			struct page_region *vec, size_t n, uint64_t *walk_end)
+{
+	int runs, ret;
+
+	if (wb->async)
+		return ufault__pagemap_scan(wb->pagemap_fd, start, end,
+					    PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+					    PAGE_IS_WRITTEN, vec, n, walk_end);
+	runs = wb->scan ? ufault__pagemap_scan(wb->pagemap_fd, start, end, 0, PAGE_IS_WRITTEN, vec,
+					       n, walk_end)
+			: pagemap_runs(wb, start, end, vec, n, walk_end);
+	for (int i = 0; i < runs; i++) {
+		ret = protect(uffd, vec[i].start, vec[i].end - vec[i].start, true);
+		if (ret)
+			return ret;
+	}
+	return runs;
+}
+
+int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
+			    uint64_t end)
+{
+	const struct ufault__source *s = r->src;
+	int uffd = ufault__region_uffd(r), first = 0;
+	struct page_region vec[RUNS];
+	uint64_t pages = 0;
+
+	while (start < end) {
+		uint64_t walk_end = end;
+		int runs = written_runs(wb, uffd, start, end, vec, RUNS, &walk_end);
+
+		if (runs < 0) {
+			ufault__warn(wb->log,
+				     "write-back: finding written pages in [%#llx, %#llx): %s",
+				     (unsigned long long)start, (unsigned long long)end,
+				     ufault_strerror(runs));
+			return first ? first : runs;
+		}
+		for (int i = 0; i < runs; i++) {
+			uint64_t a = vec[i].start, len = vec[i].end - vec[i].start;
+			int ret = s->ops->write(&s->user, ufault__region_offset(r, a),
+						(const void *)(uintptr_t)a, len);
+
+			if (ret) {
+				/* Written again: the next flush retries it. */
+				protect(uffd, a, len, false);
+				if (!first)
+					first = ret;
+				continue;
+			}
+			pages += len / ufault__sys_page();
+		}
+		if (walk_end <= start)
+			break;
+		start = walk_end;
+	}
+	if (pages && !first && s->ops->sync) {
+		first = s->ops->sync(&s->user);
+		if (first) /* which pages are durable is unknown: all written */
+			protect(uffd, ufault__region_start(r),
+				ufault__region_end(r) - ufault__region_start(r), false);
+	}
+	if (first)
+		ufault__warn(wb->log, "write-back to the %s source: %s", s->ops->name,
+			     ufault_strerror(first));
+	__atomic_fetch_add(&wb->written_back, first ? 0 : pages, __ATOMIC_RELAXED);
+	return first;
+}
