@@ -35,6 +35,24 @@ struct uffdio_poison {
 #define UFFD_FEATURE_WP_ASYNC (1 << 15) /* 6.7 */
 #endif
 
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16) /* 6.8 */
+#endif
+
+#ifndef UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05)
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+
 /* PAGEMAP_SCAN (include/uapi/linux/fs.h, Linux 6.7): an ioctl on
  * /proc/<pid>/pagemap; -ENOTTY on older kernels. */
 #ifndef PAGEMAP_SCAN
@@ -42,6 +60,7 @@ struct uffdio_poison {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PAGE_IS_PRESENT (1 << 3)
 #define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
 
 struct page_region {
 	__u64 start;

@@ -138,9 +138,11 @@ static int open_uffds(struct ufault_ctx *ctx)
 	 * moved by mremap(2) stays registered (without it the kernel drops
 	 * the registration of the moved VMA and of any registered neighbour
 	 * it merges with) and MAP_FIXED can replace a range atomically;
-	 * MINOR_SHMEM for memfd sources (UFFDIO_CONTINUE).
+	 * MINOR_SHMEM for memfd sources (UFFDIO_CONTINUE); MOVE for the
+	 * memory budget's evictor (evict.h).
 	 */
-	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MINOR_SHMEM;
+	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MINOR_SHMEM |
+			UFFD_FEATURE_MOVE;
 	struct ufault__uffd_caps caps, kernel;
 	uint64_t wb_want = 0;
 	int ret;
@@ -203,11 +205,15 @@ static void free_own(struct ufault_ctx *ctx)
 }
 
 /* Construction steps, undone in reverse by ctx_free. */
-enum { BUILT_NONE, BUILT_MM, BUILT_QSBR, BUILT_REGIONS, BUILT_REMAPS, BUILT_PREFETCH };
+enum { BUILT_NONE, BUILT_MM, BUILT_QSBR, BUILT_REGIONS, BUILT_REMAPS, BUILT_PREFETCH, BUILT_EVICT };
 
 static void ctx_free(struct ufault_ctx *ctx, int built)
 {
+	if (built >= BUILT_EVICT)
+		ufault__evict_stop(ctx);
 	ufault__workers_stop(ctx);
+	if (built >= BUILT_EVICT)
+		ufault__evict_destroy(ctx);
 	if (built >= BUILT_PREFETCH)
 		ufault__prefetch_destroy(&ctx->prefetch);
 	if (built >= BUILT_REMAPS)
@@ -296,6 +302,10 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	if (ret)
 		goto fail;
 	built = BUILT_PREFETCH;
+	ret = ufault__evict_init(&ctx->evict);
+	if (ret)
+		goto fail;
+	built = BUILT_EVICT;
 	ret = ufault__workers_start(ctx);
 	if (ret)
 		goto fail;
@@ -327,8 +337,10 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 		free_own(ctx);
 		return;
 	}
-	/* Write-back regions are flushed, as by ufault_munmap() (errors are
-	 * logged: the context goes anyway). */
+	/* The evictor finishes the eviction it is in, then write-back
+	 * regions are flushed, as by ufault_munmap() (errors are logged: the
+	 * context goes anyway). */
+	ufault__evict_stop(ctx);
 	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, 0, UINT64_MAX); r;
 	     r = ufault__regions_first(&ctx->regions, ufault__region_end(r), UINT64_MAX))
 		if (r->flags & UFAULT_REGION_WRITEBACK)
@@ -341,7 +353,7 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 	 * close the uffds, so nothing is ever left parked.
 	 */
 	ufault__regions_teardown(&ctx->regions);
-	ctx_free(ctx, BUILT_PREFETCH);
+	ctx_free(ctx, BUILT_EVICT);
 }
 
 enum ufault_lock_mode ufault_ctx_lock_mode(const struct ufault_ctx *ctx)
@@ -400,6 +412,10 @@ int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
 	ufault__workers_hist(ctx, hist, UFAULT__HIST_BUCKETS);
 	st.proxy_ops = __atomic_load_n(&ctx->proxy_ops, __ATOMIC_RELAXED);
 	st.written_back = __atomic_load_n(&ctx->wb.written_back, __ATOMIC_RELAXED);
+	st.evicted = __atomic_load_n(&ctx->evict.evicted, __ATOMIC_RELAXED);
+	st.evicted_dirty = __atomic_load_n(&ctx->evict.evicted_dirty, __ATOMIC_RELAXED);
+	st.refaults = __atomic_load_n(&ctx->evict.refaults, __ATOMIC_RELAXED);
+	st.resident = __atomic_load_n(&ctx->evict.resident, __ATOMIC_RELAXED);
 	st.latency_p50_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 500);
 	st.latency_p99_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 990);
 	/* An older caller gets its prefix, a newer one our fields and zeros. */
@@ -423,4 +439,13 @@ int ufault_stats_histogram(struct ufault_ctx *ctx, uint64_t *buckets, unsigned i
 	memset(buckets, 0, sizeof(*buckets) * nr);
 	ufault__workers_hist(ctx, buckets, nr);
 	return UFAULT__HIST_BUCKETS;
+}
+
+int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "set_budget"))
+		return -ECHILD;
+	return ufault__evict_set_budget(ctx, b);
 }

@@ -22,6 +22,7 @@
 #include "qsbr.h"
 #include "region.h"
 #include "remap.h"
+#include "evict.h"
 #include "writeback.h"
 
 struct ufault__worker;
@@ -49,6 +50,7 @@ struct ufault_ctx {
 	struct ufault__prefetch prefetch;
 	struct ufault__loops loops;   /* sources' fds go to the workers (worker.c) */
 	struct ufault__writeback wb;  /* write-back regions (writeback.c) */
+	struct ufault__evict evict;   /* the memory budget (evict.c) */
 	enum ufault_dirty_mode dirty_mode; /* as asked */
 	unsigned int next_prefetcher; /* atomic: the worker poked next */
 	unsigned int next_owner;      /* atomic: the worker given the next watch */

@@ -406,15 +406,52 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 
 enum step { STEP_DONE, STEP_RESTART };
 
+/*
+ * Install, in a budgeted write-back region (@budget) under the region's
+ * lock, which the evictor takes to take pages out (evict.h): not over a
+ * page being evicted (defer), nor what a fill read from the source before
+ * an eviction in its window wrote it (fill again: RESTART); then tell the
+ * evictor what was installed.
+ */
+static enum step guarded_install(struct ufault__fault_env *env, struct ufault__req *req,
+				 bool budget, enum ufault__fault_result *res)
+{
+	int c = budget ? ufault__evict_check(&env->ctx->evict, req->page, req->page + req->len,
+					     req->evict_seq)
+		       : 0;
+
+	if (c == -ESTALE)
+		return STEP_RESTART;
+	if (c == -EAGAIN) {
+		*res = UFAULT__FAULT_DEFER;
+		return STEP_DONE;
+	}
+	*res = install(env, req->r, req->addr, req->page, req, req->flags);
+	if (budget && *res == UFAULT__FAULT_DONE)
+		ufault__evict_note(&env->ctx->evict, env->id, req->page, req->len);
+	return STEP_DONE;
+}
+
 /* Validate (spec) and install the filled page; the mode's locks are held. */
 static enum step install_step(struct ufault__fault_env *env, struct ufault__req *req,
 			      enum ufault__fault_result *res)
 {
 	struct ufault_region *r = req->r;
+	bool budget =
+	    (r->flags & UFAULT_REGION_WRITEBACK) && ufault__evict_active(&env->ctx->evict);
+	enum step step;
 
 	if (env->ctx->mm.mode->region != UFAULT__REGION_VALIDATE) {
-		*res = install(env, r, req->addr, req->page, req, req->flags);
-		return STEP_DONE;
+		/* region mode holds the region's read lock already; range
+		 * and global take it here, for the evictor. */
+		bool lock = budget && env->ctx->mm.mode->region == UFAULT__REGION_NONE;
+
+		if (lock)
+			ufault__region_read_lock(r);
+		step = guarded_install(env, req, budget, res);
+		if (lock)
+			ufault__region_read_unlock(r);
+		return step;
 	}
 	if (!ufault__region_read_trylock(r)) {
 		/* A proxy holds the write lock only to mark the region
@@ -433,9 +470,9 @@ static enum step install_step(struct ufault__fault_env *env, struct ufault__req 
 		spec_abort(env, UFAULT_SPEC_ABORT_GEN);
 		return STEP_RESTART;
 	}
-	*res = install(env, r, req->addr, req->page, req, req->flags);
+	step = guarded_install(env, req, budget, res);
 	ufault__region_read_unlock(r);
-	return STEP_DONE;
+	return step;
 }
 
 /*
@@ -534,6 +571,15 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 	req->r = r;
 	req->page = ufault__region_page(r, req->addr);
 	req->len = fault_around(env, r, req->page, &req->cached);
+	req->evict_seq = ufault__evict_seq(&ctx->evict);
+	/* Not while a page of the window is being evicted: the fill would
+	 * read the source before its write-back (then seq, then busy). */
+	if ((r->flags & UFAULT_REGION_WRITEBACK) && ufault__evict_active(&ctx->evict) &&
+	    (ufault__evict_busy(&ctx->evict, req->page, req->page + req->len) ||
+	     ufault__evict_full(&ctx->evict, env->id))) {
+		ufault__mm_read_unlock(&ctx->mm, &req->held);
+		return UFAULT__FAULT_DEFER;
+	}
 	req->region_locked = false;
 	if (inflight_find(env, r, req->page)) {
 		/* Its install wakes every thread parked on the page. */

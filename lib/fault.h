@@ -39,6 +39,7 @@ struct ufault__req {
 	void *buf; /* max_page_size bytes, this request's own */
 	struct ufault_region *r;
 	uint64_t gen; /* spec: the region's generation at lookup */
+	uint64_t evict_seq; /* evictions done when its fill began (evict.h) */
 	struct ufault__mm_held held;
 	bool region_locked;
 	bool cached;		   /* page-cache source: the window is in the cache already */
@@ -49,6 +50,7 @@ struct ufault__req {
 struct ufault__fault_env {
 	struct ufault__stats stats; /* first: its own cache lines */
 	struct ufault_ctx *ctx;
+	unsigned int id;	 /* the worker's */
 	unsigned int log_budget; /* source-error lines left before going quiet */
 	unsigned int nr_pending; /* asynchronous fills in flight */
 	unsigned int completing; /* atomic: ufault_complete() calls under way */

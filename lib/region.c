@@ -482,6 +482,8 @@ int ufault__region_check_args(struct ufault__regions *set, uint64_t start, uint6
 			     (unsigned long long)norm.offset, (unsigned long long)len);
 		return -EINVAL;
 	}
+	if ((flags & UFAULT_REGION_WRITEBACK) && ufault__source_check_write(&norm, set->log))
+		return -EINVAL;
 	if (norm.type == UFAULT_SOURCE_MEMFD && !(set->features & UFFD_FEATURE_MINOR_SHMEM)) {
 		ufault__warn(set->log, "register: the memfd source needs UFFDIO_CONTINUE on shmem "
 				       "(UFFD_FEATURE_MINOR_SHMEM, Linux 5.14), which this kernel "
@@ -542,16 +544,7 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 		if (ret)
 			return ret;
 	}
-	if (flags & UFAULT_REGION_WRITEBACK) {
-		if (!src->ops->can_write) {
-			ufault__warn(set->log, "write-back region: the %s source cannot be written",
-				     src->ops->name);
-			return -EINVAL;
-		}
-		ret = src->ops->can_write(&src->user, set->log);
-		if (ret)
-			return ret;
-	}
+
 	r = ufault__region_new(set, start, len, src, src->user.offset, flags, page_size,
 			       ufault__regions_next_uffd(set));
 	if (!r)

@@ -165,6 +165,19 @@ static inline void ufault__region_read_unlock(struct ufault_region *r)
 	pthread_rwlock_unlock(&r->lock);
 }
 
+/* Write side, outside region.c: the evictor, around taking a page out. */
+static inline void ufault__region_write_lock(struct ufault_region *r)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	ufault__witness_acquire(UFAULT__RANK_REGION, false);
+}
+
+static inline void ufault__region_write_unlock(struct ufault_region *r)
+{
+	ufault__witness_release(UFAULT__RANK_REGION);
+	pthread_rwlock_unlock(&r->lock);
+}
+
 /*
  * An asynchronous fill keeps the region it looked up (and so its source)
  * alive past the QSBR grace period: pin it while online, unpin when done.

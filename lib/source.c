@@ -64,6 +64,17 @@ int ufault__source_check(const struct ufault_source *user, const struct ufault__
 	return ops->validate(out, log) ? -EINVAL : 0;
 }
 
+int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__log *log)
+{
+	const struct ufault__source_ops *ops = ops_of(norm->type);
+
+	if (!ops->can_write) {
+		ufault__warn(log, "write-back region: the %s source cannot be written", ops->name);
+		return -EINVAL;
+	}
+	return ops->can_write(norm, log);
+}
+
 int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,
 			  const struct ufault_source *user, const struct ufault__log *log,
 			  struct ufault__source **out)

@@ -105,6 +105,7 @@ struct ufault__source {
 	unsigned int refs;	   /* atomic */
 	bool release_ok;	   /* the registration succeeded: call the hook */
 	void *priv;		   /* the type's own state, set by init (nbd: the connection) */
+	bool unsynced;		   /* atomic: the evictor wrote to it since the last sync */
 };
 
 /* The source object whose caller's struct is @src (the ops get &s->user). */
@@ -121,6 +122,8 @@ static inline struct ufault__source *ufault__source_of(const struct ufault_sourc
 int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,
 			  const struct ufault_source *user, const struct ufault__log *log,
 			  struct ufault__source **out);
+/* @norm (checked) can take UFAULT_REGION_WRITEBACK: 0 or -EINVAL (logged). */
+int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__log *log);
 /* Only the checks of ufault__source_create (no object). */
 int ufault__source_check(const struct ufault_source *user, const struct ufault__log *log,
 			 struct ufault_source *normalised);

@@ -225,6 +225,19 @@ int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_
 			 wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE, done);
 }
 
+int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, bool wake)
+{
+	struct uffdio_move m = {
+	    .dst = dst, .src = src, .len = len, .mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE};
+	int ret = uffd_ioctl(fd, UFFDIO_MOVE, &m);
+
+	/* What moved is in m.move, whatever the error: the kernel may move
+	 * the page and then fail a retry on the (now filled) destination. */
+	if (ret && m.move == (int64_t)len)
+		ret = 0;
+	return ret;
+}
+
 int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect, bool wake)
 {
 	struct uffdio_writeprotect wp = {
@@ -241,8 +254,8 @@ int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect
 }
 
 int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
-			 uint64_t category_mask, struct page_region *vec, size_t n,
-			 uint64_t *walk_end)
+			 uint64_t category_mask, uint64_t inverted, uint64_t anyof_mask,
+			 struct page_region *vec, size_t n, uint64_t *walk_end)
 {
 	struct pm_scan_arg a = {
 	    .size = sizeof(a),
@@ -251,7 +264,9 @@ int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t 
 	    .end = end,
 	    .vec = (uint64_t)(uintptr_t)vec,
 	    .vec_len = n,
-	    .category_mask = category_mask,
+	    .category_inverted = inverted,
+	    .category_mask = category_mask | inverted,
+	    .category_anyof_mask = anyof_mask,
 	    .return_mask = category_mask,
 	};
 	long ret = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);

@@ -61,20 +61,26 @@ int ufault__uffd_poison(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t 
 /* Map what the (shmem) page cache holds at [dst, dst + len): MINOR faults. */
 int ufault__uffd_continue(int fd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
 int ufault__uffd_wake(int fd, uint64_t start, uint64_t len);
+/* UFFDIO_MOVE of @len bytes from @src to @dst (registered on @fd, missing):
+ * the pages leave @src atomically. 0 or -errno (-ENOENT: no page at @src,
+ * -EBUSY: one the kernel cannot move, e.g. shared or pinned; -EAGAIN:
+ * events pending). */
+int ufault__uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, bool wake);
 /* UFFDIO_WRITEPROTECT: set (@protect) or clear the uffd write protection
  * of [start, start + len); clearing it wakes threads waiting on it unless
  * !@wake. 0 or -errno (-EAGAIN: events pending, nothing changed). */
 int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect, bool wake);
 /*
  * PAGEMAP_SCAN on @pagemap_fd (/proc/self/pagemap) over [start, end): the
- * runs of pages in every category of @category_mask, into @vec (@n runs at
- * most), with PM_SCAN_* @flags. Returns the number of runs or -errno
+ * runs of pages in every category of @category_mask, in none of @inverted,
+ * and in one at least of @anyof_mask (0: any), into @vec (@n runs at most),
+ * with PM_SCAN_* @flags. Returns the number of runs or -errno
  * (-ENOTTY before Linux 6.7); *walk_end: where the walk stopped (end, or
  * earlier when @vec filled up).
  */
 int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
-			 uint64_t category_mask, struct page_region *vec, size_t n,
-			 uint64_t *walk_end);
+			 uint64_t category_mask, uint64_t inverted, uint64_t anyof_mask,
+			 struct page_region *vec, size_t n, uint64_t *walk_end);
 
 /* How to treat an error of the fill ioctls (COPY, ZEROPAGE, POISON), WAKE
  * and UNREGISTER. */

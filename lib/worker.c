@@ -575,6 +575,7 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 		w->epfd = -1;
 		w->defer.poke_fd = -1;
 		ret = ufault__fault_env_init(&w->env, ctx);
+		w->env.id = i;
 		if (!ret)
 			ret = pool_init(w);
 		if (!ret)

@@ -13,6 +13,7 @@
 #include "writeback.h"
 
 #define RUNS 64		  /* page runs per PAGEMAP_SCAN call */
+#define MAPPED (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 #define PAGEMAP_CHUNK 512 /* /proc/self/pagemap entries per read */
 #define EAGAIN_SLEEP_NS 50000
 #define EAGAIN_TRIES 20000 /* about a second of events pending */
@@ -31,7 +32,7 @@ int ufault__writeback_init(struct ufault__writeback *wb, enum ufault_dirty_mode 
 	wb->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (wb->pagemap_fd >= 0)
 		wb->scan = ufault__pagemap_scan(wb->pagemap_fd, page, page + ufault__sys_page(), 0,
-						PAGE_IS_WRITTEN, &one, 1, &walk_end) >= 0;
+						PAGE_IS_WRITTEN, 0, 0, &one, 1, &walk_end) >= 0;
 	else
 		ufault__info(log, "/proc/self/pagemap: %s: no write-back regions",
 			     ufault_strerror(-errno));
@@ -141,12 +142,15 @@ static int written_runs(struct ufault__writeback *wb, int uffd, uint64_t start, 
 {
 	int runs, ret;
 
+	/* A page never installed has no protection either: only mapped
+	 * pages (present or swapped) can have been written; and the shared
+	 * zero page (mapped by a read before the registration) never was. */
 	if (wb->async)
-		return ufault__pagemap_scan(wb->pagemap_fd, start, end,
-					    PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-					    PAGE_IS_WRITTEN, vec, n, walk_end);
-	runs = wb->scan ? ufault__pagemap_scan(wb->pagemap_fd, start, end, 0, PAGE_IS_WRITTEN, vec,
-					       n, walk_end)
+		return ufault__pagemap_scan(
+		    wb->pagemap_fd, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		    PAGE_IS_WRITTEN, PAGE_IS_PFNZERO, MAPPED, vec, n, walk_end);
+	runs = wb->scan ? ufault__pagemap_scan(wb->pagemap_fd, start, end, 0, PAGE_IS_WRITTEN,
+					       PAGE_IS_PFNZERO, MAPPED, vec, n, walk_end)
 			: pagemap_runs(wb, start, end, vec, n, walk_end);
 	for (int i = 0; i < runs; i++) {
 		ret = protect(uffd, vec[i].start, vec[i].end - vec[i].start, true);
@@ -156,13 +160,28 @@ static int written_runs(struct ufault__writeback *wb, int uffd, uint64_t start, 
 	return runs;
 }
 
+int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t start, uint64_t end,
+			   bool *written)
+{
+	struct page_region vec[1];
+	uint64_t walk_end;
+	int runs = written_runs(wb, uffd, start, end, vec, 1, &walk_end);
+
+	if (runs < 0)
+		return runs;
+	*written = runs > 0;
+	return 0;
+}
+
 int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
 			    uint64_t end)
 {
 	const struct ufault__source *s = r->src;
 	int uffd = ufault__region_uffd(r), first = 0;
 	struct page_region vec[RUNS];
+	struct ufault__source *so = ufault__source_of(&s->user);
 	uint64_t pages = 0;
+	bool unsynced;
 
 	while (start < end) {
 		uint64_t walk_end = end;
@@ -193,11 +212,20 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 			break;
 		start = walk_end;
 	}
-	if (pages && !first && s->ops->sync) {
+	/* Also what the evictor wrote back since the last sync. */
+	unsynced = __atomic_exchange_n(&so->unsynced, false, __ATOMIC_ACQ_REL);
+	if ((pages || unsynced) && !first && s->ops->sync) {
 		first = s->ops->sync(&s->user);
-		if (first) /* which pages are durable is unknown: all written */
+		if (first) {
+			/* Which pages are durable is unknown: the resident
+			 * ones are written again, the evicted ones synced
+			 * again next time. */
 			protect(uffd, ufault__region_start(r),
 				ufault__region_end(r) - ufault__region_start(r), false);
+			__atomic_store_n(&so->unsynced, true, __ATOMIC_RELEASE);
+		}
+	} else if (unsynced && first) {
+		__atomic_store_n(&so->unsynced, true, __ATOMIC_RELEASE);
 	}
 	if (first)
 		ufault__warn(wb->log, "write-back to the %s source: %s", s->ops->name,

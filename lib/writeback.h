@@ -54,6 +54,11 @@ void ufault__writeback_destroy(struct ufault__writeback *wb);
 /* Can write-back regions be registered (-EOPNOTSUPP, logged, if not)? */
 int ufault__writeback_usable(const struct ufault__writeback *wb);
 
+/* Was [start, end) written? Found (and protected again) as a flush does:
+ * its bytes read from now on are what the source must get. 0 or -errno. */
+int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t start, uint64_t end,
+			   bool *written);
+
 /*
  * Store the written pages of [start, end), inside write-back region @r, in
  * its source, then sync it. The caller holds the mm lock for reading over

@@ -602,6 +602,63 @@ UFAULT_API int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, in
 UFAULT_API int ufault_prefetch(struct ufault_ctx *ctx, void *addr, size_t len);
 
 /**
+ * enum ufault_evict_policy - which resident page a memory budget evicts.
+ * @UFAULT_EVICT_2Q:   the default: 2Q (Johnson and Shasha, VLDB 1994) fed
+ *                     by fault history, the only access history a fault
+ *                     handler sees. A page faulted in for the first time
+ *                     enters a FIFO probation queue (a quarter of the
+ *                     budget); evicted from it, its address is remembered
+ *                     (a ghost list as long as the budget). A page that
+ *                     faults again while remembered was wanted again soon:
+ *                     it enters the main queue (the rest of the budget),
+ *                     evicted only once probation is within its share.
+ *                     One-touch pages (scans) never displace pages that
+ *                     proved hot.
+ * @UFAULT_EVICT_FIFO: first in, first out (LLNL umap's policy), the
+ *                     reference.
+ */
+enum ufault_evict_policy {
+	UFAULT_EVICT_2Q = 0,
+	UFAULT_EVICT_FIFO,
+};
+
+/**
+ * struct ufault_budget - a memory budget (since 0.4).
+ * @size:     sizeof(struct ufault_budget).
+ * @bytes:    the most memory the context's write-back regions
+ *            (UFAULT_REGION_WRITEBACK) keep resident; 0: no budget.
+ *            Other regions are never evicted (their writes could not be
+ *            kept).
+ * @high_pct, @low_pct: watermarks, in percent of @bytes: eviction starts
+ *            when the resident pages reach @high_pct and stops at
+ *            @low_pct. 0 and 0 mean 100 and 90; otherwise
+ *            0 < @low_pct < @high_pct <= 100.
+ * @policy:   see enum ufault_evict_policy.
+ */
+struct ufault_budget {
+	size_t size;
+	size_t bytes;
+	unsigned int high_pct;
+	unsigned int low_pct;
+	enum ufault_evict_policy policy;
+};
+
+/**
+ * ufault_ctx_set_budget() - set, change or remove (@b->bytes 0) the
+ * context's memory budget, while it runs. Eviction runs in one evictor
+ * thread per context (started by the first budget): it picks victims by
+ * the policy, writes back the written ones (the page is taken out of the
+ * region with UFFDIO_MOVE first, so a write racing with its eviction is
+ * never lost) and frees them. A fault on a page being evicted waits for
+ * that one write-back, never longer. Pages are counted when ufault
+ * installs them; a budget set later counts pages faulted in from then on.
+ * Needs UFFD_FEATURE_MOVE (Linux 6.8): -EOPNOTSUPP without it. Errors:
+ * -EINVAL (NULL, bad size or watermarks, unknown policy), -ECHILD,
+ * -ENOMEM, -EAGAIN (thread creation); a failed call changes nothing.
+ */
+UFAULT_API int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b);
+
+/**
  * ufault_flush() - like msync(MS_SYNC): returns once every page of the
  * write-back regions (UFAULT_REGION_WRITEBACK) in [@addr, @addr + @len)
  * that was written before the call is stored in its source (FILE: written
@@ -663,6 +720,12 @@ enum ufault_spec_abort {
  *                  pages).
  * @written_back:   write-back regions: system pages stored in their source
  *                  by flushes.
+ * @evicted, @evicted_dirty: memory budget: system pages evicted, and of
+ *                  those, written back first (the others were clean).
+ * @refaults:       memory budget: faults on pages evicted not long before
+ *                  (found in the ghost list: the policy's misses).
+ * @resident:       memory budget: system pages of write-back regions the
+ *                  evictor counts as resident now.
  * @latency_p50_ns, @latency_p99_ns: worker-side resolution time, from the
  *                  message read to the install (a deferred fault counts
  *                  from its first read), from the histogram (bucket
@@ -690,6 +753,10 @@ struct ufault_stats {
 	uint64_t cache_mapped; /* since 0.3 */
 	uint64_t wp_faults;    /* since 0.4 */
 	uint64_t written_back; /* since 0.4 */
+	uint64_t evicted;      /* since 0.4 */
+	uint64_t evicted_dirty; /* since 0.4 */
+	uint64_t refaults;	/* since 0.4 */
+	uint64_t resident;	/* since 0.4 */
 };
 
 /* sizeof(struct ufault_stats) in release 0.2: the smallest accepted. */

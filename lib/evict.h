@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * evict.h - the memory budget: one evictor thread per context keeps the
+ * resident pages of its write-back regions under the budget.
+ *
+ * Workers tell it what they installed through one single-producer ring each
+ * (no shared counter on the fault path); it counts, asks the policy
+ * (policy.h) for victims, and evicts them one at a time:
+ *   1. the mm write lock over the page (no proxy changes it, and in range
+ *      and global modes no fault installs it), then the region's write lock;
+ *   2. whether it was written (writeback.h: found and protected again), and
+ *      a hash of its bytes, read after the protection;
+ *   3. UFFDIO_MOVE takes the page out of the region into a scratch page,
+ *      atomically: a write after this faults on a missing page, a write
+ *      before is in the moved page (the hash differs if it came after step
+ *      2). The page is marked busy and the eviction recorded, under the
+ *      region lock, which installs take too (install() in fault.c): an
+ *      install overlapping a busy page is deferred until the write-back is
+ *      done, and one whose fill began before an eviction of a page in its
+ *      window fills again (the source changed under it);
+ *   4. region lock released; the page written back if it was written
+ *      (moved back into the region, still written, if that fails); scratch
+ *      freed; busy cleared; the deferred faults retried.
+ * So a fault waits for at most one write-back, and no write is lost.
+ */
+#ifndef UFAULT_LIB_EVICT_H
+#define UFAULT_LIB_EVICT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ufault/ufault.h>
+
+#include "policy.h"
+
+struct ufault_ctx;
+
+#define UFAULT__EVICT_LOG 65536u   /* installs per worker ring */
+#define UFAULT__EVICT_RECENT 1024u /* evictions remembered for installs */
+
+/* A worker's ring of installed pages (it produces, the evictor consumes). */
+struct ufault__evict_log {
+	uint64_t *ring;		 /* [UFAULT__EVICT_LOG] */
+	unsigned int head;	 /* atomic: consumed up to */
+	unsigned int tail;	 /* atomic: produced up to */
+	unsigned int since_kick; /* worker-owned */
+};
+
+struct ufault__evict {
+	pthread_mutex_t lock;	     /* the budget and thread start: set_budget, evictor */
+	struct ufault_budget budget; /* under lock */
+	unsigned int budget_seq;     /* under lock: bumped by every change */
+	bool active;		     /* atomic: workers log installs, check busy */
+	bool started, stop;	     /* under lock */
+	pthread_t thread;
+	int wake_fd;			/* eventfd: look at the logs (or stop) */
+	struct ufault__evict_log *logs; /* one per worker */
+	unsigned int nr_logs;
+	size_t logs_bytes;
+	void *scratch; /* one page per uffd, registered MISSING */
+	uint64_t busy; /* atomic: the page being evicted, or 0 */
+	/* Evictions, by seq (atomic), for installs that began before them. */
+	uint64_t seq;
+	uint64_t recent[UFAULT__EVICT_RECENT];
+	/* Faults wait (deferred) while the resident pages reach this (atomic;
+	 * 0: no limit, or the evictor cannot make progress now). */
+	uint64_t limit;
+	/* Counters (atomic). */
+	uint64_t evicted, evicted_dirty, refaults, resident;
+};
+
+int ufault__evict_init(struct ufault__evict *ev);
+/* Stop the evictor thread (its eviction in progress completes). */
+void ufault__evict_stop(struct ufault_ctx *ctx);
+/* Free the rings and the scratch pages (after the workers stopped). */
+void ufault__evict_destroy(struct ufault_ctx *ctx);
+
+int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b);
+
+static inline bool ufault__evict_active(const struct ufault__evict *ev)
+{
+	return __atomic_load_n(&ev->active, __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t ufault__evict_seq(const struct ufault__evict *ev)
+{
+	return __atomic_load_n(&ev->seq, __ATOMIC_ACQUIRE);
+}
+
+/* Worker @id installed [addr, addr + len) in a write-back region. */
+void ufault__evict_note(struct ufault__evict *ev, unsigned int id, uint64_t addr, uint64_t len);
+
+/* Worker @id may not install more now: the budget's pages, plus those it
+ * installed that the evictor has not counted yet, reach the limit (the
+ * fault is deferred, retried after the next eviction). */
+bool ufault__evict_full(const struct ufault__evict *ev, unsigned int id);
+
+/* A page of [start, end) is being evicted: a fill there would read its
+ * source before the write-back (defer). Read after ufault__evict_seq(). */
+bool ufault__evict_busy(const struct ufault__evict *ev, uint64_t start, uint64_t end);
+
+/*
+ * Installing [start, end) (a write-back region's window, the region's lock
+ * held as install() takes it), from a fill that began at eviction @seq:
+ * -EAGAIN if a page there is being evicted (defer), -ESTALE if one was
+ * evicted since @seq (fill again), else 0.
+ */
+int ufault__evict_check(const struct ufault__evict *ev, uint64_t start, uint64_t end, uint64_t seq);
+
+#endif
