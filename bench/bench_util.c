@@ -2,7 +2,8 @@
 /*
  * bench_util.c - what every benchmark program needs (bench_util.h).
  */
-#include <errno.h> /* program_invocation_short_name (_GNU_SOURCE) */
+#include <errno.h>
+#include <fcntl.h> /* program_invocation_short_name (_GNU_SOURCE) */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -174,4 +175,31 @@ void fmt_count(char *buf, size_t n, double v)
 		snprintf(buf, n, "%.1fk", v / 1e3);
 	else
 		snprintf(buf, n, "%.0f", v);
+}
+
+#define DROP_CACHES_PATH "/proc/sys/vm/drop_caches"
+
+const char *bench_drop_caches_probe(void)
+{
+	static char why[160];
+	int fd = open(DROP_CACHES_PATH, O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		close(fd);
+		return NULL;
+	}
+	snprintf(why, sizeof(why), "cannot write %s (%s; needs root)", DROP_CACHES_PATH,
+		 strerror(errno));
+	return why;
+}
+
+void bench_drop_caches(void)
+{
+	int fd;
+
+	sync();
+	fd = open(DROP_CACHES_PATH, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "3\n", 2) != 2)
+		die("write %s: %s", DROP_CACHES_PATH, strerror(errno));
+	close(fd);
 }

@@ -40,6 +40,10 @@ double median(double *v, int n);
  * @n structs of @size bytes at @base (the runs of one measurement). */
 double median_field(const void *base, size_t size, int n, size_t field);
 uint64_t median_field_u64(const void *base, size_t size, int n, size_t field);
+/* Can this process drop the page cache? NULL if so, else why not. */
+const char *bench_drop_caches_probe(void);
+/* sync(2), then drop the page cache (cold measurements); dies on failure. */
+void bench_drop_caches(void);
 /* A count for a table cell: 1.23M, 45.6k, 789. */
 void fmt_count(char *buf, size_t n, double v);
 

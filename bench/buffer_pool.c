@@ -83,7 +83,6 @@
 #define MAX_RUNS 99
 #define MAX_THREADS 256
 #define SALT 0x6275665f706f6f6cull /* "buf_pool": change when the layout changes */
-#define DROP_CACHES "/proc/sys/vm/drop_caches"
 
 /* ------------------------------------------------------------------ */
 /* Configurations and options                                           */
@@ -313,33 +312,6 @@ static void file_create(void)
 		die("rename %s to %s: %s", tmp, opt.file, strerror(errno));
 	free(tmp);
 	free(buf);
-}
-
-static const char *probe_drop_caches(void)
-{
-	static char why[160];
-	int fd = open(DROP_CACHES, O_WRONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		close(fd);
-		return NULL;
-	}
-	snprintf(why, sizeof(why), "cannot write %s (%s; needs root)", DROP_CACHES,
-		 strerror(errno));
-	return why;
-}
-
-static void drop_caches(void)
-{
-	int fd;
-
-	sync();
-	if (cold_skip_reason)
-		return;
-	fd = open(DROP_CACHES, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "3\n", 2) != 2)
-		die("write %s: %s", DROP_CACHES, strerror(errno));
-	close(fd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1360,7 +1332,7 @@ int main(int argc, char **argv)
 	hist_setup();
 	parse_args(argc, argv);
 	nr_pages = opt.size >> page_shift;
-	if ((cold_skip_reason = probe_drop_caches()))
+	if ((cold_skip_reason = bench_drop_caches_probe()))
 		warnx("%s: the measurements start warm", cold_skip_reason);
 	if (!file_ok()) {
 		if (!opt.json)
@@ -1398,7 +1370,9 @@ int main(int argc, char **argv)
 			struct result *r = &c->r[c->n++];
 
 			memset(r, 0, sizeof(*r));
-			drop_caches();
+			sync();
+			if (!cold_skip_reason)
+				bench_drop_caches();
 			if (c->c == C_MMAP)
 				run_mmap(r);
 			else

@@ -332,34 +332,6 @@ static double idle_machine_other_share(unsigned int ms)
 	return other_share(b0, b1, &ru0, &ru1, w0, w1);
 }
 
-/* Can this process drop the page cache? NULL if so, else why not. */
-static const char *probe_drop_caches(void)
-{
-	static char why[160];
-	int fd = open(DROP_CACHES, O_WRONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		close(fd);
-		return NULL;
-	}
-	snprintf(why, sizeof(why), "cannot write %s (%s; needs root)", DROP_CACHES,
-		 strerror(errno));
-	return why;
-}
-
-static void drop_caches(void)
-{
-	int fd;
-
-	sync();
-	fd = open(DROP_CACHES, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("open %s: %s", DROP_CACHES, strerror(errno));
-	if (write(fd, "3\n", 2) != 2)
-		die("write %s: %s", DROP_CACHES, strerror(errno));
-	close(fd);
-}
-
 /* Read the whole file once, so that every page is in the page cache. */
 static void warm_cache(void)
 {
@@ -773,7 +745,7 @@ static void run_one(enum mode mode, enum cache cache, enum pattern pat, int thre
 	wa = now_ns();
 	memset(r, 0, sizeof(*r));
 	if (cache == C_COLD)
-		drop_caches();
+		bench_drop_caches();
 	else
 		warm_cache();
 	r->cached = cached_fraction();
@@ -1337,7 +1309,7 @@ int main(int argc, char **argv)
 	mincore_vec = xcalloc(nr_pages, 1);
 
 	for (k = 0; k < opt.nr_caches; k++)
-		if (opt.caches[k] == C_COLD && (cold_skip_reason = probe_drop_caches()))
+		if (opt.caches[k] == C_COLD && (cold_skip_reason = bench_drop_caches_probe()))
 			warnx("%s: skipping the cold measurements", cold_skip_reason);
 	if (!file_ok()) {
 		if (!opt.json)
