@@ -567,7 +567,7 @@ void usage(FILE *f)
 		   "                   (default 3)\n"
 		   "  --modes LIST     plain,async,sync (default all three)\n"
 		   "  --target T       callback (writeback memcpy()s into a buffer; default) or\n"
-		   "                   file (a file source over --file: pwrite(2) write-back and\n"
+		   "                   file (a file source over --file: io_uring writes and\n"
 		   "                   fdatasync)\n"
 		   "  --file PATH      the file target (default /var/tmp/ufault_dirty_track.dat;\n"
 		   "                   created, and removed at the end)\n"

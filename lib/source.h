@@ -31,6 +31,14 @@
 /* Page-cache sources: the bytes are in the cache already; just map them. */
 #define UFAULT__FILL_CACHED 2
 
+/* One write of a write-back batch: @off, @buf, @len in; @result out. */
+struct ufault__wb_io {
+	uint64_t off;
+	const void *buf;
+	size_t len;
+	int result; /* 0 or -errno */
+};
+
 struct ufault__source_ops {
 	const char *name;
 	/* 0 if @src is usable, else -EINVAL (and the reason logged). */
@@ -86,6 +94,10 @@ struct ufault__source_ops {
 	 */
 	int (*can_write)(const struct ufault_source *src, const struct ufault__log *log);
 	int (*write)(const struct ufault_source *src, uint64_t off, const void *buf, size_t len);
+	/* Optional: store a batch at once (a flush's runs), each io's
+	 * result set; without it, write is called for each. */
+	void (*write_batch)(const struct ufault_source *src, struct ufault__wb_io *io,
+			    unsigned int n);
 	int (*sync)(const struct ufault_source *src);
 };
 

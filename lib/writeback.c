@@ -173,12 +173,26 @@ int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t star
 	return 0;
 }
 
+/* Store a batch of runs: at once where the source can, else one by one. */
+static void store(const struct ufault__source *s, struct ufault__wb_io *io, unsigned int n)
+{
+	if (!n)
+		return;
+	if (s->ops->write_batch) {
+		s->ops->write_batch(&s->user, io, n);
+		return;
+	}
+	for (unsigned int i = 0; i < n; i++)
+		io[i].result = s->ops->write(&s->user, io[i].off, io[i].buf, io[i].len);
+}
+
 int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
 			    uint64_t end)
 {
 	const struct ufault__source *s = r->src;
 	int uffd = ufault__region_uffd(r), first = 0;
 	struct page_region vec[RUNS];
+	struct ufault__wb_io io[RUNS];
 	struct ufault__source *so = ufault__source_of(&s->user);
 	uint64_t pages = 0;
 	bool unsynced;
@@ -194,19 +208,22 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 				     ufault_strerror(runs));
 			return first ? first : runs;
 		}
+		for (int i = 0; i < runs; i++)
+			io[i] = (struct ufault__wb_io){
+			    .off = ufault__region_offset(r, vec[i].start),
+			    .buf = (const void *)(uintptr_t)vec[i].start,
+			    .len = vec[i].end - vec[i].start,
+			};
+		store(s, io, (unsigned int)(runs > 0 ? runs : 0));
 		for (int i = 0; i < runs; i++) {
-			uint64_t a = vec[i].start, len = vec[i].end - vec[i].start;
-			int ret = s->ops->write(&s->user, ufault__region_offset(r, a),
-						(const void *)(uintptr_t)a, len);
-
-			if (ret) {
+			if (io[i].result) {
 				/* Written again: the next flush retries it. */
-				protect(uffd, a, len, false);
+				protect(uffd, vec[i].start, io[i].len, false);
 				if (!first)
-					first = ret;
+					first = io[i].result;
 				continue;
 			}
-			pages += len / ufault__sys_page();
+			pages += io[i].len / ufault__sys_page();
 		}
 		if (walk_end <= start)
 			break;
