@@ -482,7 +482,7 @@ int ufault__region_check_args(struct ufault__regions *set, uint64_t start, uint6
 			     (unsigned long long)norm.offset, (unsigned long long)len);
 		return -EINVAL;
 	}
-	if ((flags & UFAULT_REGION_WRITEBACK) && ufault__source_check_write(&norm, set->log))
+	if ((flags & UFAULT_REGION_WRITEBACK) && ufault__source_check_write(&norm, NULL, set->log))
 		return -EINVAL;
 	if (norm.type == UFAULT_SOURCE_MEMFD && !(set->features & UFFD_FEATURE_MINOR_SHMEM)) {
 		ufault__warn(set->log, "register: the memfd source needs UFFDIO_CONTINUE on shmem "
@@ -544,6 +544,9 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 		if (ret)
 			return ret;
 	}
+	if ((flags & UFAULT_REGION_WRITEBACK) &&
+	    ufault__source_check_write(&src->user, src, set->log))
+		return -EINVAL;
 
 	r = ufault__region_new(set, start, len, src, src->user.offset, flags, page_size,
 			       ufault__regions_next_uffd(set));

@@ -64,7 +64,8 @@ int ufault__source_check(const struct ufault_source *user, const struct ufault__
 	return ops->validate(out, log) ? -EINVAL : 0;
 }
 
-int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__log *log)
+int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__source *s,
+			       const struct ufault__log *log)
 {
 	const struct ufault__source_ops *ops = ops_of(norm->type);
 
@@ -72,7 +73,7 @@ int ufault__source_check_write(const struct ufault_source *norm, const struct uf
 		ufault__warn(log, "write-back region: the %s source cannot be written", ops->name);
 		return -EINVAL;
 	}
-	return ops->can_write(norm, log);
+	return s ? ops->can_write(&s->user, true, log) : ops->can_write(norm, false, log);
 }
 
 int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,

@@ -88,11 +88,13 @@ struct ufault__source_ops {
 
 	/*
 	 * Write-back sources (UFAULT_REGION_WRITEBACK; writeback.c): can this
-	 * source object take writes (-EINVAL, logged, if not)? Then store
+	 * source take writes (-EINVAL, logged, if not)? Asked of the caller's
+	 * struct before the object is made (!@made), then of the object
+	 * (what only a connection knows: an NBD export's flags). Then store
 	 * @len bytes of @buf at @off (0 or -errno), and make what was stored
 	 * durable (optional).
 	 */
-	int (*can_write)(const struct ufault_source *src, const struct ufault__log *log);
+	int (*can_write)(const struct ufault_source *src, bool made, const struct ufault__log *log);
 	int (*write)(const struct ufault_source *src, uint64_t off, const void *buf, size_t len);
 	/* Optional: store a batch at once (a flush's runs), each io's
 	 * result set; without it, write is called for each. */
@@ -134,8 +136,10 @@ static inline struct ufault__source *ufault__source_of(const struct ufault_sourc
 int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops,
 			  const struct ufault_source *user, const struct ufault__log *log,
 			  struct ufault__source **out);
-/* @norm (checked) can take UFAULT_REGION_WRITEBACK: 0 or -EINVAL (logged). */
-int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__log *log);
+/* @norm (checked; @s: the object made from it, or NULL) can take
+ * UFAULT_REGION_WRITEBACK: 0 or -EINVAL (logged). */
+int ufault__source_check_write(const struct ufault_source *norm, const struct ufault__source *s,
+			       const struct ufault__log *log);
 /* Only the checks of ufault__source_create (no object). */
 int ufault__source_check(const struct ufault_source *user, const struct ufault__log *log,
 			 struct ufault_source *normalised);

@@ -30,8 +30,10 @@ static int callback_fill(const struct ufault_source *src, uint64_t off, size_t l
 	return ret;
 }
 
-static int callback_can_write(const struct ufault_source *src, const struct ufault__log *log)
+static int callback_can_write(const struct ufault_source *src, bool made,
+			      const struct ufault__log *log)
 {
+	(void)made;
 	if (!src->callback.writeback) {
 		ufault__warn(log,
 			     "write-back region: the callback source has no writeback function");

@@ -101,8 +101,9 @@ static int file_start(const struct ufault_source *src, uint64_t off, size_t len,
 	return 0;
 }
 
-static int file_can_write(const struct ufault_source *src, const struct ufault__log *log)
+static int file_can_write(const struct ufault_source *src, bool made, const struct ufault__log *log)
 {
+	(void)made;
 	if ((fcntl(src->file.fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
 		ufault__warn(log, "write-back region: the file source's fd is not open read-write");
 		return -EINVAL;

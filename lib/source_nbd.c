@@ -30,6 +30,7 @@
  * sources, this one is not for the preload shim's metadata-free fault path.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -215,10 +216,144 @@ static int nbd_start(const struct ufault_source *src, uint64_t off, size_t len, 
 	return ret;
 }
 
+/* --- write-back: writes and flushes, waited for by the storing thread --- */
+
+/* Commands a storing thread (a flush, the evictor) waits for; their
+ * completions come from the worker that drives the connection. */
+struct nbd_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int pending;
+};
+
+struct nbd_cmd {
+	struct nbd_wait *w;
+	int *result;
+};
+
+static int cmd_done(void *arg, int *error)
+{
+	struct nbd_cmd *cmd = arg;
+	struct nbd_wait *w = cmd->w;
+
+	pthread_mutex_lock(&w->lock);
+	*cmd->result = *error ? -*error : 0;
+	if (!--w->pending)
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return 1;
+}
+
+/* Issue a write (@buf) or a flush (!@buf); 0 when issued (cmd_done
+ * follows), else -errno (nothing follows). */
+static int issue(struct nbd_conn *c, uint64_t off, const void *buf, size_t len, struct nbd_cmd *cmd)
+{
+	nbd_completion_callback cb = {.callback = cmd_done, .user_data = cmd};
+	int ret = 0;
+
+	ufault__watch_lock(&c->watch);
+	if (conn_over(c->h))
+		ret = -ENOTCONN;
+	else if ((buf ? nbd_aio_pwrite(c->h, buf, len, off, cb, 0) : nbd_aio_flush(c->h, cb, 0)) ==
+		 -1)
+		ret = nbd_error(-EIO);
+	ufault__watch_unlock(&c->watch);
+	return ret;
+}
+
+/* All of @io at once, waited for; a write past the export's end cannot be
+ * stored (-ENOSPC; its pages stay written). */
+static void nbd_write_batch(const struct ufault_source *src, struct ufault__wb_io *io,
+			    unsigned int n)
+{
+	struct nbd_conn *c = ufault__source_of(src)->priv;
+	struct nbd_wait w = {.pending = 0};
+	struct nbd_cmd cmd[n ? n : 1];
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	for (unsigned int i = 0; i < n; i++) {
+		int ret;
+
+		if (io[i].off >= c->size || io[i].len > c->size - io[i].off) {
+			io[i].result = -ENOSPC;
+			continue;
+		}
+		cmd[i] = (struct nbd_cmd){.w = &w, .result = &io[i].result};
+		pthread_mutex_lock(&w.lock);
+		w.pending++;
+		pthread_mutex_unlock(&w.lock);
+		ret = issue(c, io[i].off, io[i].buf, io[i].len, &cmd[i]);
+		if (ret) {
+			pthread_mutex_lock(&w.lock);
+			w.pending--;
+			pthread_mutex_unlock(&w.lock);
+			io[i].result = ret;
+		}
+	}
+	pthread_mutex_lock(&w.lock);
+	while (w.pending)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+}
+
+static int nbd_write(const struct ufault_source *src, uint64_t off, const void *buf, size_t len)
+{
+	struct ufault__wb_io io = {.off = off, .buf = buf, .len = len};
+
+	nbd_write_batch(src, &io, 1);
+	return io.result;
+}
+
+static int nbd_sync(const struct ufault_source *src)
+{
+	struct nbd_conn *c = ufault__source_of(src)->priv;
+	struct nbd_wait w = {.pending = 1};
+	int result = 0, ret;
+	struct nbd_cmd cmd = {.w = &w, .result = &result};
+
+	if (nbd_can_flush(c->h) != 1)
+		return 0; /* the server has nothing to flush */
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	ret = issue(c, 0, NULL, 0, &cmd);
+	pthread_mutex_lock(&w.lock);
+	if (ret)
+		w.pending = 0;
+	while (w.pending)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return ret ? ret : result;
+}
+
+/* Before the connection (!@made) nothing is known; then the export must
+ * be writable. */
+static int nbd_writable(const struct ufault_source *src, bool made, const struct ufault__log *log)
+{
+	struct nbd_conn *c;
+
+	if (!made)
+		return 0;
+	c = ufault__source_of(src)->priv;
+	if (nbd_is_read_only(c->h) != 0) {
+		ufault__warn(log, "write-back region: the NBD export %s is read-only", c->uri);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const struct ufault__source_ops ufault__source_nbd = {
     .name = "nbd",
     .validate = nbd_validate,
     .init = nbd_init,
     .fini = nbd_fini,
     .start = nbd_start,
+    .can_write = nbd_writable,
+    .write = nbd_write,
+    .write_batch = nbd_write_batch,
+    .sync = nbd_sync,
 };

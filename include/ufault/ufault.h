@@ -360,7 +360,9 @@ typedef void (*ufault_release_fn)(void *arg);
  *          it with -EINVAL, a server that cannot be reached with its errno
  *          (-ECONNREFUSED, -ENOENT, ...). The connection is closed when the
  *          source is released; each registration has its own. The mapping
- *          is private: writes stay in memory, the export is never written.
+ *          is private: writes stay in memory, the export is never written,
+ *          unless the region is UFAULT_REGION_WRITEBACK (a writable
+ *          export: ufault_flush() sends NBD writes, then an NBD flush).
  * @memfd.fd, @memfd.from: MEMFD: a shared page cache. @fd is a memfd (or a
  *          tmpfs file, e.g. in /dev/shm; not hugetlbfs) open read-write,
  *          sized with ftruncate(2) before the registration (its size then
@@ -442,8 +444,9 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
  * ufault_dirty_mode) and go back to the source: ufault_flush() writes every
  * written page to it, and ufault_munmap() / ufault_region_unregister() of
  * the region flush it first (their error, if the flush fails, leaves the
- * region in place). Only FILE sources opened read-write and CALLBACK
- * sources with a writeback function take it (-EINVAL otherwise).
+ * region in place). Only FILE sources opened read-write, CALLBACK sources
+ * with a writeback function and NBD sources of a writable export (NBD
+ * writes, then an NBD flush) take it (-EINVAL otherwise).
  * ufault_madvise(MADV_DONTNEED) on it discards the writes of the range that
  * were not flushed, as on a MAP_PRIVATE file mapping: the way to drop
  * changes instead of writing them back before an unmap.
@@ -663,7 +666,7 @@ UFAULT_API int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault
  * write-back regions (UFAULT_REGION_WRITEBACK) in [@addr, @addr + @len)
  * that was written before the call is stored in its source (FILE: written
  * through io_uring, then fdatasync(2); CALLBACK: its writeback function
- * returned 0). Pages written while the flush runs stay written (the next
+ * returned 0; NBD: NBD writes, then an NBD flush). Pages written while the flush runs stay written (the next
  * flush takes them); a page written while its own write-back is in flight
  * is written again by the next flush, never lost. Other memory in the
  * range is ignored. Holds the lock mode's read lock over the range (spec

@@ -20,6 +20,9 @@
  *  - Destroy with reads in flight (a server delaying each read): returns
  *    once they completed, with no thread of the source's own, and closes
  *    the connection (the socket is driven by the workers' loops).
+ *  - Write-back: written pages reach the export's file with NBD writes and
+ *    a flush (ufault_flush, then ufault_munmap); a read-only export is
+ *    refused (-EINVAL), registering nothing.
  *  - Validation: a NULL or unparsable URI is refused with EINVAL; a server
  *    that cannot be reached fails the registration (it connects), with
  *    nothing registered.
@@ -64,9 +67,10 @@ static void make_file(uint64_t len)
 }
 
 /* nbdkit serving the test file on a Unix socket, through nbdkit's delay
- * filter if @rdelay (e.g. "100ms" per read); ready once its pidfile is there
+ * filter if @rdelay (e.g. "100ms" per read), read-only if @readonly (else
+ * writable: the file plugin writes the file); ready once its pidfile is there
  * (written after it listens). Skips the test without nbdkit. */
-static void server_start_delayed(struct server *srv, const char *rdelay)
+static void server_start_opts(struct server *srv, const char *rdelay, bool readonly)
 {
 	static unsigned int serial;
 	char delay[64];
@@ -80,6 +84,8 @@ static void server_start_delayed(struct server *srv, const char *rdelay)
 	argv[n++] = "--pidfile";
 	argv[n++] = srv->pidfile;
 	argv[n++] = "-f";
+	if (readonly)
+		argv[n++] = "--readonly";
 	argv[n++] = "--exit-with-parent";
 	if (rdelay)
 		argv[n++] = "--filter=delay"; /* filters before the plugin */
@@ -123,9 +129,24 @@ static void server_start_delayed(struct server *srv, const char *rdelay)
 	fail_msg("nbdkit did not start in 10 s");
 }
 
+static void server_start_delayed(struct server *srv, const char *rdelay)
+{
+	server_start_opts(srv, rdelay, false);
+}
+
 static void server_start(struct server *srv)
 {
-	server_start_delayed(srv, NULL);
+	server_start_opts(srv, NULL, false);
+}
+
+/* Re-read the export's file (what the server stored). */
+static void read_file(uint64_t off, void *buf, size_t len)
+{
+	int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
 }
 
 static void server_kill(struct server *srv)
@@ -305,6 +326,66 @@ static void test_destroy_in_flight(void **state)
 	server_kill(&srv);
 }
 
+/*
+ * Write-back (UFAULT_REGION_WRITEBACK): written pages go to the export with
+ * NBD writes and a flush; a read-only export is refused (-EINVAL), with
+ * nothing registered.
+ */
+static void test_writeback(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	const size_t pages = 16;
+	struct server srv;
+	struct ufault_source s;
+	unsigned char *p, *back, *want;
+
+	server_start(&srv);
+	s = nbd_source(srv.uri, 0);
+	p = ufault_mmap(ctx, NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			&s, UFAULT_REGION_WRITEBACK);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	want = malloc(pages * ps);
+	back = malloc(pages * ps);
+	assert_non_null(want);
+	assert_non_null(back);
+	for (size_t i = 0; i < pages * ps; i++)
+		want[i] = expected(0, i);
+	for (size_t pg = 1; pg < pages; pg += 3) {
+		p[pg * ps + 17] = (unsigned char)(pg + 0x40);
+		want[pg * ps + 17] = (unsigned char)(pg + 0x40);
+	}
+	assert_int_equal(ufault_flush(ctx, p, pages * ps), 0);
+	read_file(0, back, pages * ps);
+	assert_memory_equal(back, want, pages * ps);
+	/* Unmapping flushes what was written since. */
+	p[5] = 0x77;
+	want[5] = 0x77;
+	assert_int_equal(ufault_munmap(ctx, p, pages * ps), 0);
+	read_file(0, back, pages * ps);
+	assert_memory_equal(back, want, pages * ps);
+	/* Put the file back as the other tests expect it. */
+	server_kill(&srv);
+	make_file(FILE_PAGES * ps + TAIL_BYTES);
+	free(back);
+	free(want);
+}
+
+static void test_writeback_readonly(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	unsigned char *a = tu_map_anon(4 * ps, 0);
+	struct server srv;
+	struct ufault_source s;
+
+	server_start_opts(&srv, NULL, true);
+	s = nbd_source(srv.uri, 0);
+	assert_int_equal(ufault_region_register(ctx, a, 4 * ps, &s, UFAULT_REGION_WRITEBACK, NULL),
+			 -EINVAL);
+	assert_int_equal(tu_zero_check(a, 4 * ps), -1); /* nothing registered */
+	tu_unmap(a, 4 * ps);
+	server_kill(&srv);
+}
+
 static void test_server_killed_zero_policy(void **state)
 {
 	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
@@ -411,6 +492,8 @@ int main(int argc, char **argv)
 	    tu_fx_test(test_oracle),
 	    tu_fx_test(test_proxies_churn),
 	    tu_watchdog_test(test_destroy_in_flight),
+	    tu_fx_test(test_writeback),
+	    tu_fx_test(test_writeback_readonly),
 	    tu_fx_test(test_server_killed_zero_policy),
 	    tu_watchdog_test(test_server_killed_sigbus_policy),
 	    tu_fx_test(test_validation),
