@@ -668,9 +668,8 @@ UFAULT_API int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault
  * through io_uring, then fdatasync(2); CALLBACK: its writeback function
  * returned 0; NBD: NBD writes, then an NBD flush). Pages written while the
  * flush runs stay written (the next flush takes them); a page written while
- * its own write-back is in flight
- * is written again by the next flush, never lost. Other memory in the
- * range is ignored. Holds the lock mode's read lock over the range (spec
+ * its own write-back is in flight is written again by the next flush, never
+ * lost. Other memory in the range is ignored. Holds the lock mode's read lock over the range (spec
  * and region: none) while it writes. Errors: -EINVAL (NULL @ctx, empty or
  * wrapping range), -ECHILD, or the first write or sync error (-EIO,
  * -ENOSPC, ...): the pages whose write-back failed stay written, the others
