@@ -48,14 +48,14 @@ struct ufault_ctx {
 	struct ufault__qsbr qsbr; /* one slot per worker */
 	struct ufault__remaps remaps;
 	struct ufault__prefetch prefetch;
-	struct ufault__loops loops;   /* sources' fds go to the workers (worker.c) */
-	struct ufault__writeback wb;  /* write-back regions (writeback.c) */
-	struct ufault__evict evict;   /* the memory budget (evict.c) */
+	struct ufault__loops loops;	   /* sources' fds go to the workers (worker.c) */
+	struct ufault__writeback wb;	   /* write-back regions (writeback.c) */
+	struct ufault__evict evict;	   /* the memory budget (evict.c) */
 	enum ufault_dirty_mode dirty_mode; /* as asked */
-	unsigned int next_prefetcher; /* atomic: the worker poked next */
-	unsigned int next_owner;      /* atomic: the worker given the next watch */
-	unsigned int issuing;	      /* atomic: workers that may still start a fill */
-	uint64_t proxy_ops;	      /* atomic; proxies are not the fault fast path */
+	unsigned int next_prefetcher;	   /* atomic: the worker poked next */
+	unsigned int next_owner;	   /* atomic: the worker given the next watch */
+	unsigned int issuing;		   /* atomic: workers that may still start a fill */
+	uint64_t proxy_ops;		   /* atomic; proxies are not the fault fast path */
 };
 
 /*

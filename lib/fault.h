@@ -38,7 +38,7 @@ struct ufault__req {
 	const void *data;
 	void *buf; /* max_page_size bytes, this request's own */
 	struct ufault_region *r;
-	uint64_t gen; /* spec: the region's generation at lookup */
+	uint64_t gen;	    /* spec: the region's generation at lookup */
 	uint64_t evict_seq; /* evictions done when its fill began (evict.h) */
 	struct ufault__mm_held held;
 	bool region_locked;

@@ -524,7 +524,8 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		ret = -EINVAL;
 	}
 	if (!ret)
-		ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log, &s);
+		ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log,
+					    &s);
 	if (ret)
 		return map_failed(ret);
 	m = mmap_locked(ctx, addr, rounded, prot, flags, s, region_flags, ps);

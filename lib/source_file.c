@@ -160,7 +160,8 @@ static void file_write_batch(const struct ufault_source *src, struct ufault__wb_
 			io[i].result = file_write(src, io[i].off, io[i].buf, io[i].len);
 			continue;
 		}
-		io_uring_prep_write(sqe, src->file.fd, io[i].buf, (unsigned int)io[i].len, io[i].off);
+		io_uring_prep_write(sqe, src->file.fd, io[i].buf, (unsigned int)io[i].len,
+				    io[i].off);
 		io_uring_sqe_set_data64(sqe, i);
 		queued++;
 	}
@@ -174,8 +175,8 @@ static void file_write_batch(const struct ufault_source *src, struct ufault__wb_
 		if (res < 0)
 			w->result = res;
 		else if ((size_t)res < w->len)
-			w->result = file_write(src, w->off + (uint64_t)res, (const char *)w->buf + res,
-					       w->len - (size_t)res);
+			w->result = file_write(src, w->off + (uint64_t)res,
+					       (const char *)w->buf + res, w->len - (size_t)res);
 		else
 			w->result = 0;
 	}

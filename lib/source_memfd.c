@@ -139,7 +139,8 @@ static int memfd_init(struct ufault_source *src, const struct ufault__log *log)
 	if (ret)
 		goto fail_log;
 	if (src->memfd.from) {
-		ret = ufault__source_create(self->slab, self->loops, src->memfd.from, log, &c->inner);
+		ret =
+		    ufault__source_create(self->slab, self->loops, src->memfd.from, log, &c->inner);
 		if (ret)
 			goto fail;
 		/* Its own hook is not called: the memfd source's covers it. */

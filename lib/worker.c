@@ -538,7 +538,8 @@ static int pool_init(struct ufault__worker *w)
 /* ufault__loops.adopt: the workers take watches in turn. */
 static int adopt(struct ufault__loops *loops, struct ufault__watch *x)
 {
-	struct ufault_ctx *ctx = (struct ufault_ctx *)((char *)loops - offsetof(struct ufault_ctx, loops));
+	struct ufault_ctx *ctx =
+	    (struct ufault_ctx *)((char *)loops - offsetof(struct ufault_ctx, loops));
 	unsigned int i = __atomic_fetch_add(&ctx->next_owner, 1, __ATOMIC_RELAXED);
 	struct ufault__worker *w = &ctx->workers[i % ctx->nr_workers];
 	struct ufault__watch *head;

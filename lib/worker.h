@@ -36,9 +36,9 @@ struct ufault__worker {
 	unsigned int nr_free;
 	struct ufault__watch *watches; /* sources' fds this worker drives (its own list) */
 	struct ufault__watch *adopted; /* atomic stack: given to it, not yet listed */
-	struct io_uring ring; /* reads of file sources; CQEs signal env.done_fd */
+	struct io_uring ring;	       /* reads of file sources; CQEs signal env.done_fd */
 	bool ring_ok;
-	bool issued_last; /* stopping: no fill of ours is in flight, none will be */
+	bool issued_last;	 /* stopping: no fill of ours is in flight, none will be */
 	unsigned int batch_seq;	 /* atomic; odd while reading or handling messages */
 	int inject_err;		 /* atomic; tests: the next read fails with it */
 	unsigned int err_budget; /* read-error lines left before going quiet */

@@ -12,7 +12,7 @@
 #include "util.h"
 #include "writeback.h"
 
-#define RUNS 64		  /* page runs per PAGEMAP_SCAN call */
+#define RUNS 64 /* page runs per PAGEMAP_SCAN call */
 #define MAPPED (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 #define PAGEMAP_CHUNK 512 /* /proc/self/pagemap entries per read */
 #define EAGAIN_SLEEP_NS 50000

@@ -159,8 +159,8 @@ struct ufault_config {
 	ufault_log_fn log_fn;
 	void *log_arg;
 	enum ufault_log_level log_level;
-	size_t max_inflight;	 /* since 0.2 */
-	size_t fault_around_max; /* since 0.2 */
+	size_t max_inflight;		       /* since 0.2 */
+	size_t fault_around_max;	       /* since 0.2 */
 	enum ufault_dirty_mode dirty_tracking; /* since 0.4 */
 };
 
@@ -752,11 +752,11 @@ struct ufault_stats {
 	uint64_t fault_around_pages;
 	uint64_t fault_around_wasted;
 	uint64_t prefetched;
-	uint64_t cache_filled; /* since 0.3 */
-	uint64_t cache_mapped; /* since 0.3 */
-	uint64_t wp_faults;    /* since 0.4 */
-	uint64_t written_back; /* since 0.4 */
-	uint64_t evicted;      /* since 0.4 */
+	uint64_t cache_filled;	/* since 0.3 */
+	uint64_t cache_mapped;	/* since 0.3 */
+	uint64_t wp_faults;	/* since 0.4 */
+	uint64_t written_back;	/* since 0.4 */
+	uint64_t evicted;	/* since 0.4 */
 	uint64_t evicted_dirty; /* since 0.4 */
 	uint64_t refaults;	/* since 0.4 */
 	uint64_t resident;	/* since 0.4 */
