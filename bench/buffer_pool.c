@@ -76,6 +76,7 @@
 #include <ufault/ufault.h>
 
 #include "bench_util.h"
+#include "bench_file.h"
 #include "bench_hist.h"
 
 #define REC 64	    /* bytes a record */
@@ -130,15 +131,6 @@ static uint32_t *perm; /* Zipf rank -> page */
 static const char *file_state = "";
 static const char *cold_skip_reason; /* non-NULL: runs are warm, why */
 
-/* splitmix64's finaliser. */
-static inline uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 /* Word 0 of record @r: its key. Never changed by an update. */
 static inline uint64_t rec_key(uint64_t r)
 {
@@ -188,23 +180,6 @@ static inline uint64_t zipf_next(double u)
 	return r < Z.n ? r : Z.n - 1;
 }
 
-/* The ranks spread over the file: a Fisher-Yates shuffle with a fixed seed. */
-static void make_perm(void)
-{
-	uint64_t i, state = 0xb0f;
-
-	perm = xcalloc(nr_pages, sizeof(*perm));
-	for (i = 0; i < nr_pages; i++)
-		perm[i] = (uint32_t)i;
-	for (i = nr_pages - 1; i > 0; i--) {
-		uint64_t j = mix64(state++) % (i + 1);
-		uint32_t t = perm[i];
-
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
-}
-
 /* Share of the operations that go to the hottest @pages pages (what an ideal cache of that size hits). */
 static double zipf_top_share(uint64_t pages)
 {
@@ -219,99 +194,29 @@ static double zipf_top_share(uint64_t pages)
 /* The data file                                                        */
 /* ------------------------------------------------------------------ */
 
-static void pread_all(int fd, void *buf, size_t len, uint64_t off)
+/* Updates change records but never their keys: a page of this file has
+ * its records' keys (a bench_page_ok_fn). */
+static bool rec_keys_ok(const void *got, uint64_t off, size_t len)
 {
-	size_t done = 0;
+	const uint64_t *w = got;
 
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			die("read %s at %" PRIu64 ": %s", opt.file, off + done,
-			    n ? strerror(errno) : "unexpected end of file");
-		done += (size_t)n;
-	}
+	for (size_t k = 0; k < len / REC; k++)
+		if (w[k * REC / 8] != rec_key(off / REC + k))
+			return false;
+	return true;
 }
 
-/* There, of the right size, and 64 sampled pages have their records' keys? */
-static bool file_ok(void)
+/* The file's bytes (a bench_fill_fn): word 0 of each record its key, the
+ * rest a function of the offset. */
+static void rec_fill(void *out, uint64_t off, size_t len)
 {
-	uint64_t *buf = xcalloc(1, (size_t)page_size);
-	bool ok = true;
-	struct stat st;
-	int fd = open(opt.file, O_RDONLY | O_CLOEXEC);
+	uint64_t *buf = out;
 
-	if (fd < 0 && errno == ENOENT) {
-		file_state = "created (missing)";
-		free(buf);
-		return false;
+	for (size_t w = 0; w < len / 8; w++) {
+		uint64_t o = off + w * 8;
+
+		buf[w] = o % REC ? mix64(o) : rec_key(o / REC);
 	}
-	if (fd < 0 || fstat(fd, &st))
-		die("open %s: %s", opt.file, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		die("%s is not a regular file", opt.file);
-	if ((uint64_t)st.st_size != opt.size) {
-		file_state = "rewritten (wrong size)";
-		ok = false;
-	}
-	for (int i = 0; i < 64 && ok; i++) {
-		uint64_t pg = i == 0 ? 0 : i == 1 ? nr_pages - 1 : mix64((uint64_t)i) % nr_pages;
-		uint64_t r0 = (pg << page_shift) / REC;
-
-		pread_all(fd, buf, (size_t)page_size, pg << page_shift);
-		for (size_t k = 0; k < (size_t)page_size / REC && ok; k++)
-			if (buf[k * REC / 8] != rec_key(r0 + k)) {
-				file_state = "rewritten (not this version's records)";
-				ok = false;
-			}
-	}
-	if (ok)
-		file_state = "reused";
-	close(fd);
-	free(buf);
-	return ok;
-}
-
-/* Written next to its final name, then renamed: never a half file. */
-static void file_create(void)
-{
-	const size_t buf_len = 4ul << 20;
-	uint64_t *buf = xcalloc(1, buf_len);
-	char *tmp;
-	int fd;
-
-	if (asprintf(&tmp, "%s.tmp", opt.file) < 0)
-		die("out of memory");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		die("create %s: %s", tmp, strerror(errno));
-	for (uint64_t off = 0; off < opt.size;) {
-		size_t len = opt.size - off < buf_len ? (size_t)(opt.size - off) : buf_len;
-
-		for (size_t w = 0; w < len / 8; w++) {
-			uint64_t o = off + w * 8;
-
-			buf[w] = o % REC ? mix64(o) : rec_key(o / REC);
-		}
-		for (size_t done = 0; done < len;) {
-			ssize_t n = write(fd, (char *)buf + done, len - done);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				die("write %s: %s", tmp, strerror(errno));
-			done += (size_t)n;
-		}
-		off += len;
-	}
-	if (fsync(fd) || close(fd))
-		die("fsync %s: %s", tmp, strerror(errno));
-	if (rename(tmp, opt.file))
-		die("rename %s to %s: %s", tmp, opt.file, strerror(errno));
-	free(tmp);
-	free(buf);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1334,17 +1239,10 @@ int main(int argc, char **argv)
 	nr_pages = opt.size >> page_shift;
 	if ((cold_skip_reason = bench_drop_caches_probe()))
 		warnx("%s: the measurements start warm", cold_skip_reason);
-	if (!file_ok()) {
-		if (!opt.json)
-			printf("buffer_pool: writing %s (%zu MiB)...\n", opt.file, opt.size >> 20);
-		fflush(stdout);
-		file_create();
-		if (!file_ok())
-			die("%s does not read back as written", opt.file);
-		file_state = "created";
-	}
+	file_state = bench_data_file(opt.file, opt.size, rec_fill, rec_keys_ok, opt.json);
 	zipf_init(nr_pages, opt.theta);
-	make_perm();
+	/* The ranks spread over the file. */
+	perm = bench_shuffle(nr_pages, 0xb0f);
 	for (k = 0; k < opt.nr_configs; k++)
 		if (opt.configs[k] == C_MMAP)
 			cg_probe();

@@ -147,115 +147,6 @@ static int open_file(void)
 	return fd;
 }
 
-static void pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			die("read %s at %" PRIu64 ": %s", opt.file, off + done, strerror(errno));
-		if (n == 0)
-			die("read %s at %" PRIu64 ": unexpected end of file", opt.file, off + done);
-		done += (size_t)n;
-	}
-}
-
-/*
- * Is the file there, of the right size, and does it hold the oracle's bytes?
- * Checks the first and last page and 62 pages in between: enough to catch a
- * file of another version or an overwritten one, at the cost of 64 reads.
- */
-static bool file_ok(void)
-{
-	unsigned char *got = xcalloc(1, (size_t)page_size);
-	unsigned char *want = xcalloc(1, (size_t)page_size);
-	bool ok = true;
-	struct stat st;
-	int fd, i;
-
-	fd = open(opt.file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		file_state = "created (missing)";
-		ok = false;
-		goto out;
-	}
-	if (fd < 0)
-		die("open %s: %s", opt.file, strerror(errno));
-	if (fstat(fd, &st))
-		die("stat %s: %s", opt.file, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		die("%s is not a regular file", opt.file);
-	if ((uint64_t)st.st_size != opt.size) {
-		file_state = "rewritten (wrong size)";
-		ok = false;
-		goto out;
-	}
-	for (i = 0; i < 64 && ok; i++) {
-		uint64_t pg = i == 0 ? 0 : i == 1 ? nr_pages - 1 : mix64((uint64_t)i) % nr_pages;
-		uint64_t off = pg << page_shift;
-
-		pread_all(fd, got, (size_t)page_size, off);
-		oracle_fill(want, off, (size_t)page_size);
-		if (memcmp(got, want, (size_t)page_size)) {
-			file_state = "rewritten (contents are not this version's pattern)";
-			ok = false;
-		}
-	}
-	if (ok)
-		file_state = "reused";
-out:
-	if (fd >= 0)
-		close(fd);
-	free(got);
-	free(want);
-	return ok;
-}
-
-/* Write the file next to its final name, then rename: never a half file. */
-static void file_create(void)
-{
-	const size_t buf_len = 4ul << 20;
-	unsigned char *buf = xcalloc(1, buf_len);
-	char *tmp;
-	uint64_t off;
-	int fd;
-
-	if (asprintf(&tmp, "%s.tmp", opt.file) < 0)
-		die("out of memory");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		die("create %s: %s", tmp, strerror(errno));
-	for (off = 0; off < opt.size;) {
-		size_t len = opt.size - off < buf_len ? (size_t)(opt.size - off) : buf_len;
-		size_t done = 0;
-
-		oracle_fill(buf, off, len);
-		while (done < len) {
-			ssize_t n = write(fd, buf + done, len - done);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				die("write %s at %" PRIu64 ": %s", tmp, off + done,
-				    strerror(errno));
-			done += (size_t)n;
-		}
-		off += len;
-	}
-	if (fsync(fd))
-		die("fsync %s: %s", tmp, strerror(errno));
-	if (close(fd))
-		die("close %s: %s", tmp, strerror(errno));
-	if (rename(tmp, opt.file))
-		die("rename %s to %s: %s", tmp, opt.file, strerror(errno));
-	free(tmp);
-	free(buf);
-}
-
 /* Fraction of the file's pages in the page cache (mincore of a mapping never touched). */
 static double cached_fraction(void)
 {
@@ -344,27 +235,10 @@ static void warm_cache(void)
 	for (off = 0; off < opt.size; off += buf_len) {
 		size_t len = opt.size - off < buf_len ? (size_t)(opt.size - off) : buf_len;
 
-		pread_all(fd, buf, len, off);
+		bench_pread_all(fd, opt.file, buf, len, off);
 	}
 	close(fd);
 	free(buf);
-}
-
-/* The random order: a Fisher-Yates shuffle driven by a fixed seed, the same every run. */
-static void make_perm(void)
-{
-	uint64_t i, state = 0x5eed;
-
-	perm = xcalloc(nr_pages, sizeof(*perm));
-	for (i = 0; i < nr_pages; i++)
-		perm[i] = (uint32_t)i;
-	for (i = nr_pages - 1; i > 0; i--) {
-		uint64_t j = mix64(state++) % (i + 1);
-		uint32_t t = perm[i];
-
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1311,16 +1185,9 @@ int main(int argc, char **argv)
 	for (k = 0; k < opt.nr_caches; k++)
 		if (opt.caches[k] == C_COLD && (cold_skip_reason = bench_drop_caches_probe()))
 			warnx("%s: skipping the cold measurements", cold_skip_reason);
-	if (!file_ok()) {
-		if (!opt.json)
-			printf("file_scan: writing %s (%zu MiB)...\n", opt.file, opt.size >> 20);
-		fflush(stdout);
-		file_create();
-		if (!file_ok())
-			die("%s does not read back as written", opt.file);
-		file_state = "created";
-	}
-	make_perm();
+	file_state = bench_data_file(opt.file, opt.size, oracle_fill, NULL, opt.json);
+	/* The random order, the same every run. */
+	perm = bench_shuffle(nr_pages, 0x5eed);
 	for (k = 0; k < opt.nr_modes; k++)
 		if (opt.modes[k] != M_MMAP) {
 			struct ufault_ctx *ctx = ctx_create();

@@ -8,6 +8,7 @@
 #ifndef FILE_SCAN_UTIL_H
 #define FILE_SCAN_UTIL_H
 
+#include "bench_file.h" /* mix64 */
 #include "bench_util.h" /* die, warnx, xcalloc, now_ns */
 
 #include <stdarg.h>
@@ -17,15 +18,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* splitmix64's finaliser: a bijective 64-bit mix. */
-static inline uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
 
 /*
  * The oracle. The file is a sequence of little-endian 64-bit words; word i
@@ -39,9 +31,11 @@ static inline uint8_t oracle_byte(uint64_t off)
 	return (uint8_t)(mix64((off >> 3) ^ FILE_SCAN_SALT) >> ((off & 7) * 8));
 }
 
-/* Write the oracle's bytes [@off, @off + @len) to @buf; @off and @len multiples of 8. */
-static void oracle_fill(unsigned char *buf, uint64_t off, size_t len)
+/* Write the oracle's bytes [@off, @off + @len) to @buf; @off and @len
+ * multiples of 8 (a bench_fill_fn). */
+static void oracle_fill(void *out, uint64_t off, size_t len)
 {
+	unsigned char *buf = out;
 	size_t i;
 
 	for (i = 0; i < len; i += 8) {
