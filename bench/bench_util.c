@@ -120,6 +120,14 @@ size_t parse_size(const char *s, const char *what)
 }
 
 /* Split a comma list; call @fn on each item. */
+int bench_lookup(const char *s, const char *const *names, int nr)
+{
+	for (int i = 0; i < nr; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
 void parse_list(const char *arg, void (*fn)(const char *item))
 {
 	char *dup = strdup(arg), *save = NULL, *tok;

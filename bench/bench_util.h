@@ -32,6 +32,8 @@ void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 long parse_long(const char *s, const char *what, long min, long max);
 /* N[K|M|G][B|iB], a multiple of page_size. */
 size_t parse_size(const char *s, const char *what);
+/* Index of @s in @names[0..@nr), or -1 (an option's named choices). */
+int bench_lookup(const char *s, const char *const *names, int nr);
 /* Split a comma list; call @fn on each item. */
 void parse_list(const char *arg, void (*fn)(const char *item));
 /* The median of @v[0..@n) (sorted in place); @n > 0. */

@@ -1065,15 +1065,14 @@ void usage(FILE *f)
 
 static void add_config(const char *s)
 {
-	for (int i = 0; i < C_NR; i++)
-		if (!strcmp(s, config_names[i]) || (i == C_MMAP && !strcmp(s, "mmap-nolimit"))) {
-			for (int k = 0; k < opt.nr_configs; k++)
-				if (opt.configs[k] == (enum config)i)
-					return;
-			opt.configs[opt.nr_configs++] = (enum config)i;
+	int i = strcmp(s, "mmap-nolimit") ? bench_lookup(s, config_names, C_NR) : C_MMAP;
+
+	if (i < 0)
+		bad_usage("unknown configuration '%s'", s);
+	for (int k = 0; k < opt.nr_configs; k++)
+		if (opt.configs[k] == (enum config)i)
 			return;
-		}
-	bad_usage("unknown configuration '%s'", s);
+	opt.configs[opt.nr_configs++] = (enum config)i;
 }
 
 static double parse_double(const char *s, const char *what, double lo, double hi)

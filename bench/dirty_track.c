@@ -578,19 +578,9 @@ void usage(FILE *f)
 		   "last one written.\n");
 }
 
-static int lookup(const char *s, const char *const *names, int nr)
-{
-	int i;
-
-	for (i = 0; i < nr; i++)
-		if (!strcmp(s, names[i]))
-			return i;
-	return -1;
-}
-
 static void add_mode(const char *s)
 {
-	int i = lookup(s, mode_names, M_NR), k;
+	int i = bench_lookup(s, mode_names, M_NR), k;
 
 	if (i < 0)
 		bad_usage("unknown mode '%s'", s);
@@ -652,7 +642,7 @@ static void parse_args(int argc, char **argv)
 			parse_list(optarg, add_mode);
 			break;
 		case O_TARGET:
-			t = lookup(optarg, target_names, T_NR);
+			t = bench_lookup(optarg, target_names, T_NR);
 			if (t < 0)
 				bad_usage("unknown target '%s'", optarg);
 			opt.target = (enum target)t;

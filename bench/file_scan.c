@@ -1006,20 +1006,9 @@ void usage(FILE *f)
 		"Exit status: 0, or 1 if any touch read a wrong byte or a fill failed.\n");
 }
 
-/* Index of @s in @names[0..@nr), or -1. */
-static int lookup(const char *s, const char *const *names, int nr)
-{
-	int i;
-
-	for (i = 0; i < nr; i++)
-		if (!strcmp(s, names[i]))
-			return i;
-	return -1;
-}
-
 static void add_mode(const char *s)
 {
-	int i = lookup(s, mode_names, M_NR), k;
+	int i = bench_lookup(s, mode_names, M_NR), k;
 
 	if (i < 0)
 		bad_usage("unknown mode '%s'", s);
@@ -1031,7 +1020,7 @@ static void add_mode(const char *s)
 
 static void add_pattern(const char *s)
 {
-	int i = lookup(s, pattern_names, P_NR), k;
+	int i = bench_lookup(s, pattern_names, P_NR), k;
 
 	if (i < 0)
 		bad_usage("unknown pattern '%s'", s);
@@ -1043,7 +1032,7 @@ static void add_pattern(const char *s)
 
 static void add_cache(const char *s)
 {
-	int i = lookup(s, cache_names, C_NR), k;
+	int i = bench_lookup(s, cache_names, C_NR), k;
 
 	if (i < 0)
 		bad_usage("unknown cache state '%s'", s);

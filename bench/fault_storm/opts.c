@@ -114,12 +114,9 @@ static void add_workload(const char *s)
 
 static void add_mode(const char *s)
 {
-	int i;
+	int i = bench_lookup(s, mode_names, M_NR);
 
-	for (i = 0; i < M_NR; i++)
-		if (!strcmp(s, mode_names[i]))
-			break;
-	if (i == M_NR)
+	if (i < 0)
 		bad_usage("unknown mode '%s'", s);
 	if (opt.nr_modes >= M_NR)
 		bad_usage("too many modes");
