@@ -341,11 +341,7 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 	 * regions are flushed, as by ufault_munmap() (errors are logged: the
 	 * context goes anyway). */
 	ufault__evict_stop(ctx);
-	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, 0, UINT64_MAX); r;
-	     r = ufault__regions_first(&ctx->regions, ufault__region_end(r), UINT64_MAX))
-		if (r->flags & UFAULT_REGION_WRITEBACK)
-			(void)ufault__writeback_range(&ctx->wb, r, ufault__region_start(r),
-						      ufault__region_end(r));
+	(void)ufault__writeback_flush(&ctx->wb, &ctx->regions, 0, UINT64_MAX);
 	/*
 	 * Unregister first, while the workers still run: UFFDIO_UNREGISTER
 	 * wakes every thread parked on a region, and from then on those

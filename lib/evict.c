@@ -83,10 +83,9 @@ bool ufault__evict_busy(const struct ufault__evict *ev, uint64_t start, uint64_t
 
 int ufault__evict_check(const struct ufault__evict *ev, uint64_t start, uint64_t end, uint64_t seq)
 {
-	uint64_t busy = __atomic_load_n(&ev->busy, __ATOMIC_ACQUIRE);
 	uint64_t now = __atomic_load_n(&ev->seq, __ATOMIC_ACQUIRE);
 
-	if (busy && busy >= start && busy < end)
+	if (ufault__evict_busy(ev, start, end))
 		return -EAGAIN;
 	if (now == seq)
 		return 0;
@@ -114,17 +113,6 @@ __attribute__((no_sanitize("thread"))) static uint64_t page_hash(const void *p, 
 		h *= 0xff51afd7ed558ccdull;
 	}
 	return h;
-}
-
-/* Mapped (present or swapped): a read of it cannot fault to ufault. */
-static bool mapped(struct ufault__writeback *wb, uint64_t a)
-{
-	uint64_t e;
-
-	if (pread(wb->pagemap_fd, &e, sizeof(e), (off_t)(a / ufault__sys_page() * sizeof(e))) !=
-	    sizeof(e))
-		return false;
-	return (e & (UFAULT__PM_PRESENT | UFAULT__PM_SWAPPED)) != 0;
 }
 
 static bool scratch_filled(void *scratch)
@@ -158,7 +146,7 @@ static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 	/* The write side: no flush (a reader) stores the page meanwhile. */
 	ufault__mm_write_lock(&ctx->mm, &held, a, a + sys);
 	r = ufault__regions_first(&ctx->regions, a, a + sys);
-	if (!r || !(r->flags & UFAULT_REGION_WRITEBACK) || !mapped(&ctx->wb, a))
+	if (!r || !(r->flags & UFAULT_REGION_WRITEBACK) || !ufault__writeback_mapped(&ctx->wb, a))
 		goto unlock;
 	s = r->src;
 	uffd = ufault__region_uffd(r);
@@ -187,7 +175,7 @@ static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 	/* Linux 6.18 can report -EEXIST for a page it did move (a retry
 	 * finding the destination it had just filled): where the page is
 	 * decides, not the error. */
-	if (ret == -EEXIST && scratch_filled(scratch) && !mapped(&ctx->wb, a))
+	if (ret == -EEXIST && scratch_filled(scratch) && !ufault__writeback_mapped(&ctx->wb, a))
 		ret = 0;
 	if (!ret) {
 		/* busy before seq: a fill that saw the new seq sees busy. */
@@ -201,7 +189,7 @@ static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 			      ufault_strerror(ret));
 		if (ret != -ENOENT) {
 			if (written) /* it stays resident, and written */
-				ufault__uffd_writeprotect(uffd, a, sys, false, true);
+				ufault__writeback_mark_written(uffd, a, sys);
 			out = KEPT;
 		}
 		goto unlock;
@@ -378,13 +366,13 @@ int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget 
 	struct ufault_budget nb;
 	int ret = 0;
 
-	if (!b || b->size < sizeof(*b) - sizeof(b->policy) || b->size > sizeof(*b)) {
+	/* 0.4's struct is the first: its size is the only one known. */
+	if (!b || b->size != sizeof(*b)) {
 		ufault__warn(&ctx->log, "budget: NULL or size %zu, expected %zu", b ? b->size : 0,
 			     sizeof(*b));
 		return -EINVAL;
 	}
-	memset(&nb, 0, sizeof(nb));
-	memcpy(&nb, b, b->size);
+	nb = *b;
 	if (!nb.high_pct && !nb.low_pct) {
 		nb.high_pct = 100;
 		nb.low_pct = 90;

@@ -89,31 +89,6 @@ static void lock_spans(struct ufault_ctx *ctx, struct ufault__mm_held *h, uint64
 
 /* --- write-back ------------------------------------------------------------ */
 
-/* Write back the write-back regions' written pages in [start, end); the
- * caller holds the mm lock over the range (read or write), so the regions
- * there stay. The first error; the others are logged by writeback.c. */
-static int flush_locked(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
-{
-	struct ufault_region *r;
-	int first = 0;
-
-	for (r = ufault__regions_first(&ctx->regions, start, end); r;
-	     r = ufault__region_end(r) < end
-		     ? ufault__regions_first(&ctx->regions, ufault__region_end(r), end)
-		     : NULL) {
-		uint64_t s = ufault__region_start(r) > start ? ufault__region_start(r) : start;
-		uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
-		int ret;
-
-		if (!(r->flags & UFAULT_REGION_WRITEBACK))
-			continue;
-		ret = ufault__writeback_range(&ctx->wb, r, s, e);
-		if (ret && !first)
-			first = ret;
-	}
-	return first;
-}
-
 int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr, end;
@@ -127,7 +102,7 @@ int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
 	if (!len || page_range(ctx, start, len, &end))
 		return -EINVAL;
 	ufault__mm_read_lock(&ctx->mm, &h, start, end);
-	ret = flush_locked(ctx, start, end);
+	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
 	ufault__mm_read_unlock(&ctx->mm, &h);
 	return ret;
 }
@@ -207,7 +182,7 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 		    s2 == start && e2 == end) {
 			/* A write-back region is flushed first; if that
 			 * fails it stays, registered. */
-			int ret = flush_locked(ctx, start, end);
+			int ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
 
 			if (!ret)
 				ufault__region_remove(&ctx->regions, r);
@@ -564,7 +539,7 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 	}
 	/* Write-back regions are flushed first; if that fails, nothing is
 	 * unmapped. */
-	ret = flush_locked(ctx, start, end);
+	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
 	if (!ret)
 		ret = ufault__cut_collect(&ctx->regions, start, end, &c);
 	if (ret)

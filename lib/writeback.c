@@ -160,6 +160,21 @@ static int written_runs(struct ufault__writeback *wb, int uffd, uint64_t start, 
 	return runs;
 }
 
+bool ufault__writeback_mapped(struct ufault__writeback *wb, uint64_t addr)
+{
+	uint64_t e;
+
+	if (pread(wb->pagemap_fd, &e, sizeof(e), (off_t)(addr / ufault__sys_page() * sizeof(e))) !=
+	    sizeof(e))
+		return false;
+	return (e & (UFAULT__PM_PRESENT | UFAULT__PM_SWAPPED)) != 0;
+}
+
+int ufault__writeback_mark_written(int uffd, uint64_t start, uint64_t len)
+{
+	return protect(uffd, start, len, false);
+}
+
 int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t start, uint64_t end,
 			   bool *written)
 {
@@ -248,5 +263,28 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 		ufault__warn(wb->log, "write-back to the %s source: %s", s->ops->name,
 			     ufault_strerror(first));
 	__atomic_fetch_add(&wb->written_back, first ? 0 : pages, __ATOMIC_RELAXED);
+	return first;
+}
+
+int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions *set,
+			    uint64_t start, uint64_t end)
+{
+	struct ufault_region *r;
+	int first = 0;
+
+	for (r = ufault__regions_first(set, start, end); r;
+	     r = ufault__region_end(r) < end
+		     ? ufault__regions_first(set, ufault__region_end(r), end)
+		     : NULL) {
+		uint64_t s = ufault__region_start(r) > start ? ufault__region_start(r) : start;
+		uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
+		int ret;
+
+		if (!(r->flags & UFAULT_REGION_WRITEBACK))
+			continue;
+		ret = ufault__writeback_range(wb, r, s, e);
+		if (ret && !first)
+			first = ret;
+	}
 	return first;
 }

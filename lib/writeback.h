@@ -54,6 +54,14 @@ void ufault__writeback_destroy(struct ufault__writeback *wb);
 /* Can write-back regions be registered (-EOPNOTSUPP, logged, if not)? */
 int ufault__writeback_usable(const struct ufault__writeback *wb);
 
+/* Is the page at @addr mapped (present or swapped), so that reading it
+ * cannot fault to ufault? (/proc/self/pagemap) */
+bool ufault__writeback_mapped(struct ufault__writeback *wb, uint64_t addr);
+
+/* Count [start, start + len) as written again (its bytes were not stored):
+ * its protection comes off, waiting out events pending. 0 or -errno. */
+int ufault__writeback_mark_written(int uffd, uint64_t start, uint64_t len);
+
 /* Was [start, end) written? Found (and protected again) as a flush does:
  * its bytes read from now on are what the source must get. 0 or -errno. */
 int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t start, uint64_t end,
@@ -67,5 +75,13 @@ int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t star
  */
 int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
 			    uint64_t end);
+
+/*
+ * ufault_flush()'s walk: every write-back region overlapping [start, end),
+ * its part of the range stored. The caller holds the mm lock over the range
+ * (read or write), so the regions stay. The first error.
+ */
+int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions *set,
+			    uint64_t start, uint64_t end);
 
 #endif
