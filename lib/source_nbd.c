@@ -244,13 +244,39 @@ static int cmd_done(void *arg, int *error)
 	return 1;
 }
 
-/* Issue a write (@buf) or a flush (!@buf); 0 when issued (cmd_done
- * follows), else -errno (nothing follows). */
+static void wait_init(struct nbd_wait *w)
+{
+	w->pending = 0;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+}
+
+static void wait_add(struct nbd_wait *w, int n)
+{
+	pthread_mutex_lock(&w->lock);
+	w->pending = (unsigned int)((int)w->pending + n);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Until every command issued for @w completed; then @w is done with. */
+static void wait_all(struct nbd_wait *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->pending)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+}
+
+/* Issue a write (@buf) or a flush (!@buf) that @cmd->w waits for; 0 when
+ * issued (cmd_done follows), else -errno (nothing to wait for). */
 static int issue(struct nbd_conn *c, uint64_t off, const void *buf, size_t len, struct nbd_cmd *cmd)
 {
 	nbd_completion_callback cb = {.callback = cmd_done, .user_data = cmd};
 	int ret = 0;
 
+	wait_add(cmd->w, 1); /* before: the completion may come at once */
 	ufault__watch_lock(&c->watch);
 	if (conn_over(c->h))
 		ret = -ENOTCONN;
@@ -258,6 +284,8 @@ static int issue(struct nbd_conn *c, uint64_t off, const void *buf, size_t len, 
 		 -1)
 		ret = nbd_error(-EIO);
 	ufault__watch_unlock(&c->watch);
+	if (ret)
+		wait_add(cmd->w, -1);
 	return ret;
 }
 
@@ -267,11 +295,10 @@ static void nbd_write_batch(const struct ufault_source *src, struct ufault__wb_i
 			    unsigned int n)
 {
 	struct nbd_conn *c = ufault__source_of(src)->priv;
-	struct nbd_wait w = {.pending = 0};
+	struct nbd_wait w;
 	struct nbd_cmd cmd[n ? n : 1];
 
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.cond, NULL);
+	wait_init(&w);
 	for (unsigned int i = 0; i < n; i++) {
 		int ret;
 
@@ -280,23 +307,11 @@ static void nbd_write_batch(const struct ufault_source *src, struct ufault__wb_i
 			continue;
 		}
 		cmd[i] = (struct nbd_cmd){.w = &w, .result = &io[i].result};
-		pthread_mutex_lock(&w.lock);
-		w.pending++;
-		pthread_mutex_unlock(&w.lock);
 		ret = issue(c, io[i].off, io[i].buf, io[i].len, &cmd[i]);
-		if (ret) {
-			pthread_mutex_lock(&w.lock);
-			w.pending--;
-			pthread_mutex_unlock(&w.lock);
+		if (ret)
 			io[i].result = ret;
-		}
 	}
-	pthread_mutex_lock(&w.lock);
-	while (w.pending)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	pthread_mutex_destroy(&w.lock);
+	wait_all(&w);
 }
 
 static int nbd_write(const struct ufault_source *src, uint64_t off, const void *buf, size_t len)
@@ -310,23 +325,15 @@ static int nbd_write(const struct ufault_source *src, uint64_t off, const void *
 static int nbd_sync(const struct ufault_source *src)
 {
 	struct nbd_conn *c = ufault__source_of(src)->priv;
-	struct nbd_wait w = {.pending = 1};
+	struct nbd_wait w;
 	int result = 0, ret;
 	struct nbd_cmd cmd = {.w = &w, .result = &result};
 
 	if (nbd_can_flush(c->h) != 1)
 		return 0; /* the server has nothing to flush */
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.cond, NULL);
+	wait_init(&w);
 	ret = issue(c, 0, NULL, 0, &cmd);
-	pthread_mutex_lock(&w.lock);
-	if (ret)
-		w.pending = 0;
-	while (w.pending)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	pthread_mutex_destroy(&w.lock);
+	wait_all(&w);
 	return ret ? ret : result;
 }
 

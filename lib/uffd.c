@@ -245,12 +245,9 @@ int ufault__uffd_writeprotect(int fd, uint64_t start, uint64_t len, bool protect
 	    .mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
 		    (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
-	int ret;
 
 	/* EAGAIN: events pending (mmap_changing); nothing was changed. */
-	while ((ret = uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) == -EINTR)
-		;
-	return ret;
+	return uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
 }
 
 int ufault__pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
