@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ufault__container_of(ptr, type, member)                                                    \
@@ -38,6 +39,14 @@ static inline uint64_t ufault__sys_page(void)
 		__atomic_store_n(&page, v, __ATOMIC_RELAXED);
 	}
 	return v;
+}
+
+/* Sleep @ns (less than a second), not spinning: back-offs and polls. */
+static inline void ufault__sleep_ns(long ns)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+
+	nanosleep(&ts, NULL);
 }
 
 static inline void ufault__cpu_relax(void)

@@ -29,13 +29,6 @@
 
 enum { EV_UFFD, EV_STOP, EV_POKE, EV_DONE };
 
-static void sleep_ns(long ns)
-{
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
-
-	nanosleep(&ts, NULL);
-}
-
 static void log_error(struct ufault__worker *w, const char *what, int err);
 
 static struct ufault__req *req_get(struct ufault__worker *w)
@@ -466,7 +459,7 @@ static void *worker_main(void *arg)
 		if (failed) {
 			/* Back off, then read again: the faults stay queued. */
 			ufault__qsbr_offline(&ctx->qsbr, w->id);
-			sleep_ns(ERROR_BACKOFF_NS);
+			ufault__sleep_ns(ERROR_BACKOFF_NS);
 			ufault__qsbr_online(&ctx->qsbr, w->id);
 		}
 	}
@@ -653,7 +646,7 @@ void ufault__workers_sync(struct ufault_ctx *ctx)
 		unsigned int s = __atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST);
 
 		while ((s & 1) && __atomic_load_n(&w->batch_seq, __ATOMIC_ACQUIRE) == s)
-			sleep_ns(SYNC_POLL_NS);
+			ufault__sleep_ns(SYNC_POLL_NS);
 	}
 }
 

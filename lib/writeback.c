@@ -73,13 +73,6 @@ int ufault__writeback_usable(const struct ufault__writeback *wb)
 	return -EOPNOTSUPP;
 }
 
-static void sleep_ns(long ns)
-{
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
-
-	nanosleep(&ts, NULL);
-}
-
 /* UFFDIO_WRITEPROTECT, waiting out events pending (a worker reads them). */
 static int protect(int uffd, uint64_t start, uint64_t len, bool on)
 {
@@ -88,7 +81,7 @@ static int protect(int uffd, uint64_t start, uint64_t len, bool on)
 	for (int i = 0; (ret = ufault__uffd_writeprotect(uffd, start, len, on, true)) == -EAGAIN &&
 			i < EAGAIN_TRIES;
 	     i++)
-		sleep_ns(EAGAIN_SLEEP_NS);
+		ufault__sleep_ns(EAGAIN_SLEEP_NS);
 	return ret;
 }
 
