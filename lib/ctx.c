@@ -341,7 +341,7 @@ void ufault_ctx_destroy(struct ufault_ctx *ctx)
 	 * regions are flushed, as by ufault_munmap() (errors are logged: the
 	 * context goes anyway). */
 	ufault__evict_stop(ctx);
-	(void)ufault__writeback_flush(&ctx->wb, &ctx->regions, 0, UINT64_MAX);
+	(void)ufault__writeback_flush(&ctx->wb, &ctx->regions, 0, UINT64_MAX, UFAULT__FLUSH_UNMAP);
 	/*
 	 * Unregister first, while the workers still run: UFFDIO_UNREGISTER
 	 * wakes every thread parked on a region, and from then on those
@@ -411,7 +411,7 @@ int ufault_stats(struct ufault_ctx *ctx, struct ufault_stats *out)
 	st.evicted = __atomic_load_n(&ctx->evict.evicted, __ATOMIC_RELAXED);
 	st.evicted_dirty = __atomic_load_n(&ctx->evict.evicted_dirty, __ATOMIC_RELAXED);
 	st.refaults = __atomic_load_n(&ctx->evict.refaults, __ATOMIC_RELAXED);
-	st.resident = __atomic_load_n(&ctx->evict.resident, __ATOMIC_RELAXED);
+	st.resident = ufault__evict_resident(&ctx->evict);
 	st.latency_p50_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 500);
 	st.latency_p99_ns = ufault_stats_quantile_ns(hist, UFAULT__HIST_BUCKETS, 990);
 	/* An older caller gets its prefix, a newer one our fields and zeros. */
@@ -444,4 +444,13 @@ int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
 	if (ufault__ctx_forked(ctx, "set_budget"))
 		return -ECHILD;
 	return ufault__evict_set_budget(ctx, b);
+}
+
+int ufault_region_set_budget(struct ufault_ctx *ctx, void *addr, const struct ufault_budget *b)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (ufault__ctx_forked(ctx, "region_set_budget"))
+		return -ECHILD;
+	return ufault__evict_set_region_budget(ctx, (uint64_t)(uintptr_t)addr, b);
 }

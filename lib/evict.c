@@ -46,14 +46,16 @@ static void kick(struct ufault__evict *ev)
 		return;
 }
 
-void ufault__evict_note(struct ufault__evict *ev, unsigned int id, uint64_t addr, uint64_t len)
+void ufault__evict_note(struct ufault__evict *ev, unsigned int id, unsigned int group,
+			uint64_t addr, uint64_t len)
 {
 	struct ufault__evict_log *l = &ev->logs[id];
 	unsigned int head = __atomic_load_n(&l->head, __ATOMIC_ACQUIRE), tail = l->tail;
 	uint64_t sys = ufault__sys_page();
 
+	/* An entry is the page's address with its group in the low bits. */
 	for (uint64_t a = addr; a < addr + len && tail - head < UFAULT__EVICT_LOG; a += sys)
-		l->ring[tail++ % UFAULT__EVICT_LOG] = a;
+		l->ring[tail++ % UFAULT__EVICT_LOG] = a | group;
 	/* A full ring drops the rest: those pages are not counted. */
 	__atomic_store_n(&l->tail, tail, __ATOMIC_RELEASE);
 	l->since_kick += (unsigned int)(len / sys);
@@ -63,15 +65,21 @@ void ufault__evict_note(struct ufault__evict *ev, unsigned int id, uint64_t addr
 	}
 }
 
-bool ufault__evict_full(const struct ufault__evict *ev, unsigned int id)
+static bool group_full(const struct ufault__evict_group *g, uint64_t pending)
 {
-	uint64_t limit = __atomic_load_n(&ev->limit, __ATOMIC_RELAXED);
-	const struct ufault__evict_log *l = &ev->logs[id];
+	uint64_t limit = __atomic_load_n(&g->limit, __ATOMIC_RELAXED);
 
-	return limit && __atomic_load_n(&ev->resident, __ATOMIC_RELAXED) +
-				(__atomic_load_n(&l->tail, __ATOMIC_RELAXED) -
-				 __atomic_load_n(&l->head, __ATOMIC_RELAXED)) >=
-			    limit;
+	return limit && __atomic_load_n(&g->resident, __ATOMIC_RELAXED) + pending >= limit;
+}
+
+bool ufault__evict_full(const struct ufault__evict *ev, unsigned int id, unsigned int group)
+{
+	const struct ufault__evict_log *l = &ev->logs[id];
+	uint64_t pending = __atomic_load_n(&l->tail, __ATOMIC_RELAXED) -
+			   __atomic_load_n(&l->head, __ATOMIC_RELAXED);
+
+	return group_full(&ev->groups[0], pending) ||
+	       (group && group_full(&ev->groups[group], pending));
 }
 
 bool ufault__evict_busy(const struct ufault__evict *ev, uint64_t start, uint64_t end)
@@ -222,31 +230,172 @@ unlock:
 	return out;
 }
 
-static void drain(struct ufault__evict *ev, struct ufault__pool *pool)
+/* The evictor thread's own view of the groups. */
+struct evictor {
+	struct ufault__pool pool[UFAULT__EVICT_GROUPS]; /* .e NULL: none */
+	unsigned int seq[UFAULT__EVICT_GROUPS], gen[UFAULT__EVICT_GROUPS];
+	uint64_t high[UFAULT__EVICT_GROUPS], low[UFAULT__EVICT_GROUPS];
+	uint64_t limit[UFAULT__EVICT_GROUPS];
+	bool evicting[UFAULT__EVICT_GROUPS];
+};
+
+static uint64_t total_resident(const struct evictor *st)
 {
+	uint64_t n = 0;
+
+	for (unsigned int g = 0; g < UFAULT__EVICT_GROUPS; g++)
+		if (st->pool[g].e)
+			n += ufault__pool_resident(&st->pool[g]);
+	return n;
+}
+
+/* Group @g's resident pages (group 0: every group's). */
+static uint64_t resident_of(const struct evictor *st, unsigned int g)
+{
+	return g ? ufault__pool_resident(&st->pool[g]) : total_resident(st);
+}
+
+static void publish(struct ufault__evict *ev, const struct evictor *st)
+{
+	for (unsigned int g = 1; g < UFAULT__EVICT_GROUPS; g++)
+		if (st->pool[g].e)
+			__atomic_store_n(&ev->groups[g].resident, resident_of(st, g),
+					 __ATOMIC_RELAXED);
+	__atomic_store_n(&ev->groups[0].resident, total_resident(st), __ATOMIC_RELAXED);
+}
+
+static void drain(struct ufault__evict *ev, struct evictor *st)
+{
+	uint64_t mask = UFAULT__EVICT_GROUPS - 1;
+
 	for (unsigned int i = 0; i < ev->nr_logs; i++) {
 		struct ufault__evict_log *l = &ev->logs[i];
 		unsigned int tail = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE), head = l->head;
 
-		for (; head != tail; head++)
-			if (ufault__pool_note_installed(pool, l->ring[head % UFAULT__EVICT_LOG]))
+		for (; head != tail; head++) {
+			uint64_t v = l->ring[head % UFAULT__EVICT_LOG];
+			struct ufault__pool *p = &st->pool[v & mask];
+
+			if (!p->e) /* no budget of its own (any more): the context's */
+				p = &st->pool[0];
+			if (p->e && ufault__pool_note_installed(p, v & ~mask))
 				__atomic_fetch_add(&ev->refaults, 1, __ATOMIC_RELAXED);
+		}
 		__atomic_store_n(&l->head, head, __ATOMIC_RELEASE);
 	}
-	__atomic_store_n(&ev->resident, ufault__pool_resident(pool), __ATOMIC_RELAXED);
+	publish(ev, st);
+}
+
+/* Take group @g's budget change (under ev->lock): a new pool carries the
+ * old one's pages; a group given up hands its pages to the context's
+ * pool if the registration is still there. */
+static void update_group(struct ufault__evict *ev, struct evictor *st, unsigned int g)
+{
+	struct ufault__evict_group *grp = &ev->groups[g];
+	uint64_t sys = ufault__sys_page(), pages;
+	struct ufault__pool *old = &st->pool[g], next;
+	bool same = st->gen[g] == grp->gen;
+
+	if (__atomic_load_n(&grp->gone, __ATOMIC_ACQUIRE)) { /* its source went */
+		__atomic_store_n(&grp->gone, false, __ATOMIC_RELAXED);
+		grp->used = false;
+		grp->to_ctx = false;
+		grp->budget.bytes = 0;
+		ev->nr_used--;
+		grp->seq++;
+		same = false;
+	}
+	pages = grp->budget.bytes / sys;
+	if (pages && (g == 0 || grp->used)) {
+		if (ufault__pool_init(&next,
+				      grp->budget.policy == UFAULT_EVICT_FIFO ? &ufault__policy_fifo
+									      : &ufault__policy_2q,
+				      pages))
+			return; /* -ENOMEM: the next look tries again */
+		if (old->e && same)
+			ufault__pool_carry(&next, old);
+		ufault__pool_destroy(old);
+		*old = next;
+		st->high[g] = pages * grp->budget.high_pct / 100;
+		st->low[g] = pages * grp->budget.low_pct / 100;
+		/* A little over the budget: faults wait. */
+		st->limit[g] = pages + (pages / 32 > 32 ? pages / 32 : 32);
+	} else {
+		if (old->e && g && same && grp->to_ctx && st->pool[0].e)
+			ufault__pool_carry(&st->pool[0], old);
+		ufault__pool_destroy(old);
+		memset(old, 0, sizeof(*old));
+		st->high[g] = st->low[g] = st->limit[g] = 0;
+		st->evicting[g] = false;
+		__atomic_store_n(&grp->resident, 0, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&grp->limit, st->limit[g], __ATOMIC_RELAXED);
+	__atomic_store_n(&ev->active, ev->nr_used != 0, __ATOMIC_RELEASE);
+	st->seq[g] = grp->seq;
+	st->gen[g] = grp->gen;
+}
+
+/* Where group @g's eviction takes its next victim: its own pool; for the
+ * context, its pool while it has pages, then the largest group's. */
+static struct ufault__pool *victim_pool(struct evictor *st, unsigned int g)
+{
+	struct ufault__pool *best = NULL;
+
+	if (g || (st->pool[0].e && ufault__pool_resident(&st->pool[0])))
+		return &st->pool[g];
+	for (unsigned int i = 1; i < UFAULT__EVICT_GROUPS; i++)
+		if (st->pool[i].e && ufault__pool_resident(&st->pool[i]) &&
+		    (!best || ufault__pool_resident(&st->pool[i]) > ufault__pool_resident(best)))
+			best = &st->pool[i];
+	return best;
+}
+
+/* Evict for group @g, between its watermarks. */
+static void evict_group(struct ufault_ctx *ctx, struct evictor *st, unsigned int g)
+{
+	struct ufault__evict *ev = &ctx->evict;
+
+	if (!st->high[g])
+		return;
+	if (resident_of(st, g) >= st->high[g])
+		st->evicting[g] = true;
+	for (unsigned int n = 0; st->evicting[g] && resident_of(st, g) > st->low[g]; n++) {
+		struct ufault__pool *p = victim_pool(st, g);
+		uint64_t a = p ? ufault__pool_take_victim(p) : 0;
+
+		if (!a)
+			break;
+		if (evict_one(ctx, a) == KEPT) {
+			ufault__pool_put_back(p, a);
+			/* Stuck for now: faults must not wait on it; look
+			 * again later, not in a loop. */
+			__atomic_store_n(&ev->groups[g].limit, 0, __ATOMIC_RELAXED);
+			ufault__workers_poke(ctx);
+			break;
+		}
+		ufault__pool_evicted(p, a);
+		__atomic_store_n(&ev->groups[g].limit, st->limit[g], __ATOMIC_RELAXED);
+		publish(ev, st);
+		if (n % DRAIN_EVERY == DRAIN_EVERY - 1)
+			drain(ev, st);
+	}
+	if (resident_of(st, g) <= st->low[g])
+		st->evicting[g] = false;
 }
 
 static void *evictor_main(void *arg)
 {
 	struct ufault_ctx *ctx = arg;
 	struct ufault__evict *ev = &ctx->evict;
-	uint64_t sys = ufault__sys_page(), high = 0, low = 0, limit = 0;
-	struct ufault__pool pool = {0};
-	unsigned int seq = 0;
-	bool evicting = false;
+	struct evictor *st = ufault__pages_map(sizeof(*st));
 
+	if (!st) {
+		ufault__err(&ctx->log, "evictor: no memory for its state: no eviction");
+		return NULL;
+	}
 	for (;;) {
 		struct pollfd p = {.fd = ev->wake_fd, .events = POLLIN};
+		bool evicting = false;
 		uint64_t v;
 
 		pthread_mutex_lock(&ev->lock);
@@ -254,65 +403,25 @@ static void *evictor_main(void *arg)
 			pthread_mutex_unlock(&ev->lock);
 			break;
 		}
-		if (seq != ev->budget_seq) {
-			const struct ufault_budget *b = &ev->budget;
-			uint64_t pages = b->bytes / sys;
-			struct ufault__pool next;
-
-			if (!ufault__pool_init(&next,
-					       b->policy == UFAULT_EVICT_FIFO ? &ufault__policy_fifo
-									      : &ufault__policy_2q,
-					       pages)) {
-				if (pool.e)
-					ufault__pool_carry(&next, &pool);
-				ufault__pool_destroy(&pool);
-				pool = next;
-				high = pages * b->high_pct / 100;
-				low = pages * b->low_pct / 100;
-				/* A little over the budget: faults wait. */
-				limit = pages ? pages + (pages / 32 > 32 ? pages / 32 : 32) : 0;
-				__atomic_store_n(&ev->limit, limit, __ATOMIC_RELAXED);
-				seq = ev->budget_seq;
-			}
-		}
+		for (unsigned int g = 0; g < UFAULT__EVICT_GROUPS; g++)
+			if (st->seq[g] != ev->groups[g].seq || st->gen[g] != ev->groups[g].gen ||
+			    __atomic_load_n(&ev->groups[g].gone, __ATOMIC_ACQUIRE))
+				update_group(ev, st, g);
 		pthread_mutex_unlock(&ev->lock);
-		if (pool.e) {
-			drain(ev, &pool);
-			if (high && ufault__pool_resident(&pool) >= high)
-				evicting = true;
-			for (unsigned int n = 0; evicting && ufault__pool_resident(&pool) > low;
-			     n++) {
-				uint64_t a = ufault__pool_take_victim(&pool);
-				enum outcome o;
-
-				if (!a)
-					break;
-				o = evict_one(ctx, a);
-				if (o == KEPT) {
-					ufault__pool_put_back(&pool, a);
-					/* Stuck for now: faults must not wait on
-					 * it; look again later, not in a loop. */
-					__atomic_store_n(&ev->limit, 0, __ATOMIC_RELAXED);
-					ufault__workers_poke(ctx);
-					break;
-				}
-				ufault__pool_evicted(&pool, a);
-				__atomic_store_n(&ev->limit, limit, __ATOMIC_RELAXED);
-				__atomic_store_n(&ev->resident, ufault__pool_resident(&pool),
-						 __ATOMIC_RELAXED);
-				if (n % DRAIN_EVERY == DRAIN_EVERY - 1)
-					drain(ev, &pool);
-			}
-			if (!high || ufault__pool_resident(&pool) <= low)
-				evicting = false;
-			__atomic_store_n(&ev->resident, ufault__pool_resident(&pool),
-					 __ATOMIC_RELAXED);
+		drain(ev, st);
+		/* Each registration's own budget, then the context's (the sum). */
+		for (unsigned int g = UFAULT__EVICT_GROUPS; g-- > 0;) {
+			evict_group(ctx, st, g);
+			evicting = evicting || st->evicting[g];
 		}
+		publish(ev, st);
 		if (poll(&p, 1, evicting ? 0 : IDLE_POLL_MS) > 0 &&
 		    read(ev->wake_fd, &v, sizeof(v)) < 0)
 			v = 0;
 	}
-	ufault__pool_destroy(&pool);
+	for (unsigned int g = 0; g < UFAULT__EVICT_GROUPS; g++)
+		ufault__pool_destroy(&st->pool[g]);
+	ufault__pages_unmap(st, sizeof(*st));
 	return NULL;
 }
 
@@ -360,50 +469,148 @@ free_logs:
 	return ret;
 }
 
+/* Check @b (0.4's struct is the first: its size is the only one known)
+ * and copy it to @nb with the default watermarks filled in. */
+static int check_budget(struct ufault_ctx *ctx, const char *what, const struct ufault_budget *b,
+			struct ufault_budget *nb)
+{
+	if (!b || b->size != sizeof(*b)) {
+		ufault__warn(&ctx->log, "%s: NULL or size %zu, expected %zu", what, b ? b->size : 0,
+			     sizeof(*b));
+		return -EINVAL;
+	}
+	*nb = *b;
+	if (!nb->high_pct && !nb->low_pct) {
+		nb->high_pct = 100;
+		nb->low_pct = 90;
+	}
+	if (!nb->low_pct || nb->low_pct >= nb->high_pct || nb->high_pct > 100 ||
+	    (unsigned int)nb->policy > UFAULT_EVICT_FIFO) {
+		ufault__warn(&ctx->log,
+			     "%s: watermarks %u%%/%u%% (want 0 < low < high <= 100) or policy %d",
+			     what, nb->high_pct, nb->low_pct, (int)nb->policy);
+		return -EINVAL;
+	}
+	if (nb->bytes && !(ctx->features & UFFD_FEATURE_MOVE)) {
+		ufault__warn(&ctx->log,
+			     "%s: eviction needs UFFDIO_MOVE (Linux 6.8), which this kernel lacks",
+			     what);
+		return -EOPNOTSUPP;
+	}
+	if (nb->bytes && ufault__writeback_usable(&ctx->wb))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/* Under ev->lock: group @g's budget is now @nb (the thread started if a
+ * budget needs it); 0 or -errno, nothing changed then. */
+static int set_group(struct ufault_ctx *ctx, unsigned int g, const struct ufault_budget *nb)
+{
+	struct ufault__evict *ev = &ctx->evict;
+	struct ufault__evict_group *grp = &ev->groups[g];
+	int ret = 0;
+
+	if (nb->bytes && !ev->started)
+		ret = start(ctx);
+	if (ret)
+		return ret;
+	if (g) {
+		if (nb->bytes && !grp->used) {
+			grp->used = true;
+			grp->to_ctx = false;
+			grp->gen++;
+			ev->nr_used++;
+		} else if (!nb->bytes && grp->used) {
+			grp->used = false;
+			grp->to_ctx = true;
+			ev->nr_used--;
+		}
+	} else if (!!nb->bytes != !!grp->budget.bytes) {
+		ev->nr_used += nb->bytes ? 1 : -1u;
+	}
+	grp->budget = *nb;
+	grp->seq++;
+	__atomic_store_n(&ev->active, ev->nr_used != 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
 {
 	struct ufault__evict *ev = &ctx->evict;
 	struct ufault_budget nb;
-	int ret = 0;
+	int ret = check_budget(ctx, "budget", b, &nb);
 
-	/* 0.4's struct is the first: its size is the only one known. */
-	if (!b || b->size != sizeof(*b)) {
-		ufault__warn(&ctx->log, "budget: NULL or size %zu, expected %zu", b ? b->size : 0,
-			     sizeof(*b));
-		return -EINVAL;
-	}
-	nb = *b;
-	if (!nb.high_pct && !nb.low_pct) {
-		nb.high_pct = 100;
-		nb.low_pct = 90;
-	}
-	if (!nb.low_pct || nb.low_pct >= nb.high_pct || nb.high_pct > 100 ||
-	    (unsigned int)nb.policy > UFAULT_EVICT_FIFO) {
-		ufault__warn(
-		    &ctx->log,
-		    "budget: watermarks %u%%/%u%% (want 0 < low < high <= 100) or policy %d",
-		    nb.high_pct, nb.low_pct, (int)nb.policy);
-		return -EINVAL;
-	}
-	if (nb.bytes && !(ctx->features & UFFD_FEATURE_MOVE)) {
-		ufault__warn(&ctx->log,
-			     "budget: eviction needs UFFDIO_MOVE (Linux 6.8), which this "
-			     "kernel lacks");
-		return -EOPNOTSUPP;
-	}
-	if (nb.bytes && ufault__writeback_usable(&ctx->wb))
-		return -EOPNOTSUPP;
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&ev->lock);
-	if (nb.bytes && !ev->started)
-		ret = start(ctx);
-	if (!ret) {
-		ev->budget = nb;
-		ev->budget_seq++;
-		__atomic_store_n(&ev->active, nb.bytes != 0, __ATOMIC_RELEASE);
+	ret = set_group(ctx, 0, &nb);
+	pthread_mutex_unlock(&ev->lock);
+	if (!ret)
+		kick(ev);
+	return ret;
+}
+
+/* A source with a group of its own is gone (ufault__source_put(), from
+ * any thread, or from context destruction after the evictor stopped):
+ * the evictor frees the group. */
+static void group_gone(void *arg, unsigned int g)
+{
+	struct ufault__evict *ev = arg;
+
+	__atomic_store_n(&ev->groups[g].gone, true, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&ev->wake_fd, __ATOMIC_ACQUIRE) >= 0)
+		kick(ev);
+}
+
+int ufault__evict_set_region_budget(struct ufault_ctx *ctx, uint64_t addr,
+				    const struct ufault_budget *b)
+{
+	struct ufault__evict *ev = &ctx->evict;
+	uint64_t sys = ufault__sys_page(), page = addr & ~(sys - 1);
+	struct ufault_budget nb;
+	struct ufault__mm_held held;
+	struct ufault_region *r;
+	struct ufault__source *s;
+	unsigned int g;
+	int ret = check_budget(ctx, "region budget", b, &nb);
+
+	if (ret)
+		return ret;
+	/* The region (so its source) stays while the range is read-locked. */
+	ufault__mm_read_lock(&ctx->mm, &held, page, page + sys);
+	r = ufault__regions_first(&ctx->regions, page, page + sys);
+	if (!r || !(r->flags & UFAULT_REGION_WRITEBACK)) {
+		ufault__warn(&ctx->log, "region budget: %#llx is not in a write-back region",
+			     (unsigned long long)addr);
+		ret = r ? -EINVAL : -ENOENT;
+		goto unlock;
+	}
+	s = r->src;
+	pthread_mutex_lock(&ev->lock);
+	g = __atomic_load_n(&s->group, __ATOMIC_RELAXED);
+	if (!g && nb.bytes) {
+		for (g = 1; g < UFAULT__EVICT_GROUPS; g++)
+			if (!ev->groups[g].used &&
+			    !__atomic_load_n(&ev->groups[g].gone, __ATOMIC_ACQUIRE))
+				break;
+		if (g == UFAULT__EVICT_GROUPS) {
+			ufault__warn(&ctx->log, "region budget: %u regions have one already",
+				     UFAULT__EVICT_GROUPS - 1);
+			ret = -ENOSPC;
+		}
+	}
+	if (!ret && g)
+		ret = set_group(ctx, g, &nb);
+	if (!ret && g) {
+		s->group_arg = ev;
+		s->group_gone = group_gone;
+		__atomic_store_n(&s->group, nb.bytes ? g : 0, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&ev->lock);
 	if (!ret)
 		kick(ev);
+unlock:
+	ufault__mm_read_unlock(&ctx->mm, &held);
 	return ret;
 }
 
@@ -433,8 +640,12 @@ void ufault__evict_destroy(struct ufault_ctx *ctx)
 		ufault__pages_unmap(ev->logs, ev->logs_bytes);
 	ev->logs = NULL;
 	ev->scratch = NULL;
-	if (ev->wake_fd >= 0)
-		close(ev->wake_fd);
-	ev->wake_fd = -1;
+	if (ev->wake_fd >= 0) {
+		int fd = ev->wake_fd;
+
+		/* Sources freed after this (group_gone) do not kick. */
+		__atomic_store_n(&ev->wake_fd, -1, __ATOMIC_RELEASE);
+		close(fd);
+	}
 	pthread_mutex_destroy(&ev->lock);
 }

@@ -22,6 +22,17 @@
  *      (moved back into the region, still written, if that fails); scratch
  *      freed; busy cleared; the deferred faults retried.
  * So a fault waits for at most one write-back, and no write is lost.
+ *
+ * Budgets are groups: group 0 is the context's (every write-back region's
+ * pages together), groups 1.. belong to registrations given their own
+ * (ufault_region_set_budget: the source object names its group, so the
+ * pieces split from a region share it). Each group has its own policy
+ * pool; a page is counted in its registration's group, else in the
+ * context's. The context's budget bounds the sum: over it, the evictor
+ * takes victims from the context's pool first, then from the largest
+ * group's. A slot freed (budget removed, or registration gone) and reused
+ * may still get a few pages logged for its last owner: they only count
+ * until evicted (evict_one checks the region itself).
  */
 #ifndef UFAULT_LIB_EVICT_H
 #define UFAULT_LIB_EVICT_H
@@ -33,6 +44,7 @@
 #include <ufault/ufault.h>
 
 #include "policy.h"
+#include "source.h"
 
 struct ufault_ctx;
 
@@ -47,12 +59,26 @@ struct ufault__evict_log {
 	unsigned int since_kick; /* worker-owned */
 };
 
+#define UFAULT__EVICT_GROUPS 64u /* the context's budget and 63 regions' */
+
+struct ufault__evict_group {
+	struct ufault_budget budget; /* under lock; bytes 0: none */
+	unsigned int seq;	     /* under lock: bumped by every change */
+	unsigned int gen;	     /* under lock: bumped when the slot is taken */
+	bool used;		     /* under lock: a registration's (or 0: the context's) */
+	bool to_ctx;		     /* under lock: freed by removal, pages still there */
+	bool gone;		     /* atomic: its source is gone (the evictor frees it) */
+	/* Faults in the group wait while its resident pages reach limit
+	 * (atomic; 0: no limit, or stuck); group 0's resident is the sum. */
+	uint64_t resident, limit;
+};
+
 struct ufault__evict {
-	pthread_mutex_t lock;	     /* the budget and thread start: set_budget, evictor */
-	struct ufault_budget budget; /* under lock */
-	unsigned int budget_seq;     /* under lock: bumped by every change */
-	bool active;		     /* atomic: workers log installs, check busy */
-	bool started, stop;	     /* under lock */
+	pthread_mutex_t lock; /* the groups and thread start: set_budget, evictor */
+	struct ufault__evict_group groups[UFAULT__EVICT_GROUPS];
+	unsigned int nr_used; /* under lock: groups with a budget */
+	bool active;	      /* atomic: workers log installs, check busy */
+	bool started, stop;   /* under lock */
 	pthread_t thread;
 	int wake_fd;			/* eventfd: look at the logs (or stop) */
 	struct ufault__evict_log *logs; /* one per worker */
@@ -63,11 +89,8 @@ struct ufault__evict {
 	/* Evictions, by seq (atomic), for installs that began before them. */
 	uint64_t seq;
 	uint64_t recent[UFAULT__EVICT_RECENT];
-	/* Faults wait (deferred) while the resident pages reach this (atomic;
-	 * 0: no limit, or the evictor cannot make progress now). */
-	uint64_t limit;
 	/* Counters (atomic). */
-	uint64_t evicted, evicted_dirty, refaults, resident;
+	uint64_t evicted, evicted_dirty, refaults;
 };
 
 int ufault__evict_init(struct ufault__evict *ev);
@@ -77,6 +100,15 @@ void ufault__evict_stop(struct ufault_ctx *ctx);
 void ufault__evict_destroy(struct ufault_ctx *ctx);
 
 int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b);
+/* The budget of the registration of the write-back region holding @addr. */
+int ufault__evict_set_region_budget(struct ufault_ctx *ctx, uint64_t addr,
+				    const struct ufault_budget *b);
+
+/* Resident pages counted, all groups together. */
+static inline uint64_t ufault__evict_resident(const struct ufault__evict *ev)
+{
+	return __atomic_load_n(&ev->groups[0].resident, __ATOMIC_RELAXED);
+}
 
 static inline bool ufault__evict_active(const struct ufault__evict *ev)
 {
@@ -88,13 +120,22 @@ static inline uint64_t ufault__evict_seq(const struct ufault__evict *ev)
 	return __atomic_load_n(&ev->seq, __ATOMIC_ACQUIRE);
 }
 
-/* Worker @id installed [addr, addr + len) in a write-back region. */
-void ufault__evict_note(struct ufault__evict *ev, unsigned int id, uint64_t addr, uint64_t len);
+/* The group of a write-back region's source (0: the context's). */
+static inline unsigned int ufault__evict_group_of(const struct ufault__source *s)
+{
+	return __atomic_load_n(&s->group, __ATOMIC_ACQUIRE);
+}
 
-/* Worker @id may not install more now: the budget's pages, plus those it
- * installed that the evictor has not counted yet, reach the limit (the
- * fault is deferred, retried after the next eviction). */
-bool ufault__evict_full(const struct ufault__evict *ev, unsigned int id);
+/* Worker @id installed [addr, addr + len) in a write-back region of
+ * group @group. */
+void ufault__evict_note(struct ufault__evict *ev, unsigned int id, unsigned int group,
+			uint64_t addr, uint64_t len);
+
+/* Worker @id may not install more in group @group now: the context's or
+ * the group's pages, plus those it installed that the evictor has not
+ * counted yet, reach the limit (the fault is deferred, retried after the
+ * next eviction). */
+bool ufault__evict_full(const struct ufault__evict *ev, unsigned int id, unsigned int group);
 
 /* A page of [start, end) is being evicted: a fill there would read its
  * source before the write-back (defer). Read after ufault__evict_seq(). */

@@ -428,7 +428,8 @@ static enum step guarded_install(struct ufault__fault_env *env, struct ufault__r
 	}
 	*res = install(env, req->r, req->addr, req->page, req, req->flags);
 	if (budget && *res == UFAULT__FAULT_DONE)
-		ufault__evict_note(&env->ctx->evict, env->id, req->page, req->len);
+		ufault__evict_note(&env->ctx->evict, env->id, ufault__evict_group_of(req->r->src),
+				   req->page, req->len);
 	return STEP_DONE;
 }
 
@@ -576,7 +577,7 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 	 * read the source before its write-back (then seq, then busy). */
 	if ((r->flags & UFAULT_REGION_WRITEBACK) && ufault__evict_active(&ctx->evict) &&
 	    (ufault__evict_busy(&ctx->evict, req->page, req->page + req->len) ||
-	     ufault__evict_full(&ctx->evict, env->id))) {
+	     ufault__evict_full(&ctx->evict, env->id, ufault__evict_group_of(r->src)))) {
 		ufault__mm_read_unlock(&ctx->mm, &req->held);
 		return UFAULT__FAULT_DEFER;
 	}

@@ -102,7 +102,7 @@ int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
 	if (!len || page_range(ctx, start, len, &end))
 		return -EINVAL;
 	ufault__mm_read_lock(&ctx->mm, &h, start, end);
-	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
+	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end, UFAULT__FLUSH_SYNC);
 	ufault__mm_read_unlock(&ctx->mm, &h);
 	return ret;
 }
@@ -182,7 +182,8 @@ int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *regio
 		    s2 == start && e2 == end) {
 			/* A write-back region is flushed first; if that
 			 * fails it stays, registered. */
-			int ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
+			int ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end,
+							  UFAULT__FLUSH_UNMAP);
 
 			if (!ret)
 				ufault__region_remove(&ctx->regions, r);
@@ -539,7 +540,7 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 	}
 	/* Write-back regions are flushed first; if that fails, nothing is
 	 * unmapped. */
-	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end);
+	ret = ufault__writeback_flush(&ctx->wb, &ctx->regions, start, end, UFAULT__FLUSH_UNMAP);
 	if (!ret)
 		ret = ufault__cut_collect(&ctx->regions, start, end, &c);
 	if (ret)

@@ -484,6 +484,11 @@ int ufault__region_check_args(struct ufault__regions *set, uint64_t start, uint6
 	}
 	if ((flags & UFAULT_REGION_WRITEBACK) && ufault__source_check_write(&norm, NULL, set->log))
 		return -EINVAL;
+	if ((flags & UFAULT_REGION_DISCARD) && !(flags & UFAULT_REGION_WRITEBACK)) {
+		ufault__warn(set->log, "register: UFAULT_REGION_DISCARD without "
+				       "UFAULT_REGION_WRITEBACK");
+		return -EINVAL;
+	}
 	if (norm.type == UFAULT_SOURCE_MEMFD && !(set->features & UFFD_FEATURE_MINOR_SHMEM)) {
 		ufault__warn(set->log, "register: the memfd source needs UFFDIO_CONTINUE on shmem "
 				       "(UFFD_FEATURE_MINOR_SHMEM, Linux 5.14), which this kernel "

@@ -89,8 +89,9 @@ int ufault__source_create(struct ufault__slab *slab, struct ufault__loops *loops
 	s = ufault__slab_alloc(slab);
 	if (!s)
 		return -ENOMEM;
+	/* A reused object holds its last user's fields (release_ok...). */
+	memset(s, 0, sizeof(*s));
 	s->user = norm;
-	s->priv = NULL;
 	s->ops = ops_of(norm.type);
 	s->slab = slab; /* init may make more (a memfd source's inner one) */
 	s->loops = loops;
@@ -116,6 +117,8 @@ void ufault__source_put(struct ufault__source *s)
 	}
 	if (s->ops->fini)
 		s->ops->fini(&s->user);
+	if (__atomic_load_n(&s->group, __ATOMIC_ACQUIRE))
+		s->group_gone(s->group_arg, s->group);
 	ufault__slab_free(s->slab, s);
 }
 

@@ -120,6 +120,12 @@ struct ufault__source {
 	bool release_ok;	   /* the registration succeeded: call the hook */
 	void *priv;		   /* the type's own state, set by init (nbd: the connection) */
 	bool unsynced;		   /* atomic: the evictor wrote to it since the last sync */
+	/* The registration's own memory budget (evict.h's group; 0: the
+	 * context's). Set by evict.c, which is told when the source goes:
+	 * group_gone(group_arg, group) from ufault__source_put(). */
+	unsigned int group; /* atomic */
+	void (*group_gone)(void *arg, unsigned int group);
+	void *group_arg;
 };
 
 /* The source object whose caller's struct is @src (the ops get &s->user). */

@@ -260,7 +260,7 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 }
 
 int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions *set,
-			    uint64_t start, uint64_t end)
+			    uint64_t start, uint64_t end, enum ufault__flush_why why)
 {
 	struct ufault_region *r;
 	int first = 0;
@@ -273,7 +273,8 @@ int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions
 		uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
 		int ret;
 
-		if (!(r->flags & UFAULT_REGION_WRITEBACK))
+		if (!(r->flags & UFAULT_REGION_WRITEBACK) ||
+		    (why == UFAULT__FLUSH_UNMAP && (r->flags & UFAULT_REGION_DISCARD)))
 			continue;
 		ret = ufault__writeback_range(wb, r, s, e);
 		if (ret && !first)

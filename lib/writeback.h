@@ -76,12 +76,16 @@ int ufault__writeback_test(struct ufault__writeback *wb, int uffd, uint64_t star
 int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
 			    uint64_t end);
 
+/* Why a flush runs: UNMAP (munmap, unregister, destroy) leaves out the
+ * regions flagged UFAULT_REGION_DISCARD. */
+enum ufault__flush_why { UFAULT__FLUSH_SYNC, UFAULT__FLUSH_UNMAP };
+
 /*
  * ufault_flush()'s walk: every write-back region overlapping [start, end),
  * its part of the range stored. The caller holds the mm lock over the range
  * (read or write), so the regions stay. The first error.
  */
 int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions *set,
-			    uint64_t start, uint64_t end);
+			    uint64_t start, uint64_t end, enum ufault__flush_why why);
 
 #endif

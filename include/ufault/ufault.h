@@ -453,6 +453,15 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
  */
 #define UFAULT_REGION_WRITEBACK (1u << 1)
 /*
+ * With UFAULT_REGION_WRITEBACK (since 0.4): ufault_munmap(),
+ * ufault_region_unregister() and ufault_ctx_destroy() discard the region's
+ * writes that were not flushed instead of flushing them first (a scratch
+ * or temporary mapping whose source should keep what it had).
+ * ufault_flush() and eviction under a budget still write pages back.
+ * MAP_FIXED over the region is refused as for any write-back region.
+ */
+#define UFAULT_REGION_DISCARD (1u << 2)
+/*
  * Region page size, as log2 in the top bits (like MAP_HUGE_SHIFT): every
  * fault fills and installs one whole region page. 0 means the system page.
  * Example: UFAULT_REGION_PAGE_SHIFT(16) for 64 KiB pages.
@@ -460,7 +469,7 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
 #define UFAULT_REGION_PAGE_SHIFT_BIT 26
 #define UFAULT_REGION_PAGE_SHIFT(s) ((unsigned int)(s) << UFAULT_REGION_PAGE_SHIFT_BIT)
 #define UFAULT_REGION_FLAGS_MASK                                                                   \
-	(UFAULT_REGION_ON_ERROR_ZERO | UFAULT_REGION_WRITEBACK |                                   \
+	(UFAULT_REGION_ON_ERROR_ZERO | UFAULT_REGION_WRITEBACK | UFAULT_REGION_DISCARD |           \
 	 (63u << UFAULT_REGION_PAGE_SHIFT_BIT))
 
 /**
@@ -660,6 +669,28 @@ struct ufault_budget {
  * -ENOMEM, -EAGAIN (thread creation); a failed call changes nothing.
  */
 UFAULT_API int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b);
+
+/**
+ * ufault_region_set_budget() - set, change or remove (@b->bytes 0) a budget
+ * of its own for the write-back region holding @addr, while it runs. The
+ * budget belongs to the region's registration: the pieces ufault_munmap()
+ * splits from it share it, and it follows ufault_mremap(); it goes with
+ * the last piece. The region's resident pages count against its own
+ * budget (evicted, by @b->policy, between @b's watermarks) and against
+ * the context's, if one is set (ufault_ctx_set_budget(): over it, the
+ * evictor takes pages of regions without a budget of their own first,
+ * then from the region with the most resident). A budget set later counts
+ * pages faulted in from then on; removed, the region's pages count in the
+ * context's budget again. At most 63 registrations have one at a time.
+ * Errors: -EINVAL (NULL, bad size or watermarks, unknown policy; @addr in
+ * a region without UFAULT_REGION_WRITEBACK), -ENOENT (no region of @ctx
+ * at @addr), -ENOSPC (63 regions have a budget), -EOPNOTSUPP (as
+ * ufault_ctx_set_budget()), -ECHILD, -ENOMEM, -EAGAIN; a failed call
+ * changes nothing. Takes the range lock (the global lock) over @addr's
+ * page as a reader: waits for proxies there.
+ */
+UFAULT_API int ufault_region_set_budget(struct ufault_ctx *ctx, void *addr,
+					const struct ufault_budget *b);
 
 /**
  * ufault_flush() - like msync(MS_SYNC): returns once every page of the

@@ -19,6 +19,10 @@
  *    fails returns EIO and leaves the region in place.
  *  - ufault_munmap() flushes (the whole region, and a part of it), and so
  *    does ufault_region_unregister() (over a mapping of the test's own).
+ *  - UFAULT_REGION_DISCARD: ufault_flush() stores, ufault_munmap() (of
+ *    part, then the rest), ufault_region_unregister() and
+ *    ufault_ctx_destroy() drop the writes not flushed; without
+ *    UFAULT_REGION_WRITEBACK it is -EINVAL.
  *  - MADV_DONTNEED discards the writes not flushed: those pages read the
  *    source again, and a write after the refill is tracked again.
  *  - kill -9: a child flushes generation 1, writes generation 2 without a
@@ -776,22 +780,29 @@ static void test_write_errors(void **state)
 
 /* A write-back region of SMALL_PAGES pages over the test file at page
  * SMALL_OFF: ufault_mmap()'ed, or registered over @a if not NULL. */
-static unsigned char *small_region(struct ufault_ctx *ctx, void *a, struct ufault_region **reg)
+static unsigned char *small_region_flags(struct ufault_ctx *ctx, void *a,
+					 struct ufault_region **reg, unsigned int flags)
 {
 	int fd = open_file(O_RDWR);
 	struct ufault_source s = file_source(fd, SMALL_OFF * ps);
 	unsigned char *p;
 
 	if (a) {
-		assert_int_equal(ufault_region_register(ctx, a, SMALL_PAGES * ps, &s, WB, reg), 0);
+		assert_int_equal(ufault_region_register(ctx, a, SMALL_PAGES * ps, &s, flags, reg),
+				 0);
 		p = a;
 	} else {
 		p = ufault_mmap(ctx, NULL, SMALL_PAGES * ps, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, &s, WB);
+				MAP_PRIVATE | MAP_ANONYMOUS, &s, flags);
 		assert_ptr_not_equal(p, MAP_FAILED);
 	}
 	close(fd); /* ufault holds its own */
 	return p;
+}
+
+static unsigned char *small_region(struct ufault_ctx *ctx, void *a, struct ufault_region **reg)
+{
+	return small_region_flags(ctx, a, reg, WB);
 }
 
 static void unmap_body(struct ufault_ctx *ctx, enum ufault_dirty_mode dm)
@@ -853,6 +864,72 @@ static void test_unmap_flushes(void **state)
 {
 	(void)state;
 	each_dirty_mode(unmap_body);
+}
+
+/* ------------------------------------------------------------------ */
+/* UFAULT_REGION_DISCARD                                                */
+/* ------------------------------------------------------------------ */
+
+static void discard_body(struct ufault_ctx *ctx, enum ufault_dirty_mode dm)
+{
+	const char *tag = tag_of(dm);
+	const size_t len = SMALL_PAGES * ps;
+	unsigned char *image = malloc(FILE_PAGES * ps), *oracle, *p, *a;
+	struct ufault_region *reg;
+
+	assert_non_null(image);
+	tu_pattern_file(file_path, FILE_PAGES * ps, SEED);
+	tu_pattern_fill(image, FILE_PAGES * ps, 0, SEED);
+	oracle = image + SMALL_OFF * ps;
+
+	/* A flush still stores; writes after it are dropped by the unmap,
+	 * of part of the region, then of the rest. */
+	p = small_region_flags(ctx, NULL, NULL, WB | UFAULT_REGION_DISCARD);
+	put(p, oracle, 1 * ps + 5, 0x15);
+	put(p, oracle, 6 * ps + 5, 0x65);
+	assert_int_equal(ufault_flush(ctx, p, len), 0);
+	file_check(tag, image, FILE_PAGES * ps, 0);
+	p[1 * ps + 6] = 0xd1;
+	p[6 * ps + 6] = 0xd6;
+	p[7 * ps] = 0xd7;
+	assert_int_equal(ufault_munmap(ctx, p, len / 2), 0);
+	assert_int_equal(ufault_munmap(ctx, p + len / 2, len / 2), 0);
+	file_check(tag, image, FILE_PAGES * ps, 0);
+
+	/* ufault_region_unregister(): nothing stored, the memory keeps the
+	 * writes (ordinary memory again). */
+	a = tu_map_anon(len, 0);
+	p = small_region_flags(ctx, a, &reg, WB | UFAULT_REGION_DISCARD);
+	p[2 * ps + 2] = 0xd2;
+	assert_int_equal(ufault_region_unregister(ctx, reg), 0);
+	file_check(tag, image, FILE_PAGES * ps, 0);
+	assert_int_equal(tu_read_byte(a + 2 * ps + 2), 0xd2);
+	tu_unmap(a, len);
+
+	/* The context's destruction drops them too (a plain write-back
+	 * region beside it is stored). */
+	p = small_region_flags(ctx, NULL, NULL, WB | UFAULT_REGION_DISCARD);
+	p[3 * ps + 3] = 0xd3;
+	free(image);
+}
+
+static void test_discard(void **state)
+{
+	(void)state;
+	each_dirty_mode(discard_body);
+	/* The last context was destroyed with a written DISCARD region in
+	 * it: the file holds what its body flushed, nothing more. */
+	{
+		unsigned char *want = malloc(FILE_PAGES * ps);
+
+		assert_non_null(want);
+		tu_pattern_fill(want, FILE_PAGES * ps, 0, SEED);
+		want[(SMALL_OFF + 1) * ps + 5] = 0x15;
+		want[(SMALL_OFF + 6) * ps + 5] = 0x65;
+		file_check("[discard/destroy]", want, FILE_PAGES * ps, 0);
+		free(want);
+	}
+	unlink(file_path);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1074,6 +1151,9 @@ static void test_validation(void **state)
 	s.callback.fill = tu_pattern_fill_cb;
 	s.callback.arg = (void *)(uintptr_t)SEED;
 	expect_einval(ctx, a, &s, true, "callback without writeback");
+	/* UFAULT_REGION_DISCARD without write-back. */
+	assert_int_equal(ufault_region_register(ctx, a, 4 * ps, &s, UFAULT_REGION_DISCARD, NULL),
+			 -EINVAL);
 	/* A memfd source, over a private mapping of the memfd (read-write
 	 * file as its inner source). */
 	mfd = memfd_create("ufault-writeback", MFD_CLOEXEC);
@@ -1268,7 +1348,7 @@ int main(int argc, char **argv)
 	    tu_watchdog_test(test_oracle),	  tu_watchdog_test(test_write_errors),
 	    tu_watchdog_test(test_unmap_flushes), tu_watchdog_test(test_dontneed_discards),
 	    tu_watchdog_test(test_kill9),	  tu_fx_test(test_validation),
-	    tu_watchdog_test(test_stats),
+	    tu_watchdog_test(test_stats),	  tu_watchdog_test(test_discard),
 	};
 	int failed;
 

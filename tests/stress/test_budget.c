@@ -46,13 +46,24 @@
  *    touched; then a budget of an eighth: the resident count comes down to
  *    it (bounded poll) with no byte lost; removing the budget (bytes 0)
  *    succeeds.
+ *  - Region budgets (ufault_region_set_budget()): the stress above with
+ *    the budget on the region instead of the context (async, 2Q); a region
+ *    with a budget is evicted down to it (mincore(2) counts its pages)
+ *    while the region beside it, with none, keeps every page; the budget
+ *    follows the pieces a ufault_munmap() of its middle leaves; under a
+ *    context budget too, the region stays within its own and both regions
+ *    within the context's; removed, its pages count in the context's;
+ *    flushed, the file equals the oracle. Refusals (NULL, bad budget, no
+ *    region -ENOENT, not write-back -EINVAL, the 64th region -ENOSPC)
+ *    change nothing, and an unmapped region's or a removed budget's slot
+ *    comes back.
  *
  * ufault_ctx_set_budget() returning -EOPNOTSUPP (no UFFD_FEATURE_MOVE) skips
  * the whole program (exit 77). A dirty mode the kernel lacks
  * (ufault_ctx_create() -EOPNOTSUPP) skips that test only.
  *
  * $UFAULT_TEST_SECONDS: seconds of stress per configuration (default 0.8;
- * 16 configurations). $UFAULT_BUDGET_PROXY=0 leaves the proxy thread out
+ * 20 configurations). $UFAULT_BUDGET_PROXY=0 leaves the proxy thread out
  * (to narrow a failure down). A test name as argv[1] runs only that test.
  */
 #include <fcntl.h>
@@ -126,6 +137,18 @@ static int set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
 	return rc;
 }
 
+/* ufault_region_set_budget() of the region at @addr, the same way. */
+static int set_region_budget(struct ufault_ctx *ctx, void *addr, const struct ufault_budget *b)
+{
+	int rc = ufault_region_set_budget(ctx, addr, b);
+
+	if (rc == -EOPNOTSUPP) {
+		ufault_ctx_destroy(ctx);
+		tu_skip("ufault_region_set_budget: -EOPNOTSUPP (no UFFD_FEATURE_MOVE)");
+	}
+	return rc;
+}
+
 /*
  * The evictor counts installed pages asynchronously: right after a burst
  * of faults, resident may not show them yet. So the tests first wait
@@ -189,17 +212,24 @@ static struct ufault_ctx *ctx_open(enum ufault_dirty_mode dirty)
 	return ctx;
 }
 
-static unsigned char *wb_map(struct ufault_ctx *ctx, int fd, size_t pages)
+/* A write-back region of @pages pages over the file from page @first. */
+static unsigned char *wb_map_at(struct ufault_ctx *ctx, int fd, size_t first, size_t pages)
 {
 	struct ufault_source s;
 	unsigned char *p;
 
 	ufault_source_init(&s, UFAULT_SOURCE_FILE);
 	s.file.fd = fd;
+	s.offset = first * ps;
 	p = ufault_mmap(ctx, NULL, pages * ps, RW, PA, &s, UFAULT_REGION_WRITEBACK);
 	if (p == MAP_FAILED)
 		fail_msg("ufault_mmap of the write-back region: %s", strerror(errno));
 	return p;
+}
+
+static unsigned char *wb_map(struct ufault_ctx *ctx, int fd, size_t pages)
+{
+	return wb_map_at(ctx, fd, 0, pages);
 }
 
 /* ------------------------------------------------------------------ */
@@ -430,7 +460,8 @@ static const char *dirty_name(enum ufault_dirty_mode d)
 	return d == UFAULT_DIRTY_ASYNC ? "async" : "sync";
 }
 
-static void stress(enum ufault_dirty_mode dirty, enum ufault_evict_policy policy)
+/* @region: the budget is the region's own (ufault_region_set_budget()). */
+static void stress(enum ufault_dirty_mode dirty, enum ufault_evict_policy policy, bool region)
 {
 	const char *pol = policy == UFAULT_EVICT_2Q ? "2q" : "fifo";
 	const size_t budget_pages = NR_PAGES / 4;
@@ -454,10 +485,10 @@ static void stress(enum ufault_dirty_mode dirty, enum ufault_evict_policy policy
 	assert_non_null(S.seq);
 	tu_pattern_fill(S.oracle, NR_PAGES * ps, 0, SEED);
 	S.base = wb_map(S.ctx, fd, NR_PAGES);
-	rc = set_budget(S.ctx, &b);
+	rc = region ? set_region_budget(S.ctx, S.base, &b) : set_budget(S.ctx, &b);
 	if (rc)
-		fail_msg("ufault_ctx_set_budget(%zu pages, %s): %s", budget_pages, pol,
-			 ufault_strerror(rc));
+		fail_msg("ufault_%s_set_budget(%zu pages, %s): %s", region ? "region" : "ctx",
+			 budget_pages, pol, ufault_strerror(rc));
 	S.stop = 0;
 	S.hot = 0;
 	S.fail[0] = 0;
@@ -537,25 +568,31 @@ static void stress(enum ufault_dirty_mode dirty, enum ufault_evict_policy policy
 static void test_stress_async_2q(void **state)
 {
 	(void)state;
-	stress(UFAULT_DIRTY_ASYNC, UFAULT_EVICT_2Q);
+	stress(UFAULT_DIRTY_ASYNC, UFAULT_EVICT_2Q, false);
 }
 
 static void test_stress_async_fifo(void **state)
 {
 	(void)state;
-	stress(UFAULT_DIRTY_ASYNC, UFAULT_EVICT_FIFO);
+	stress(UFAULT_DIRTY_ASYNC, UFAULT_EVICT_FIFO, false);
 }
 
 static void test_stress_sync_2q(void **state)
 {
 	(void)state;
-	stress(UFAULT_DIRTY_SYNC, UFAULT_EVICT_2Q);
+	stress(UFAULT_DIRTY_SYNC, UFAULT_EVICT_2Q, false);
 }
 
 static void test_stress_sync_fifo(void **state)
 {
 	(void)state;
-	stress(UFAULT_DIRTY_SYNC, UFAULT_EVICT_FIFO);
+	stress(UFAULT_DIRTY_SYNC, UFAULT_EVICT_FIFO, false);
+}
+
+static void test_stress_async_2q_region(void **state)
+{
+	(void)state;
+	stress(UFAULT_DIRTY_ASYNC, UFAULT_EVICT_2Q, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -728,12 +765,219 @@ static void test_shrink(void **state)
 	free(oracle);
 }
 
+/* ------------------------------------------------------------------ */
+/* Region budgets                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Pages of [p, p + pages * ps) in memory (mincore): an evicted page is not. */
+static size_t present_pages(const unsigned char *p, size_t pages)
+{
+	unsigned char *v = malloc(pages);
+	size_t n = 0;
+
+	assert_non_null(v);
+	assert_int_equal(mincore((void *)p, pages * ps, v), 0);
+	for (size_t i = 0; i < pages; i++)
+		n += v[i] & 1;
+	free(v);
+	return n;
+}
+
+/* Poll (bounded) until at most @want pages of [p1, +n1 pages) and
+ * [p2, +n2 pages) together are present (the evictor counts installs a
+ * little after they happen); returns the last count. */
+static size_t wait_present2(const unsigned char *p1, size_t n1, const unsigned char *p2, size_t n2,
+			    size_t want)
+{
+	size_t n = present_pages(p1, n1) + present_pages(p2, n2);
+
+	for (unsigned int i = 0; i < POLL_MS * tu_slowdown() && n > want; i++) {
+		usleep(1000);
+		n = present_pages(p1, n1) + present_pages(p2, n2);
+	}
+	return n;
+}
+
+static size_t wait_present(const unsigned char *p, size_t pages, size_t want)
+{
+	return wait_present2(p, pages, p, 0, want);
+}
+
+/* The file equals @oracle over [first, first + pages) pages. */
+static void file_equals(int fd, const unsigned char *oracle, size_t first, size_t pages)
+{
+	unsigned char *buf = malloc(pages * ps);
+
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, pages * ps, (off_t)(first * ps)), (ssize_t)(pages * ps));
+	for (size_t o = 0; o < pages * ps; o++)
+		if (buf[o] != oracle[o])
+			fail_msg("[%s] file page %zu byte %zu is 0x%02x, expected 0x%02x",
+				 ufault_lock_mode_name(tu_mode), first + o / ps, o % ps, buf[o],
+				 oracle[o]);
+	free(buf);
+}
+
+/*
+ * A region budget bounds its region alone: region A (256 pages, a budget
+ * of 32) is evicted down to it, region B beside it (no budget of its own,
+ * no context budget) keeps every page. The budget follows A's pieces
+ * after a ufault_munmap() of its middle. Then a context budget of 64 over
+ * both, A's own of 16: A stays within 16, the sum within 64. Removing A's
+ * budget succeeds. Every byte survives (memory, then the file).
+ */
+static void test_region_budget(void **state)
+{
+	const size_t pa = 256, pb = 256, hole = 64, ba = 32;
+	struct ufault_budget b = budget_of(ba, UFAULT_EVICT_FIFO);
+	struct ufault_ctx *ctx;
+	unsigned char *a, *bb, *oracle;
+	uint64_t evicted;
+	size_t n;
+	int fd;
+
+	(void)state;
+	ctx = ctx_open(UFAULT_DIRTY_AUTO);
+	assert_non_null(ctx);
+	fd = data_file();
+	oracle = malloc(NR_PAGES * ps);
+	assert_non_null(oracle);
+	tu_pattern_fill(oracle, NR_PAGES * ps, 0, SEED);
+	a = wb_map_at(ctx, fd, 0, pa);
+	bb = wb_map_at(ctx, fd, pa, pb);
+	assert_int_equal(set_region_budget(ctx, a + 7 * ps + 1, &b), 0); /* any address in it */
+
+	write_pages(a, oracle, pa, 0x51);
+	evicted = wait_evicted(ctx, pa - ba);
+	n = wait_present(a, pa, ba);
+	print_message("  [%s] region budget %zu of %zu pages: evicted %llu, present %zu\n",
+		      ufault_lock_mode_name(tu_mode), ba, pa, (unsigned long long)evicted, n);
+	assert_true(evicted >= pa - ba);
+	assert_true(n <= ba);
+	/* B has no budget: all of it stays, and nothing of it was evicted. */
+	write_pages(bb, oracle + pa * ps, pb, 0x52);
+	assert_int_equal(present_pages(bb, pb), pb);
+
+	/* A's middle goes: its two pieces share the budget. */
+	assert_int_equal(ufault_munmap(ctx, a + 96 * ps, hole * ps), 0);
+	write_pages(a, oracle, 96, 0x53);
+	write_pages(a + (96 + hole) * ps, oracle + (96 + hole) * ps, pa - 96 - hole, 0x54);
+	n = wait_present2(a, 96, a + (96 + hole) * ps, pa - 96 - hole, ba);
+	if (n > ba)
+		fail_msg("[%s] the pieces of the budgeted region keep %zu pages, budget %zu",
+			 ufault_lock_mode_name(tu_mode), n, ba);
+	assert_int_equal(present_pages(bb, pb), pb);
+	assert_int_equal(ufault_munmap(ctx, a, 96 * ps), 0);
+	assert_int_equal(ufault_munmap(ctx, a + (96 + hole) * ps, (pa - 96 - hole) * ps), 0);
+	assert_int_equal(ufault_munmap(ctx, bb, pb * ps), 0);
+	file_equals(fd, oracle, 0, 96);
+	file_equals(fd, oracle + (96 + hole) * ps, 96 + hole, pa + pb - 96 - hole);
+
+	/* A context budget over both, and A's own inside it. */
+	a = wb_map_at(ctx, fd, 0, pa);
+	bb = wb_map_at(ctx, fd, pa, pb);
+	b = budget_of(64, UFAULT_EVICT_2Q);
+	assert_int_equal(set_budget(ctx, &b), 0);
+	b = budget_of(16, UFAULT_EVICT_2Q);
+	assert_int_equal(set_region_budget(ctx, a, &b), 0);
+	write_pages(a, oracle, pa, 0x55);
+	write_pages(bb, oracle + pa * ps, pb, 0x56);
+	n = wait_present(a, pa, 16);
+	assert_true(n <= 16);
+	assert_true(wait_resident(ctx, 64) <= 64);
+	assert_true(wait_present2(a, pa, bb, pb, 64) <= 64);
+	/* Removed: A's pages count in the context's budget again. */
+	b.bytes = 0;
+	assert_int_equal(ufault_region_set_budget(ctx, a, &b), 0);
+	write_pages(a, oracle, pa, 0x57);
+	assert_true(wait_present2(a, pa, bb, pb, 64) <= 64);
+	assert_int_equal(ufault_flush(ctx, a, pa * ps), 0);
+	assert_int_equal(ufault_flush(ctx, bb, pb * ps), 0);
+	file_equals(fd, oracle, 0, pa + pb);
+	assert_int_equal(ufault_munmap(ctx, a, pa * ps), 0);
+	assert_int_equal(ufault_munmap(ctx, bb, pb * ps), 0);
+	ufault_ctx_destroy(ctx);
+	close(fd);
+	free(oracle);
+}
+
+/*
+ * Refusals change nothing: NULL context or budget, a bad budget, an address
+ * in no region (-ENOENT) or in a region without write-back (-EINVAL). At
+ * most 63 regions have a budget (-ENOSPC for the 64th); once one of them is
+ * unmapped its slot comes back (the evictor frees it: a bounded poll).
+ */
+static void test_region_budget_errors(void **state)
+{
+	enum { N = 64 };
+	struct ufault_budget b = budget_of(4, UFAULT_EVICT_FIFO), bad = b;
+	unsigned char *r[N], *z, *hole, *extra;
+	struct ufault_ctx *ctx;
+	int fd, rc = 0;
+
+	(void)state;
+	ctx = ctx_open(UFAULT_DIRTY_AUTO);
+	assert_non_null(ctx);
+	fd = data_file();
+	for (int i = 0; i < N; i++)
+		r[i] = wb_map_at(ctx, fd, (size_t)i * 2, 2);
+	z = ufault_mmap(ctx, NULL, 4 * ps, RW, PA, NULL, 0);
+	assert_ptr_not_equal(z, MAP_FAILED);
+	hole = tu_map_anon(ps, 0);
+
+	assert_int_equal(ufault_region_set_budget(NULL, r[0], &b), -EINVAL);
+	assert_int_equal(ufault_region_set_budget(ctx, r[0], NULL), -EINVAL);
+	bad.size--;
+	assert_int_equal(ufault_region_set_budget(ctx, r[0], &bad), -EINVAL);
+	bad = b;
+	bad.high_pct = 50;
+	bad.low_pct = 60;
+	assert_int_equal(ufault_region_set_budget(ctx, r[0], &bad), -EINVAL);
+	bad = b;
+	bad.policy = (enum ufault_evict_policy)7;
+	assert_int_equal(ufault_region_set_budget(ctx, r[0], &bad), -EINVAL);
+	assert_int_equal(ufault_region_set_budget(ctx, hole, &b), -ENOENT);
+	assert_int_equal(ufault_region_set_budget(ctx, z, &b), -EINVAL);
+
+	for (int i = 0; i < N - 1; i++)
+		assert_int_equal(set_region_budget(ctx, r[i], &b), 0);
+	/* Setting it again changes the same slot. */
+	assert_int_equal(ufault_region_set_budget(ctx, r[0], &b), 0);
+	assert_int_equal(ufault_region_set_budget(ctx, r[N - 1], &b), -ENOSPC);
+	/* Refused: r[N - 1] still reads its file, without a budget of its own. */
+	assert_int_equal(tu_pattern_check(r[N - 1], 2 * ps, (N - 1) * 2 * ps, SEED), -1);
+	assert_int_equal(ufault_munmap(ctx, r[5], 2 * ps), 0);
+	for (unsigned int i = 0; i < POLL_MS * tu_slowdown(); i++) {
+		rc = ufault_region_set_budget(ctx, r[N - 1], &b);
+		if (rc != -ENOSPC)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(rc, 0);
+	/* A removed budget frees its slot at once. */
+	extra = wb_map_at(ctx, fd, 2 * N, 2);
+	assert_int_equal(ufault_region_set_budget(ctx, extra, &b), -ENOSPC);
+	b.bytes = 0;
+	assert_int_equal(ufault_region_set_budget(ctx, r[6], &b), 0);
+	b.bytes = 4 * ps;
+	assert_int_equal(ufault_region_set_budget(ctx, extra, &b), 0);
+	tu_unmap(hole, ps);
+	ufault_ctx_destroy(ctx);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    tu_watchdog_test(test_validation),	    tu_watchdog_test(test_shrink),
-	    tu_watchdog_test(test_stress_async_2q), tu_watchdog_test(test_stress_async_fifo),
-	    tu_watchdog_test(test_stress_sync_2q),  tu_watchdog_test(test_stress_sync_fifo),
+	    tu_watchdog_test(test_validation),
+	    tu_watchdog_test(test_shrink),
+	    tu_watchdog_test(test_region_budget),
+	    tu_watchdog_test(test_region_budget_errors),
+	    tu_watchdog_test(test_stress_async_2q),
+	    tu_watchdog_test(test_stress_async_fifo),
+	    tu_watchdog_test(test_stress_sync_2q),
+	    tu_watchdog_test(test_stress_sync_fifo),
+	    tu_watchdog_test(test_stress_async_2q_region),
 	};
 	int failed;
 
