@@ -7,6 +7,8 @@
  * includes every other part, none includes it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -56,6 +58,7 @@ void ufault_config_init(struct ufault_config *cfg)
 	cfg->size = sizeof(*cfg);
 	cfg->lock_mode = UFAULT_LOCK_DEFAULT;
 	cfg->log_level = UFAULT_LOG_WARN;
+	cfg->foreign_uffd = -1;
 }
 
 static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cfg,
@@ -131,6 +134,43 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 	return 0;
 }
 
+/*
+ * A foreign context's uffd: a dup of @fd, which must be a userfaultfd (its
+ * creator ran UFFDIO_API: @features is what it enabled). Non-blocking, as
+ * the workers need (the flag is the open file's: the creator's copy gets
+ * it too).
+ */
+static int adopt_uffd(struct ufault_ctx *ctx, int fd, uint64_t features)
+{
+	char path[32], target[64];
+	ssize_t n;
+	int dup_fd, fl;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0 || (target[n] = 0, strcmp(target, "anon_inode:[userfaultfd]"))) {
+		ufault__warn(&ctx->log, "config: foreign_uffd %d is not a userfaultfd (%s)", fd,
+			     n < 0 ? ufault_strerror(-errno) : target);
+		return -EINVAL;
+	}
+	ctx->uffds = ufault__pages_map(sizeof(int));
+	if (!ctx->uffds)
+		return -ENOMEM;
+	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup_fd < 0) {
+		ctx->uffds[0] = -1;
+		return -errno;
+	}
+	ctx->uffds[0] = dup_fd;
+	fl = fcntl(dup_fd, F_GETFL);
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(dup_fd, F_SETFL, fl | O_NONBLOCK)))
+		return -errno;
+	ctx->features = features;
+	ctx->foreign = true;
+	/* No write-back: its tracking reads this process's page tables. */
+	return ufault__writeback_init(&ctx->wb, UFAULT_DIRTY_AUTO, 0, &ctx->log, &(uint64_t){0});
+}
+
 static int open_uffds(struct ufault_ctx *ctx)
 {
 	/*
@@ -195,6 +235,8 @@ static void free_own(struct ufault_ctx *ctx)
 		close(ctx->stop_fd);
 	if (ctx->zero_buf)
 		ufault__pages_unmap(ctx->zero_buf, ctx->max_page_size);
+	if (ctx->zeroed_ready)
+		ufault__zeroed_destroy(&ctx->zeroed);
 	if (ctx->uffds) {
 		for (unsigned int i = 0; i < ctx->nr_uffds; i++)
 			if (ctx->uffds[i] >= 0)
@@ -267,10 +309,22 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 		cfg = &defaults;
 	}
 	ret = resolve_config(ctx, cfg, &mode);
-	if (!ret)
+	if (!ret && cfg->foreign_uffd >= 0) {
+		ctx->nr_uffds = 1;
+		ctx->on_fork = cfg->on_fork;
+		ctx->on_fork_arg = cfg->on_fork_arg;
+		ret = adopt_uffd(ctx, cfg->foreign_uffd, cfg->foreign_features);
+	} else if (!ret) {
 		ret = open_uffds(ctx);
+	}
 	if (ret)
 		goto fail;
+	ret = ufault__zeroed_init(&ctx->zeroed,
+				  ctx->foreign && (ctx->features & (UFFD_FEATURE_EVENT_REMOVE |
+								    UFFD_FEATURE_EVENT_UNMAP)));
+	if (ret)
+		goto fail;
+	ctx->zeroed_ready = true;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->stop_fd < 0) {
 		ret = -errno;
@@ -293,6 +347,7 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 				   ctx->features, ctx->max_page_size);
 	if (ret)
 		goto fail;
+	ctx->regions.foreign = ctx->foreign;
 	built = BUILT_REGIONS;
 	ret = ufault__remaps_init(&ctx->remaps);
 	if (ret)
@@ -443,6 +498,8 @@ int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "set_budget"))
 		return -ECHILD;
+	if (ufault__ctx_local_only(ctx, "set_budget"))
+		return -EOPNOTSUPP;
 	return ufault__evict_set_budget(ctx, b);
 }
 
@@ -452,5 +509,7 @@ int ufault_region_set_budget(struct ufault_ctx *ctx, void *addr, const struct uf
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "region_set_budget"))
 		return -ECHILD;
+	if (ufault__ctx_local_only(ctx, "region_set_budget"))
+		return -EOPNOTSUPP;
 	return ufault__evict_set_region_budget(ctx, (uint64_t)(uintptr_t)addr, b);
 }

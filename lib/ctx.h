@@ -24,6 +24,7 @@
 #include "remap.h"
 #include "evict.h"
 #include "writeback.h"
+#include "zeroed.h"
 
 struct ufault__worker;
 
@@ -56,12 +57,30 @@ struct ufault_ctx {
 	unsigned int next_owner;	   /* atomic: the worker given the next watch */
 	unsigned int issuing;		   /* atomic: workers that may still start a fill */
 	uint64_t proxy_ops;		   /* atomic; proxies are not the fault fast path */
+	/* A foreign context (ufault_config.foreign_uffd): it serves another
+	 * process's uffd; zeroed: what that process removed or unmapped. */
+	bool foreign;
+	bool zeroed_ready; /* zeroed initialised */
+	struct ufault__zeroed zeroed;
+	void (*on_fork)(void *arg, int child_uffd);
+	void *on_fork_arg;
 };
 
 /*
  * True (and logged) when called in a child of the process that created
  * @ctx: the context's uffds, workers and regions belong to the parent.
  */
+/* -EOPNOTSUPP (logged) for a call a foreign context cannot make. */
+static inline int ufault__ctx_local_only(const struct ufault_ctx *ctx, const char *call)
+{
+	if (!ctx->foreign)
+		return 0;
+	ufault__warn(&ctx->log, "%s: not available in a foreign context (it serves another "
+				"process's memory)",
+		     call);
+	return -EOPNOTSUPP;
+}
+
 static inline bool ufault__ctx_forked(const struct ufault_ctx *ctx, const char *call)
 {
 	if (getpid() == ctx->pid)

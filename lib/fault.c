@@ -121,10 +121,13 @@ static int install_range(struct ufault__fault_env *env, struct ufault_region *r,
 					       ? env->ctx->zero_buf
 					       : (const char *)f->data + skip,
 					   len, true, &done);
-	} else if (f->result == UFAULT__FILL_ZERO && (flags & UFAULT__FAULT_WRITE)) {
+	} else if (f->result == UFAULT__FILL_ZERO &&
+		   ((flags & UFAULT__FAULT_WRITE) || env->ctx->foreign)) {
 		/* As the kernel's do_anonymous_page: a write gets its own
 		 * zeroed page at once; the shared zero page would cost a
-		 * second (copy-on-write) fault right after this one. */
+		 * second (copy-on-write) fault right after this one. A
+		 * foreign owner's memory may be hugetlbfs, which has no
+		 * UFFDIO_ZEROPAGE. */
 		ret = ufault__uffd_copy(fd, page, env->ctx->zero_buf, len, true, &done);
 	} else if (f->result == UFAULT__FILL_ZERO) {
 		ret = ufault__uffd_zeropage(fd, page, len, true, &done);
@@ -370,6 +373,10 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 
 	*pinned = false;
 	req->data = NULL;
+	if (req->zero) {
+		req->result = UFAULT__FILL_ZERO;
+		return true;
+	}
 	if (s->ops->cache_run) {
 		/* Pages in the cache are mapped (the window is all in it or
 		 * all missing: fault_around); only missing ones are read from
@@ -416,17 +423,26 @@ enum step { STEP_DONE, STEP_RESTART };
 static enum step guarded_install(struct ufault__fault_env *env, struct ufault__req *req,
 				 bool budget, enum ufault__fault_result *res)
 {
+	struct ufault__zeroed *z = &env->ctx->zeroed;
 	int c = budget ? ufault__evict_check(&env->ctx->evict, req->page, req->page + req->len,
 					     req->evict_seq)
 		       : 0;
 
 	if (c == -ESTALE)
 		return STEP_RESTART;
-	if (c == -EAGAIN) {
+	if (c == -EAGAIN || (env->ctx->foreign && !ufault__zeroed_install_begin(z))) {
 		*res = UFAULT__FAULT_DEFER;
 		return STEP_DONE;
 	}
+	/* Removed by a foreign owner while it filled: zeros now. */
+	if (env->ctx->foreign && !req->zero &&
+	    ufault__zeroed_since(z, req->zseq, req->page, req->page + req->len)) {
+		ufault__zeroed_install_end(z);
+		return STEP_RESTART;
+	}
 	*res = install(env, req->r, req->addr, req->page, req, req->flags);
+	if (env->ctx->foreign)
+		ufault__zeroed_install_end(z);
 	if (budget && *res == UFAULT__FAULT_DONE)
 		ufault__evict_note(&env->ctx->evict, env->id, ufault__evict_group_of(req->r->src),
 				   req->page, req->len);
@@ -546,6 +562,25 @@ static uint64_t fault_around(struct ufault__fault_env *env, struct ufault_region
 	return len;
 }
 
+/*
+ * A foreign context: the window from req->page up to what its owner
+ * removed, or, if the page itself was removed, the removed run (zeros).
+ * Whole region pages (a removal of part of one zeroes none of it: its
+ * owner cannot drop part of a huge page).
+ */
+static void zeroed_window(struct ufault_ctx *ctx, struct ufault__req *req)
+{
+	uint64_t ps = req->r->page_size, run;
+
+	req->zseq = ufault__zeroed_seq(&ctx->zeroed);
+	req->zero = ufault__zeroed_at(&ctx->zeroed, req->page, req->page + req->len, &run);
+	run -= run % ps;
+	if (req->zero && !run) /* not the whole page: its source */
+		req->zero = false, run = ps;
+	if (run < req->len)
+		req->len = run ? run : ps;
+}
+
 /* Look the region up and take what the mode holds across the fill. */
 static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, struct ufault__req *req)
 {
@@ -567,11 +602,17 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 		spec_abort(env, UFAULT_SPEC_ABORT_SEQ);
 	if (!r) {
 		ufault__mm_read_unlock(&ctx->mm, &req->held);
-		return UFAULT__FAULT_DONE; /* removed; its remover woke the thread */
+		/* A foreign owner registers its memory before it tells us
+		 * about it (Firecracker sends its regions with the uffd): a
+		 * fault may come first. Here, it is removed; its remover
+		 * woke the thread. */
+		return ctx->foreign ? UFAULT__FAULT_DEFER : UFAULT__FAULT_DONE;
 	}
 	req->r = r;
 	req->page = ufault__region_page(r, req->addr);
 	req->len = fault_around(env, r, req->page, &req->cached);
+	if (ctx->foreign)
+		zeroed_window(ctx, req);
 	req->evict_seq = ufault__evict_seq(&ctx->evict);
 	/* Not while a page of the window is being evicted: the fill would
 	 * read the source before its write-back (then seq, then busy). */

@@ -43,6 +43,8 @@ struct ufault__req {
 	struct ufault__mm_held held;
 	bool region_locked;
 	bool cached;		   /* page-cache source: the window is in the cache already */
+	bool zero;		   /* foreign: the window was removed by its owner (zeroed.h) */
+	uint64_t zseq;		   /* foreign: removals seen when its fill began */
 	struct ufault__req *next;  /* owner's lists: free, done, retry */
 	struct ufault__req *hnext; /* the in-flight table */
 };

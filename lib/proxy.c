@@ -99,6 +99,8 @@ int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "flush"))
 		return -ECHILD;
+	if (ufault__ctx_local_only(ctx, "flush"))
+		return -EOPNOTSUPP;
 	if (!len || page_range(ctx, start, len, &end))
 		return -EINVAL;
 	ufault__mm_read_lock(&ctx->mm, &h, start, end);
@@ -467,6 +469,8 @@ void *ufault_mmap(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int 
 		return map_failed(EINVAL);
 	if (ufault__ctx_forked(ctx, "mmap"))
 		return map_failed(ECHILD);
+	if (ufault__ctx_local_only(ctx, "mmap"))
+		return map_failed(EOPNOTSUPP);
 	if ((flags & need) != need || (flags & ~allowed)) {
 		ufault__warn(&ctx->log,
 			     "mmap: flags %#x: only MAP_PRIVATE|MAP_ANONYMOUS memory, with "
@@ -529,6 +533,8 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 		return fail(EINVAL);
 	if (ufault__ctx_forked(ctx, "munmap"))
 		return fail(ECHILD);
+	if (ufault__ctx_local_only(ctx, "munmap"))
+		return fail(EOPNOTSUPP);
 	if (!len || page_range(ctx, start, len, &end))
 		return fail(EINVAL);
 	lock_spans(ctx, &h, start, end, 0, 0);
@@ -646,6 +652,8 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 		return map_failed(EINVAL);
 	if (ufault__ctx_forked(ctx, "mremap"))
 		return map_failed(ECHILD);
+	if (ufault__ctx_local_only(ctx, "mremap"))
+		return map_failed(EOPNOTSUPP);
 	if (!old_len || !new_len || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) ||
 	    (fixed && !(flags & MREMAP_MAYMOVE)) || page_range(ctx, old, old_len, &old_end) ||
 	    page_range(ctx, old, new_len, &new_end) ||
@@ -730,6 +738,8 @@ static int locked_call(struct ufault_ctx *ctx, const char *name, void *addr, siz
 		return fail(EINVAL);
 	if (ufault__ctx_forked(ctx, name))
 		return fail(ECHILD);
+	if (ufault__ctx_local_only(ctx, name))
+		return fail(EOPNOTSUPP);
 	if (page_range(ctx, start, len, &end))
 		return fail(EINVAL);
 	if (end == start)

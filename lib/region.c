@@ -539,7 +539,13 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 	struct ufault_region *r, *token = NULL;
 	int ret;
 
-	if (range_mapped(start, len)) {
+	if (set->foreign) {
+		if (src->ops->cache_run || (flags & UFAULT_REGION_WRITEBACK)) {
+			ufault__warn(set->log, "register: a foreign context takes no memfd source "
+					       "and no write-back region");
+			return -EOPNOTSUPP;
+		}
+	} else if (range_mapped(start, len)) {
 		ufault__warn(set->log, "register: [%#llx, +%llu) is not fully mapped",
 			     (unsigned long long)start, (unsigned long long)len);
 		return -ENOMEM;
@@ -576,6 +582,11 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 		return -EEXIST;
 	}
 
+	if (set->foreign) { /* its owner registered it */
+		if (handle)
+			*handle = token;
+		return 0;
+	}
 	/* Indexed before registered: the first fault already finds it. */
 	ret = ufault__uffd_register(
 	    ufault__region_uffd(r), start, len,
@@ -610,6 +621,14 @@ void ufault__region_remove(struct ufault__regions *set, struct ufault_region *r)
 	tree_lock(set);
 	remove_locked(set, r);
 	tree_unlock(set);
+	if (set->foreign) {
+		/* Its owner's registration stays: wake its threads parked here
+		 * (they fault again, for whoever serves the uffd next). */
+		ufault__uffd_wake(ufault__region_uffd(r), r->node.start,
+				  r->node.end - r->node.start);
+		region_retire(r);
+		return;
+	}
 	ret = ufault__uffd_unregister(ufault__region_uffd(r), r->node.start,
 				      r->node.end - r->node.start);
 	if (ret && ufault__uffd_classify(ret) != UFAULT__UFFD_GONE &&

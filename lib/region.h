@@ -90,6 +90,10 @@ struct ufault__regions {
 	uint32_t nr_handles, free_handle; /* free_handle: head of a free list, +1 */
 	struct ufault__regions *next_set; /* the process's list of sets */
 	pid_t pid;			  /* the process the set belongs to */
+	/* The regions are another process's (a foreign context): its owner
+	 * registered them with the kernel; nothing here (un)registers,
+	 * checks the mapping or sets MADV_DONTFORK. */
+	bool foreign;
 };
 
 /* Set up an empty set; 0 or -errno. Joins the process's list of sets. */

@@ -220,6 +220,39 @@ static void handle_remap(struct ufault__worker *w, const struct uffd_msg *msg)
 	ufault__uffd_unregister(w->uffd, to, len);
 }
 
+/*
+ * A foreign context's owner removed (madvise(MADV_DONTNEED/REMOVE): a
+ * balloon) or unmapped a range: it reads as zeros from now on. Reading the
+ * event is what lets its madvise(2) or munmap(2) return.
+ */
+static void handle_remove(struct ufault__worker *w, const struct uffd_msg *msg)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+	uint64_t start = msg->arg.remove.start, end = msg->arg.remove.end;
+
+	if (!ctx->foreign)
+		return;
+	if (ufault__zeroed_add(&ctx->zeroed, start, end))
+		ufault__err(&ctx->log,
+			    "[%#llx, %#llx) was removed by its owner but cannot be recorded "
+			    "(no memory): it will read its source, not zeros",
+			    (unsigned long long)start, (unsigned long long)end);
+}
+
+/* UFFD_EVENT_FORK: the child's uffd, installed in this process by the
+ * read: the context's owner gets it, or it is closed (the child's faults
+ * then fall back to the kernel). */
+static void handle_fork(struct ufault__worker *w, const struct uffd_msg *msg)
+{
+	struct ufault_ctx *ctx = w->env.ctx;
+	int fd = (int)msg->arg.fork.ufd;
+
+	if (ctx->on_fork)
+		ctx->on_fork(ctx->on_fork_arg, fd);
+	else
+		close(fd);
+}
+
 static void log_error(struct ufault__worker *w, const char *what, int err)
 {
 	if (!w->err_budget)
@@ -243,10 +276,16 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs, unsigned 
 	*want = w->nr_free < ctx->batch ? w->nr_free : ctx->batch;
 	if (!*want)
 		return 0;
+	/* Removals are recorded before anyone installs again (zeroed.h). */
+	ufault__zeroed_read_begin(&ctx->zeroed);
 	if (!err) {
 		n = read(w->uffd, msgs, sizeof(*msgs) * *want);
 		err = n < 0 ? -errno : 0;
 	}
+	for (size_t i = 0; n > 0 && i < (size_t)n / sizeof(*msgs); i++)
+		if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP)
+			handle_remove(w, &msgs[i]);
+	ufault__zeroed_read_end(&ctx->zeroed);
 	if (n < 0) {
 		if (err == -EAGAIN || err == -EINTR)
 			return 0;
@@ -259,6 +298,8 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs, unsigned 
 			handle_fault(w, &msgs[i], t0);
 		else if (msgs[i].event == UFFD_EVENT_REMAP)
 			handle_remap(w, &msgs[i]);
+		else if (msgs[i].event == UFFD_EVENT_FORK)
+			handle_fork(w, &msgs[i]);
 		ufault__qsbr_quiescent(&ctx->qsbr, w->id);
 	}
 	return (int)((size_t)n / sizeof(*msgs));

@@ -162,6 +162,31 @@ struct ufault_config {
 	size_t max_inflight;		       /* since 0.2 */
 	size_t fault_around_max;	       /* since 0.2 */
 	enum ufault_dirty_mode dirty_tracking; /* since 0.4 */
+	/*
+	 * Since 0.5: serve another process's userfaultfd (a "foreign"
+	 * context, as ufaultd serves its clients). @foreign_uffd >= 0 is a
+	 * uffd its creator opened, set up with UFFDIO_API (enabling
+	 * @foreign_features) and registered itself; the context keeps a
+	 * dup(2) of it (the caller's fd stays the caller's) as its only uffd.
+	 * Its regions (ufault_region_register()) describe ranges of that
+	 * process: nothing is registered with the kernel, no write-back,
+	 * budget or proxy call is available (-EOPNOTSUPP). Events the
+	 * creator enabled are handled: UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP
+	 * make the range read as zeros from then on (a balloon); with
+	 * UFFD_EVENT_FORK, @on_fork gets the child's uffd (which it owns:
+	 * without @on_fork it is closed, and the child's faults on it fall
+	 * back to the kernel); UFFD_EVENT_REMAP moves no region: the moved
+	 * range is unregistered (it reads as anonymous memory there). A fault
+	 * in no region waits (retried every few milliseconds, not spun) until
+	 * a region covers it: the creator may register its memory with the
+	 * kernel, and fault, before it tells the context. The context sets
+	 * O_NONBLOCK on the uffd (a flag of the open file: the creator's copy
+	 * shares it). -1 (the default): an ordinary context.
+	 */
+	int foreign_uffd;
+	uint64_t foreign_features;
+	void (*on_fork)(void *arg, int child_uffd);
+	void *on_fork_arg;
 };
 
 /* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
