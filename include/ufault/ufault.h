@@ -912,6 +912,75 @@ UFAULT_API uint64_t ufault_stats_quantile_ns(const uint64_t *buckets, unsigned i
  *    place of pages never filled. Zero-source regions read correctly.
  */
 
+/* ------------------------------------------------------------------ */
+/* ufaultd clients (since 0.5)                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A process can hand its page faults to ufaultd(8): it opens a
+ * userfaultfd, registers its ranges with it itself, and passes the uffd and
+ * the backing files to the daemon (include/ufault/protocol.h). It keeps its
+ * own copies: if the daemon hangs up, the client reconnects (a restarted
+ * daemon resumes serving it), and if none answers within @takeover_ms it
+ * serves its faults itself, in-process (a foreign context on its own uffd:
+ * see ufault_config.foreign_uffd).
+ */
+struct ufault_remote;
+
+/**
+ * struct ufault_remote_config - options of ufault_remote_connect().
+ * @size:        sizeof(struct ufault_remote_config).
+ * @socket_path: the daemon's socket; NULL: /run/ufaultd/ufaultd.sock.
+ * @takeover_ms: serve in-process once the daemon has been away this long
+ *               (0: 2000; UINT_MAX: never, keep waiting for it).
+ * @nr_workers:  workers of the in-process context (0: 1).
+ */
+struct ufault_remote_config {
+	size_t size;
+	const char *socket_path;
+	unsigned int takeover_ms;
+	unsigned int nr_workers;
+};
+
+UFAULT_API void ufault_remote_config_init(struct ufault_remote_config *cfg);
+
+/**
+ * ufault_remote_connect() - open a userfaultfd (with UFFD_FEATURE_POISON,
+ * EVENT_REMOVE and EVENT_UNMAP where the kernel has them), connect to the
+ * daemon and hand it the uffd. Starts one monitor thread. Errors: -EINVAL,
+ * -ENAMETOOLONG, -ENOMEM, the connect(2) error (-ENOENT, -ECONNREFUSED,
+ * -EACCES...), the daemon's refusal (-EPERM...), -EAGAIN.
+ */
+UFAULT_API int ufault_remote_connect(struct ufault_remote **out,
+				     const struct ufault_remote_config *cfg);
+
+/**
+ * ufault_remote_register() - have [@addr, @addr + @len) of this process
+ * (mapped private anonymous memory) filled from @fd at @offset (@fd -1:
+ * zeros) by the daemon, in pages of 2^@page_shift bytes (0: the system
+ * page). Registers the range with the uffd (mode MISSING), then tells the
+ * daemon; keeps a dup of @fd. Touch the range only after it returns.
+ * Errors: -EINVAL, -ENOSPC (UFAULT_PROTO_MAX_REGIONS), the kernel's
+ * UFFDIO_REGISTER error, the daemon's refusal (-EEXIST: overlaps another
+ * region...); nothing is registered then.
+ */
+UFAULT_API int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int fd,
+				      uint64_t offset, unsigned int page_shift);
+
+/** ufault_remote_unregister() - the region registered exactly as
+ * [@addr, @addr + @len) becomes ordinary memory. -ENOENT if there is none. */
+UFAULT_API int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len);
+
+/** 1 once the client serves its faults itself (the daemon stayed away). */
+UFAULT_API int ufault_remote_local(const struct ufault_remote *rm);
+
+/**
+ * ufault_remote_close() - disconnect (the daemon frees what it held for the
+ * client), unregister every region (pages never filled then read zeros:
+ * close once the regions are no longer used), close the uffd, free @rm.
+ */
+UFAULT_API void ufault_remote_close(struct ufault_remote *rm);
+
 /** A short description of a (negative or positive) errno value. */
 UFAULT_API const char *ufault_strerror(int err);
 

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: MIT
+/*
+ * remote.c - the client side of ufaultd's protocol (ufault_remote_*): a
+ * process hands its userfaultfd and its regions to the daemon, keeps its
+ * own copy of both, and serves them itself if the daemon stays away.
+ *
+ * One connection, requests and replies in turn under @lock. A monitor
+ * thread only watches the connection for a hang-up (it never reads): then
+ * it reconnects and resumes (HELLO with the client id: a restarted daemon
+ * took the uffd back from its keeper), or starts afresh (HELLO with the
+ * uffd, every region again) if the daemon does not know the client any
+ * more; if no daemon answers within takeover_ms, it makes a foreign
+ * context on its own uffd and registers the regions there: from then on
+ * the process serves its faults itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ufault/ufault.h>
+
+#include "proto.h"
+#include "stats.h"
+#include "uffd.h"
+#include "util.h"
+
+#define DEFAULT_TAKEOVER_MS 2000
+#define RETRY_MS 20
+
+struct remote_region {
+	uint64_t start, len, offset;
+	uint32_t page_size; /* 0: the system page */
+	int fd;		    /* a dup of the backing file, or -1 (zeros) */
+	struct ufault_region *handle; /* in the in-process context */
+};
+
+struct ufault_remote {
+	pthread_mutex_t lock; /* the connection, the regions, local */
+	int sock;	      /* -1 while disconnected */
+	int uffd;
+	uint64_t features;
+	uint64_t id;
+	uint32_t seq;
+	struct remote_region *regions;
+	unsigned int nr, cap;
+	struct ufault_ctx *local; /* taken over: serving in-process */
+	struct sockaddr_un addr;
+	unsigned int takeover_ms, nr_workers;
+	int stop_fd; /* eventfd: the monitor stops */
+	pthread_t monitor;
+	bool monitor_started;
+};
+
+void ufault_remote_config_init(struct ufault_remote_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
+}
+
+/* Send one message (+ @fd if >= 0); 0 or -errno. */
+static int send_msg(int sock, uint16_t type, uint32_t seq, const void *body, uint32_t len, int fd)
+{
+	unsigned char buf[sizeof(struct ufault_proto_hdr) + UFAULT_PROTO_MAX_BODY];
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = buf};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	iov.iov_len = ufault__proto_build(buf, type, seq, body, len);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	for (;;) {
+		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+
+		if (n == (ssize_t)iov.iov_len)
+			return 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 ? -errno : -EPROTO;
+	}
+}
+
+static int read_full(int sock, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = read(sock, (char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n ? -errno : -ECONNRESET;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* One request and its reply (status, value; @data: what follows it, up to
+ * @data_len bytes). Under rm->lock. 0 or -errno: the reply's status, or a
+ * broken connection (-ECONNRESET, -EPIPE, -EPROTO). */
+static int request(struct ufault_remote *rm, uint16_t type, const void *body, uint32_t len, int fd,
+		   uint64_t *value, void *data, size_t data_len)
+{
+	unsigned char buf[sizeof(struct ufault_proto_hdr) + UFAULT_PROTO_MAX_BODY];
+	struct ufault__proto_msg m;
+	struct ufault_proto_hdr h;
+	const char *why;
+	uint32_t seq = ++rm->seq;
+	int ret;
+
+	if (rm->sock < 0)
+		return -ENOTCONN;
+	ret = send_msg(rm->sock, type, seq, body, len, fd);
+	if (!ret)
+		ret = read_full(rm->sock, &h, sizeof(h));
+	if (ret)
+		return ret;
+	memcpy(buf, &h, sizeof(h));
+	if (ufault__proto_frame(buf, sizeof(h), &why) <= 0)
+		return -EPROTO;
+	ret = read_full(rm->sock, buf + sizeof(h), h.len);
+	if (ret)
+		return ret;
+	if (ufault__proto_check(buf, sizeof(h) + h.len, 0, ufault__sys_page(), &m, &why) ||
+	    m.hdr.type != UFAULT_MSG_REPLY || m.hdr.seq != seq)
+		return -EPROTO;
+	if (value)
+		*value = m.u.reply.value;
+	if (data)
+		memcpy(data, m.extra, m.extra_len < data_len ? m.extra_len : data_len);
+	return m.u.reply.status;
+}
+
+static int dial(struct ufault_remote *rm)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&rm->addr, sizeof(rm->addr))) {
+		int ret = -errno;
+
+		close(s);
+		return ret;
+	}
+	return s;
+}
+
+static int send_region(struct ufault_remote *rm, const struct remote_region *r)
+{
+	struct ufault_proto_region body = {
+	    .start = r->start,
+	    .len = r->len,
+	    .offset = r->offset,
+	    .page_size = r->page_size,
+	    .source = r->fd >= 0 ? UFAULT_PROTO_SRC_FILE : UFAULT_PROTO_SRC_ZERO,
+	};
+
+	return request(rm, UFAULT_MSG_REGISTER, &body, sizeof(body), r->fd, NULL, NULL, 0);
+}
+
+/* A new session: HELLO with the uffd, then every region. Under lock. */
+static int hello(struct ufault_remote *rm)
+{
+	struct ufault_proto_hello h = {.features = rm->features};
+	int ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), rm->uffd, &rm->id, NULL, 0);
+
+	for (unsigned int i = 0; !ret && i < rm->nr; i++)
+		ret = send_region(rm, &rm->regions[i]);
+	return ret;
+}
+
+/* @r in the in-process context. */
+static int local_register(struct ufault_remote *rm, struct remote_region *r)
+{
+	struct ufault_source src;
+	unsigned int flags = 0;
+
+	ufault_source_init(&src, r->fd >= 0 ? UFAULT_SOURCE_FILE : UFAULT_SOURCE_ZERO);
+	src.file.fd = r->fd;
+	src.offset = r->offset;
+	if (r->page_size)
+		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(r->page_size));
+	if (!(rm->features & UFFD_FEATURE_POISON))
+		flags |= UFAULT_REGION_ON_ERROR_ZERO;
+	return ufault_region_register(rm->local, (void *)(uintptr_t)r->start, r->len, &src, flags,
+				      &r->handle);
+}
+
+/* Serve in-process: a foreign context on our own uffd. Under lock. */
+static int take_over(struct ufault_remote *rm)
+{
+	struct ufault_config cfg;
+	int ret;
+
+	ufault_config_init(&cfg);
+	cfg.nr_workers = rm->nr_workers;
+	cfg.foreign_uffd = rm->uffd;
+	cfg.foreign_features = rm->features;
+	ret = ufault_ctx_create(&rm->local, &cfg);
+	if (ret)
+		return ret;
+	for (unsigned int i = 0; i < rm->nr && !ret; i++)
+		ret = local_register(rm, &rm->regions[i]);
+	if (ret) {
+		ufault_ctx_destroy(rm->local);
+		rm->local = NULL;
+	}
+	return ret;
+}
+
+/* The daemon hung up: resume, start afresh, or take over. Under lock. */
+static void recover(struct ufault_remote *rm)
+{
+	uint64_t deadline = ufault__now_ns() + (uint64_t)rm->takeover_ms * 1000000u;
+
+	close(rm->sock);
+	rm->sock = -1;
+	for (;;) {
+		struct ufault_proto_hello h = {.features = rm->features, .resume_id = rm->id};
+		int s = dial(rm), ret;
+
+		if (s >= 0) {
+			rm->sock = s;
+			ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), -1, NULL, NULL, 0);
+			if (ret == -ENOENT)
+				ret = hello(rm); /* it does not know us: everything again */
+			if (!ret)
+				return;
+			close(rm->sock);
+			rm->sock = -1;
+		}
+		if (rm->takeover_ms != UINT_MAX && ufault__now_ns() >= deadline) {
+			if (!take_over(rm))
+				return;
+			deadline = ufault__now_ns() + (uint64_t)rm->takeover_ms * 1000000u;
+		}
+		pthread_mutex_unlock(&rm->lock);
+		ufault__sleep_ns((uint64_t)RETRY_MS * 1000000u);
+		pthread_mutex_lock(&rm->lock);
+	}
+}
+
+static void *monitor_main(void *arg)
+{
+	struct ufault_remote *rm = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = rm->stop_fd, .events = POLLIN},
+				      {.fd = -1, .events = POLLRDHUP}};
+
+		pthread_mutex_lock(&rm->lock);
+		p[1].fd = rm->local ? -1 : rm->sock;
+		pthread_mutex_unlock(&rm->lock);
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			pthread_mutex_lock(&rm->lock);
+			if (!rm->local && rm->sock == p[1].fd)
+				recover(rm);
+			pthread_mutex_unlock(&rm->lock);
+		}
+	}
+	return NULL;
+}
+
+int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote_config *cfg)
+{
+	struct ufault_remote_config def;
+	const char *path;
+	struct ufault__uffd_caps caps;
+	struct ufault_remote *rm;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!cfg) {
+		ufault_remote_config_init(&def);
+		cfg = &def;
+	}
+	if (cfg->size != sizeof(*cfg))
+		return -EINVAL;
+	path = cfg->socket_path ? cfg->socket_path : UFAULT_PROTO_DEFAULT_PATH;
+	if (strlen(path) >= sizeof(rm->addr.sun_path))
+		return -ENAMETOOLONG;
+	rm = calloc(1, sizeof(*rm));
+	if (!rm)
+		return -ENOMEM;
+	rm->sock = rm->uffd = rm->stop_fd = -1;
+	rm->addr.sun_family = AF_UNIX;
+	strcpy(rm->addr.sun_path, path);
+	rm->takeover_ms = cfg->takeover_ms ? cfg->takeover_ms : DEFAULT_TAKEOVER_MS;
+	rm->nr_workers = cfg->nr_workers ? cfg->nr_workers : 1;
+	ret = -pthread_mutex_init(&rm->lock, NULL);
+	if (ret) {
+		free(rm);
+		return ret;
+	}
+	rm->stop_fd = eventfd(0, EFD_CLOEXEC);
+	ret = rm->stop_fd < 0 ? -errno : ufault__uffd_open();
+	if (ret >= 0) {
+		rm->uffd = ret;
+		/* POISON: a source error is a SIGBUS, not zeros; REMOVE and
+		 * UNMAP: memory given up reads as zeros, as anonymous memory
+		 * does (the daemon sees the events). */
+		ret = ufault__uffd_api(rm->uffd,
+				       UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE |
+					   UFFD_FEATURE_EVENT_UNMAP,
+				       &caps);
+		rm->features = caps.features;
+	}
+	if (!ret)
+		ret = rm->sock = dial(rm);
+	if (ret >= 0) {
+		pthread_mutex_lock(&rm->lock);
+		ret = hello(rm);
+		pthread_mutex_unlock(&rm->lock);
+	}
+	if (!ret)
+		ret = -pthread_create(&rm->monitor, NULL, monitor_main, rm);
+	if (ret) {
+		ufault_remote_close(rm);
+		return ret;
+	}
+	rm->monitor_started = true;
+	*out = rm;
+	return 0;
+}
+
+int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int fd,
+			   uint64_t offset, unsigned int page_shift)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr;
+	struct remote_region r = {.start = start, .len = len, .offset = offset, .fd = -1};
+	int ret;
+
+	if (!rm || !addr || !len || page_shift >= 31 ||
+	    (page_shift && (1ull << page_shift) < ufault__sys_page()))
+		return -EINVAL;
+	r.page_size = page_shift ? 1u << page_shift : 0;
+	if (fd >= 0) {
+		r.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (r.fd < 0)
+			return -errno;
+	}
+	pthread_mutex_lock(&rm->lock);
+	ret = rm->nr >= UFAULT_PROTO_MAX_REGIONS ? -ENOSPC : 0;
+	if (!ret && rm->nr == rm->cap) {
+		unsigned int cap = rm->cap ? rm->cap * 2 : 8;
+		void *v = realloc(rm->regions, cap * sizeof(*rm->regions));
+
+		ret = v ? 0 : -ENOMEM;
+		if (v) {
+			rm->regions = v;
+			rm->cap = cap;
+		}
+	}
+	if (!ret)
+		ret = ufault__uffd_register(rm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+	if (!ret) {
+		if (rm->local) {
+			ret = local_register(rm, &r);
+			if (!ret)
+				rm->regions[rm->nr++] = r;
+		} else {
+			ret = send_region(rm, &r);
+			if (ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN)
+				ret = 0; /* the monitor resends it with the rest */
+			if (!ret)
+				rm->regions[rm->nr++] = r;
+		}
+		if (ret)
+			ufault__uffd_unregister(rm->uffd, start, len);
+	}
+	pthread_mutex_unlock(&rm->lock);
+	if (ret && r.fd >= 0)
+		close(r.fd);
+	return ret;
+}
+
+int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr;
+	struct ufault_proto_range body = {.start = start, .len = len};
+	unsigned int i;
+	int ret = 0;
+
+	if (!rm)
+		return -EINVAL;
+	pthread_mutex_lock(&rm->lock);
+	for (i = 0; i < rm->nr; i++)
+		if (rm->regions[i].start == start && rm->regions[i].len == len)
+			break;
+	if (i == rm->nr) {
+		pthread_mutex_unlock(&rm->lock);
+		return -ENOENT;
+	}
+	/* The kernel first: from then on faults there are ordinary. */
+	ufault__uffd_unregister(rm->uffd, start, len);
+	if (rm->local)
+		ret = ufault_region_unregister(rm->local, rm->regions[i].handle);
+	else
+		ret = request(rm, UFAULT_MSG_UNREGISTER, &body, sizeof(body), -1, NULL, NULL, 0);
+	if (ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN)
+		ret = 0;
+	if (rm->regions[i].fd >= 0)
+		close(rm->regions[i].fd);
+	rm->regions[i] = rm->regions[--rm->nr];
+	pthread_mutex_unlock(&rm->lock);
+	return ret;
+}
+
+int ufault_remote_local(const struct ufault_remote *rm)
+{
+	struct ufault_remote *m = (struct ufault_remote *)rm;
+	int local;
+
+	if (!rm)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	local = m->local != NULL;
+	pthread_mutex_unlock(&m->lock);
+	return local;
+}
+
+void ufault_remote_close(struct ufault_remote *rm)
+{
+	uint64_t one = 1;
+
+	if (!rm)
+		return;
+	if (rm->monitor_started) {
+		if (write(rm->stop_fd, &one, sizeof(one)) < 0)
+			abort(); /* an eventfd write of 1 cannot fail */
+		pthread_join(rm->monitor, NULL);
+	}
+	if (rm->sock >= 0)
+		close(rm->sock);
+	if (rm->local)
+		ufault_ctx_destroy(rm->local);
+	for (unsigned int i = 0; i < rm->nr; i++) {
+		/* Ordinary memory again (pages never filled read zeros). */
+		ufault__uffd_unregister(rm->uffd, rm->regions[i].start, rm->regions[i].len);
+		if (rm->regions[i].fd >= 0)
+			close(rm->regions[i].fd);
+	}
+	free(rm->regions);
+	if (rm->uffd >= 0)
+		close(rm->uffd);
+	if (rm->stop_fd >= 0)
+		close(rm->stop_fd);
+	pthread_mutex_destroy(&rm->lock);
+	free(rm);
+}
