@@ -142,6 +142,7 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
  */
 static int adopt_uffd(struct ufault_ctx *ctx, int fd, uint64_t features)
 {
+	struct ufault__uffd_caps kernel;
 	char path[32], target[64];
 	ssize_t n;
 	int dup_fd, fl;
@@ -165,7 +166,12 @@ static int adopt_uffd(struct ufault_ctx *ctx, int fd, uint64_t features)
 	fl = fcntl(dup_fd, F_GETFL);
 	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(dup_fd, F_SETFL, fl | O_NONBLOCK)))
 		return -errno;
+	/* UFFDIO_POISON works on any uffd of a kernel that has it, asked
+	 * for at UFFDIO_API or not (Firecracker asks for EVENT_REMOVE only):
+	 * the region's default error policy needs no more. */
 	ctx->features = features;
+	if (!ufault__uffd_probe(&kernel))
+		ctx->features |= kernel.features & UFFD_FEATURE_POISON;
 	ctx->foreign = true;
 	/* No write-back: its tracking reads this process's page tables. */
 	return ufault__writeback_init(&ctx->wb, UFAULT_DIRTY_AUTO, 0, &ctx->log, &(uint64_t){0});

@@ -57,7 +57,7 @@ struct ufault__fc_region {
 	uint64_t base; /* base_host_virt_addr */
 	uint64_t size;
 	uint64_t offset;
-	uint64_t page_size; /* bytes (page_size, or page_size_kib * 1024) */
+	uint64_t page_size; /* bytes: page_size, or page_size_kib (bytes too, despite its name) */
 };
 
 #define UFAULT__FC_MAX_REGIONS 128u

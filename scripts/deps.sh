@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages ufault needs, if any is missing. Idempotent.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox
+pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox clang libclang-rt-14-dev
 	libnbd-dev nbdkit # the NBD source; nbdkit serves exports to its test
 	man-db groff-base) # man-db, groff-base: tests/man_check.sh renders the man pages
 missing=()

@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c - client objects (both protocols) and the native protocol
+ * (include/ufault/protocol.h).
+ *
+ * A connection is read one message at a time: the header, then exactly the
+ * body it announces, never past it, so the fds a recvmsg() returns belong
+ * to the message being read (the kernel attaches them to the first byte of
+ * the sender's write, and a read that stops at the message's end cannot
+ * take the next one's). Checking is lib/proto.c's: a message it cannot
+ * frame closes the connection, a well-framed bad one gets a REPLY with the
+ * error and the connection stays. A reply the socket does not take at once
+ * waits in the client's buffer, and input waits until it is out, so a
+ * client that does not read costs one buffer, never the loop.
+ *
+ * A client acts on its own context and regions only (SET_BUDGET names
+ * another client, and is checked against the caller's uid). When the
+ * connection ends, the context is destroyed on the libuv thread pool:
+ * ufault_ctx_destroy() joins the workers, which may wait for a fill in
+ * flight, and the loop must not.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "ufaultd.h"
+
+#define HDR_SIZE sizeof(struct ufault_proto_hdr)
+#define MSG_MAX (HDR_SIZE + UFAULT_PROTO_MAX_BODY)
+#define MSGS_PER_WAKEUP 32 /* messages handled per readiness callback: fairness */
+
+/* ------------------------------------------------------------------ */
+/* Receiving with fds                                                   */
+/* ------------------------------------------------------------------ */
+
+void ufd_close_fds(int *fds, unsigned int *nr)
+{
+	unsigned int i;
+
+	for (i = 0; i < *nr; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+	*nr = 0;
+}
+
+/*
+ * recvmsg() of at most @len bytes, non-blocking, fds close-on-exec. Up to
+ * @max_fds - *@nr_fds fds are kept in @fds; any beyond, and any the kernel
+ * had to drop (MSG_CTRUNC: the buffer has one slot more than a message may
+ * carry, so that is a client sending even more), set *@overflow and are
+ * closed. Returns the bytes read, 0 at EOF, or -errno (-EAGAIN: nothing).
+ */
+ssize_t ufd_recv(int fd, void *buf, size_t len, int *fds, unsigned int max_fds,
+		 unsigned int *nr_fds, bool *overflow)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * (UFAULT_PROTO_MAX_FDS + 1))];
+	} control;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	do {
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t i, nr;
+		int got;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nr = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nr; i++) {
+			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*nr_fds < max_fds) {
+				fds[(*nr_fds)++] = got;
+			} else {
+				close(got);
+				*overflow = true;
+			}
+		}
+	}
+	if (mh.msg_flags & MSG_CTRUNC)
+		*overflow = true;
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client objects                                                       */
+/* ------------------------------------------------------------------ */
+
+bool ufd_client_listed(const struct ufd_client *c)
+{
+	return c->ctx && !c->closing;
+}
+
+static void client_free(struct ufd_client *c)
+{
+	c->d->nr_closing--;
+	free(c->in);
+	free(c->out);
+	free(c->regs);
+	free(c->handles);
+	free(c->json);
+	free(c);
+}
+
+/* Thread pool: the only code that runs off the loop, and it touches only
+ * this client's context, which nothing else refers to any more. */
+static void destroy_work(uv_work_t *w)
+{
+	struct ufd_client *c = w->data;
+
+	ufault_ctx_destroy(c->ctx);
+}
+
+static void destroy_done(uv_work_t *w, int status)
+{
+	struct ufd_client *c = w->data;
+
+	c->ctx = NULL;
+	ufd_log(c->d, UFAULT_LOG_DEBUG, "client %llu: context destroyed",
+		(unsigned long long)c->id);
+	client_free(c);
+}
+
+static void client_poll_closed(uv_handle_t *h)
+{
+	struct ufd_client *c = h->data;
+
+	close(c->fd);
+	c->fd = -1;
+	ufd_close_fds(c->in_fds, &c->nr_in_fds);
+	if (!c->ctx) {
+		client_free(c);
+		return;
+	}
+	c->work.data = c;
+	if (uv_queue_work(c->d->loop, &c->work, destroy_work, destroy_done)) {
+		/* Cannot happen with a live loop; do it here rather than leak. */
+		destroy_work(&c->work);
+		destroy_done(&c->work, 0);
+	}
+}
+
+void ufd_client_close(struct ufd_client *c, const char *why)
+{
+	struct ufd_daemon *d = c->d;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		d->clients_tail = c->prev;
+	d->nr_clients--;
+	d->nr_closing++;
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu (%s, pid %d): closed: %s",
+		(unsigned long long)c->id, ufd_kind_name(c->kind), (int)c->pid, why);
+	uv_close((uv_handle_t *)&c->poll, client_poll_closed);
+}
+
+int ufd_client_new(struct ufd_daemon *d, int fd, enum ufd_kind kind, pid_t pid, uid_t uid,
+		   gid_t gid)
+{
+	struct ufd_client *c = calloc(1, sizeof(*c));
+	unsigned int i;
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	c->d = d;
+	c->id = d->next_id++;
+	c->kind = kind;
+	c->fd = fd;
+	c->pid = pid;
+	c->uid = uid;
+	c->gid = gid;
+	for (i = 0; i < UFAULT_PROTO_MAX_FDS + 1; i++)
+		c->in_fds[i] = -1;
+	if (kind == UFD_NATIVE) {
+		c->in = malloc(MSG_MAX);
+		c->out = malloc(MSG_MAX);
+		if (!c->in || !c->out) {
+			free(c->in);
+			free(c->out);
+			free(c);
+			return -ENOMEM;
+		}
+	}
+	err = uv_poll_init(d->loop, &c->poll, fd);
+	if (err) {
+		free(c->in);
+		free(c->out);
+		free(c);
+		return err;
+	}
+	c->poll.data = c;
+	/* From here on the client is closed, never freed, on failure. */
+	c->prev = d->clients_tail;
+	if (d->clients_tail)
+		d->clients_tail->next = c;
+	else
+		d->clients = c;
+	d->clients_tail = c;
+	d->nr_clients++;
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: %s connection from pid %d uid %u",
+		(unsigned long long)c->id, ufd_kind_name(kind), (int)pid, (unsigned int)uid);
+	err = uv_poll_start(&c->poll, UV_READABLE, kind == UFD_NATIVE ? ufd_native_io : ufd_fc_io);
+	if (err) {
+		/* The fd is the client's now: closing it is the close's job. */
+		ufd_client_close(c, uv_strerror(err));
+		return 0;
+	}
+	c->poll_events = UV_READABLE;
+	return 0;
+}
+
+int ufd_client_add_region(struct ufd_client *c, const struct ufault_proto_region *r,
+			  struct ufault_region *h)
+{
+	if (c->nr_regs == c->cap_regs) {
+		unsigned int cap = c->cap_regs ? 2 * c->cap_regs : 8;
+		struct ufault_proto_region *regs;
+		struct ufault_region **handles;
+
+		regs = realloc(c->regs, cap * sizeof(*regs));
+		if (!regs)
+			return -ENOMEM;
+		c->regs = regs;
+		handles = realloc(c->handles, cap * sizeof(*handles));
+		if (!handles)
+			return -ENOMEM;
+		c->handles = handles;
+		c->cap_regs = cap;
+	}
+	c->regs[c->nr_regs] = *r;
+	c->handles[c->nr_regs] = h;
+	c->nr_regs++;
+	return 0;
+}
+
+static struct ufd_client *client_by_id(struct ufd_daemon *d, uint64_t id)
+{
+	struct ufd_client *c;
+
+	for (c = d->clients; c; c = c->next)
+		if (c->id == id && ufd_client_listed(c))
+			return c;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                              */
+/* ------------------------------------------------------------------ */
+
+static void set_poll(struct ufd_client *c, unsigned int events)
+{
+	int err;
+
+	if (c->closing || c->poll_events == events)
+		return;
+	err = uv_poll_start(&c->poll, (int)events, ufd_native_io);
+	if (err) {
+		ufd_client_close(c, uv_strerror(err));
+		return;
+	}
+	c->poll_events = events;
+}
+
+static void flush_out(struct ufd_client *c)
+{
+	ssize_t n;
+
+	while (c->out_off < c->out_len) {
+		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				set_poll(c, UV_WRITABLE);
+				return;
+			}
+			ufd_client_close(c, strerror(errno));
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out_len = c->out_off = 0;
+	set_poll(c, UV_READABLE);
+}
+
+static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value, const void *extra,
+		  size_t extra_len)
+{
+	unsigned char body[UFAULT_PROTO_MAX_BODY];
+	struct ufault_proto_reply r = {.status = status, .value = value};
+
+	memcpy(body, &r, sizeof(r));
+	if (extra_len)
+		memcpy(body + sizeof(r), extra, extra_len);
+	c->out_len = ufault__proto_build(c->out, UFAULT_MSG_REPLY, seq, body,
+					 (uint32_t)(sizeof(r) + extra_len));
+	c->out_off = 0;
+	flush_out(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                             */
+/* ------------------------------------------------------------------ */
+
+static int do_hello(struct ufd_client *c, const struct ufault_proto_hello *h, uint64_t *value)
+{
+	struct ufd_daemon *d = c->d;
+	struct ufault_config cfg;
+	int uffd = c->in_fds[0], err;
+
+	if (c->ctx)
+		return -EISCONN;
+	/* Sessions do not outlive the daemon (the fd store is not kept):
+	 * there is nothing to resume. */
+	if (h->resume_id)
+		return -ENOENT;
+	if (!ufd_is_uffd(uffd)) {
+		ufd_log(d, UFAULT_LOG_INFO, "client %llu: HELLO's fd is not a userfaultfd",
+			(unsigned long long)c->id);
+		return -EBADF;
+	}
+	ufault_config_init(&cfg);
+	cfg.nr_workers = d->workers;
+	cfg.foreign_uffd = uffd;
+	cfg.foreign_features = h->features;
+	cfg.log_fn = ufd_ctx_log;
+	cfg.log_arg = c;
+	cfg.log_level = d->log_level == UFAULT_LOG_DEBUG ? UFAULT_LOG_DEBUG : UFAULT_LOG_WARN;
+	err = ufault_ctx_create(&c->ctx, &cfg);
+	if (err) {
+		c->ctx = NULL;
+		ufd_log(d, UFAULT_LOG_WARN, "client %llu: serving its uffd: %s",
+			(unsigned long long)c->id, ufault_strerror(err));
+		return err;
+	}
+	/* The context has its own dup: ours is closed with the message's. */
+	c->features = h->features;
+	*value = c->id;
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: session, features %#llx",
+		(unsigned long long)c->id, (unsigned long long)h->features);
+	return 0;
+}
+
+static int do_register(struct ufd_client *c, const struct ufault_proto_region *r)
+{
+	struct ufd_daemon *d = c->d;
+	uint64_t ps = r->page_size ? r->page_size : d->sys_page;
+	unsigned int flags = 0;
+	struct ufault_source src;
+	struct ufault_region *h;
+	struct stat st;
+	int err, fl;
+
+	if (!c->ctx)
+		return -ENOTCONN;
+	if (c->nr_regs >= UFAULT_PROTO_MAX_REGIONS)
+		return -ENOSPC;
+	if (ufault__proto_overlaps(c->regs, c->nr_regs, r->start, r->len))
+		return -EEXIST;
+	if (ps > d->sys_page)
+		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(ps));
+	if (r->source == UFAULT_PROTO_SRC_FILE) {
+		int fd = c->in_fds[0];
+
+		/* Only what a read at an offset means the same every time:
+		 * no pipe, socket or device whose bytes change under us. */
+		if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+			return -EINVAL;
+		fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+			return -EBADF;
+		ufault_source_init(&src, UFAULT_SOURCE_FILE);
+		src.file.fd = fd; /* ufault keeps its own dup */
+		src.offset = r->offset;
+	} else {
+		ufault_source_init(&src, UFAULT_SOURCE_ZERO);
+	}
+	err = ufault_region_register(c->ctx, (void *)(uintptr_t)r->start, r->len, &src, flags, &h);
+	if (err)
+		return err;
+	err = ufd_client_add_region(c, r, h);
+	if (err)
+		ufault_region_unregister(c->ctx, h);
+	return err;
+}
+
+static int do_unregister(struct ufd_client *c, const struct ufault_proto_range *r)
+{
+	unsigned int i;
+	int err;
+
+	if (!c->ctx)
+		return -ENOTCONN;
+	/* Only this client's own regions are searched: another client's
+	 * range is simply not found. */
+	for (i = 0; i < c->nr_regs; i++)
+		if (c->regs[i].start == r->start && c->regs[i].len == r->len)
+			break;
+	if (i == c->nr_regs)
+		return -ENOENT;
+	err = ufault_region_unregister(c->ctx, c->handles[i]);
+	if (err)
+		return err;
+	c->nr_regs--;
+	c->regs[i] = c->regs[c->nr_regs];
+	c->handles[i] = c->handles[c->nr_regs];
+	return 0;
+}
+
+static int do_stats(struct ufd_client *c, struct ufault_proto_stats *ps)
+{
+	struct ufault_stats st = {.size = sizeof(st)};
+	int err;
+
+	if (!c->ctx)
+		return -ENOTCONN;
+	err = ufault_stats(c->ctx, &st);
+	if (err)
+		return err;
+	*ps = (struct ufault_proto_stats){
+	    .faults = st.faults,
+	    .pages = st.pages_installed,
+	    .errors = st.source_errors,
+	    .regions = c->nr_regs,
+	    .p50_ns = st.latency_p50_ns,
+	    .p99_ns = st.latency_p99_ns,
+	};
+	return 0;
+}
+
+/* LIST: every served client, as many as fit one body (ufaultctl). */
+static size_t do_list(struct ufd_daemon *d, struct ufault_proto_client *out, size_t max)
+{
+	struct ufd_client *c;
+	size_t n = 0;
+
+	for (c = d->clients; c && n < max; c = c->next) {
+		struct ufault_stats st = {.size = sizeof(st)};
+
+		if (!ufd_client_listed(c))
+			continue;
+		if (ufault_stats(c->ctx, &st))
+			memset(&st, 0, sizeof(st));
+		out[n++] = (struct ufault_proto_client){
+		    .id = c->id,
+		    .pid = (uint32_t)c->pid,
+		    .uid = (uint32_t)c->uid,
+		    .faults = st.faults,
+		    .regions = c->nr_regs,
+		    .errors = st.source_errors,
+		    .firecracker = c->kind == UFD_FIRECRACKER,
+		};
+	}
+	return n;
+}
+
+/*
+ * SET_BUDGET is recorded (ufaultctl shows it was received) but has no
+ * effect: a foreign context cannot evict (ufault.h: no budget on a foreign
+ * context), so the answer says so with -EOPNOTSUPP.
+ */
+static int do_set_budget(struct ufd_client *c, const struct ufault_proto_budget *b)
+{
+	struct ufd_daemon *d = c->d;
+	struct ufd_client *t = client_by_id(d, b->client_id);
+
+	if (!t)
+		return -ENOENT;
+	if (c->uid != d->euid && c->uid != 0 && c->uid != t->uid)
+		return -EPERM;
+	t->budget = b->bytes;
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: budget %llu bytes recorded (not enforced)",
+		(unsigned long long)t->id, (unsigned long long)b->bytes);
+	return -EOPNOTSUPP;
+}
+
+static void handle_message(struct ufd_client *c)
+{
+	struct ufd_daemon *d = c->d;
+	struct ufault__proto_msg m;
+	struct ufault_proto_hdr hdr;
+	const char *why = "";
+	uint64_t value = 0;
+	union {
+		struct ufault_proto_stats stats;
+		struct ufault_proto_client
+		    list[(UFAULT_PROTO_MAX_BODY - sizeof(struct ufault_proto_reply)) /
+			 sizeof(struct ufault_proto_client)];
+	} extra;
+	size_t extra_len = 0;
+	int err;
+
+	memcpy(&hdr, c->in, sizeof(hdr));
+	if (c->fds_overflow) {
+		err = -EBADF;
+		why = "more fds than a message carries";
+	} else {
+		err = ufault__proto_check(c->in, c->in_total, c->nr_in_fds, d->sys_page, &m, &why);
+		if (!err && m.hdr.type == UFAULT_MSG_REPLY) {
+			err = -EPROTO;
+			why = "a reply is not a request";
+		}
+	}
+	if (err) {
+		d->refused[err == -EBADF ? UFD_REFUSED_FDS : UFD_REFUSED_REQUEST]++;
+		ufd_log(d, UFAULT_LOG_INFO, "client %llu: refused a message of type %u: %s",
+			(unsigned long long)c->id, hdr.type, why);
+		ufd_close_fds(c->in_fds, &c->nr_in_fds);
+		reply(c, hdr.seq, err, 0, NULL, 0);
+		return;
+	}
+
+	switch (m.hdr.type) {
+	case UFAULT_MSG_HELLO:
+		err = do_hello(c, &m.u.hello, &value);
+		break;
+	case UFAULT_MSG_REGISTER:
+		err = do_register(c, &m.u.region);
+		break;
+	case UFAULT_MSG_UNREGISTER:
+		err = do_unregister(c, &m.u.range);
+		break;
+	case UFAULT_MSG_STATS:
+		err = do_stats(c, &extra.stats);
+		if (!err)
+			extra_len = sizeof(extra.stats);
+		break;
+	case UFAULT_MSG_LIST:
+		value = do_list(d, extra.list, sizeof(extra.list) / sizeof(extra.list[0]));
+		extra_len = value * sizeof(extra.list[0]);
+		err = 0;
+		break;
+	case UFAULT_MSG_SET_BUDGET:
+		err = do_set_budget(c, &m.u.budget);
+		break;
+	default:
+		err = -EPROTO;
+		break;
+	}
+	/* Whatever the handler did, the message's fds are done with: the
+	 * context and the FILE source keep dups of their own. */
+	ufd_close_fds(c->in_fds, &c->nr_in_fds);
+	if (err && err != -EOPNOTSUPP) {
+		d->refused[UFD_REFUSED_REQUEST]++;
+		ufd_log(d, UFAULT_LOG_DEBUG, "client %llu: message of type %u: %s",
+			(unsigned long long)c->id, m.hdr.type, strerror(-err));
+	}
+	reply(c, m.hdr.seq, err, value, &extra, err ? 0 : extra_len);
+}
+
+static void read_messages(struct ufd_client *c)
+{
+	struct ufd_daemon *d = c->d;
+	unsigned int done = 0;
+	const char *why = "";
+	ssize_t n;
+	long total;
+
+	while (done < MSGS_PER_WAKEUP && !c->closing && !c->out_len) {
+		size_t want = c->in_total ? c->in_total - c->in_len : HDR_SIZE - c->in_len;
+
+		if (want) {
+			n = ufd_recv(c->fd, c->in + c->in_len, want, c->in_fds,
+				     UFAULT_PROTO_MAX_FDS, &c->nr_in_fds, &c->fds_overflow);
+			if (n == -EAGAIN)
+				return;
+			if (n < 0) {
+				ufd_client_close(c, strerror((int)-n));
+				return;
+			}
+			if (n == 0) {
+				ufd_client_close(c, c->in_len ? "closed in the middle of a message"
+							      : "connection closed by the client");
+				return;
+			}
+			c->in_len += (size_t)n;
+		}
+		if (!c->in_total) {
+			if (c->in_len < HDR_SIZE)
+				continue;
+			total = ufault__proto_frame(c->in, c->in_len, &why);
+			if (total <= 0) {
+				d->refused[UFD_REFUSED_PROTOCOL]++;
+				ufd_log(d, UFAULT_LOG_WARN, "client %llu: unframeable message (%s)",
+					(unsigned long long)c->id, why);
+				ufd_client_close(c, why);
+				return;
+			}
+			c->in_total = (size_t)total;
+		}
+		if (c->in_len < c->in_total)
+			continue;
+		handle_message(c);
+		c->in_len = c->in_total = 0;
+		c->fds_overflow = false;
+		done++;
+	}
+}
+
+void ufd_native_io(uv_poll_t *poll, int status, int events)
+{
+	struct ufd_client *c = poll->data;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		ufd_client_close(c, uv_strerror(status));
+		return;
+	}
+	if (events & UV_WRITABLE) {
+		flush_out(c);
+		return; /* reading resumes on the next readiness, level-triggered */
+	}
+	if (events & UV_READABLE)
+		read_messages(c);
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ufaultd.h - the daemon's shared state: one libuv loop (the control plane)
+ * owns the listeners, the client sessions, the signal handlers and the
+ * metrics server. Everything here is touched from the loop thread only,
+ * with two exceptions that are said where they happen: the libufault
+ * contexts' own worker threads (which resolve the faults and never see this
+ * state) and the thread-pool job that destroys a context after its client
+ * left (it touches only that client's context).
+ *
+ *   main.c     options, listeners (bind or systemd socket activation),
+ *              accept and SO_PEERCRED authorisation, signals, sd_notify
+ *   session.c  client objects (both kinds) and the native protocol
+ *   fc.c       Firecracker's page-fault handler protocol
+ *   metrics.c  GET /metrics (Prometheus text format) over libuv TCP
+ */
+#ifndef UFAULTD_H
+#define UFAULTD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include <ufault/protocol.h>
+#include <ufault/ufault.h>
+
+#define UFD_MAX_ALLOW 64	    /* --allow-uid / --allow-gid entries */
+#define UFD_DEFAULT_WORKERS 2	    /* libufault workers per client */
+#define UFD_DEFAULT_MAX_CLIENTS 256 /* connections of both kinds */
+
+enum ufd_kind {
+	UFD_NATIVE = 0,
+	UFD_FIRECRACKER,
+};
+
+/* Why a connection or a request was refused: ufaultd_refused_total{reason}. */
+enum ufd_refusal {
+	UFD_REFUSED_AUTH = 0,	 /* SO_PEERCRED not allowed */
+	UFD_REFUSED_MAX_CLIENTS, /* --max-clients reached */
+	UFD_REFUSED_PROTOCOL,	 /* unframeable message, bad handshake: closed */
+	UFD_REFUSED_REQUEST,	 /* a well-framed request answered with an error */
+	UFD_REFUSED_FDS,	 /* fds a message may not carry (closed) */
+	UFD_REFUSED_NR,
+};
+
+struct ufd_daemon;
+
+/* A listening socket, watched with uv_poll (it may come from systemd). */
+struct ufd_listener {
+	struct ufd_daemon *d;
+	enum ufd_kind kind;
+	int fd;		  /* -1: not in use */
+	const char *path; /* the path we bound and unlink at exit; NULL if inherited */
+	bool started;	  /* the handles below are initialised */
+	bool polling;
+	uv_poll_t poll;
+	uv_timer_t retry; /* accept paused after EMFILE and the like */
+};
+
+/* One connection: a native session, a control connection (ufaultctl), or a
+ * Firecracker VM. */
+struct ufd_client {
+	struct ufd_daemon *d;
+	struct ufd_client *prev, *next; /* d->clients, in id order */
+	uint64_t id;
+	enum ufd_kind kind;
+	int fd;
+	uv_poll_t poll;
+	unsigned int poll_events; /* what the poll watches now */
+	uv_work_t work;		  /* the context's destruction, off the loop */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	bool closing;
+
+	/* Served: a libufault context on the client's uffd (NULL until the
+	 * HELLO, or Firecracker's handshake, succeeded). */
+	struct ufault_ctx *ctx;
+	uint64_t features;
+	uint64_t budget; /* SET_BUDGET, stored (no effect: see ufaultd(8)) */
+
+	/* Native: the message being received and the fds that came with it. */
+	unsigned char *in;
+	size_t in_len, in_total; /* bytes read; whole message (0: header not read) */
+	int in_fds[UFAULT_PROTO_MAX_FDS + 1];
+	unsigned int nr_in_fds;
+	bool fds_overflow; /* more fds than a message may carry (all closed) */
+	/* A reply the socket did not take at once; input waits until it is out. */
+	unsigned char *out;
+	size_t out_len, out_off;
+
+	/* Regions (native: registered one by one; Firecracker: the list). */
+	struct ufault_proto_region *regs;
+	struct ufault_region **handles;
+	unsigned int nr_regs, cap_regs;
+
+	/* Firecracker: the region list being received, then its uffd. */
+	char *json;
+	size_t json_len;
+	bool fc_done; /* handshake complete: only EOF is awaited */
+	bool fc_extra_logged;
+};
+
+struct ufd_metrics;
+
+struct ufd_daemon {
+	uv_loop_t *loop;
+
+	/* Options. */
+	const char *socket_path;
+	const char *fc_socket_path;
+	const char *mem_path;
+	int mem_fd; /* Firecracker memory file, read-only; -1: none */
+	uint64_t mem_size;
+	unsigned int workers;
+	unsigned int max_clients;
+	uid_t allow_uid[UFD_MAX_ALLOW];
+	gid_t allow_gid[UFD_MAX_ALLOW];
+	unsigned int nr_allow_uid, nr_allow_gid;
+	int metrics_port; /* -1: no metrics server */
+	enum ufault_log_level log_level;
+
+	/* State. */
+	uid_t euid;
+	uint64_t sys_page;
+	struct ufd_listener native, fc;
+	uv_signal_t sigint, sigterm;
+	struct ufd_metrics *metrics;
+	struct ufd_client *clients, *clients_tail;
+	unsigned int nr_clients; /* connections open */
+	unsigned int nr_closing; /* contexts still being destroyed */
+	uint64_t next_id;
+	uint64_t refused[UFD_REFUSED_NR];
+	bool stopping;
+};
+
+/* main.c */
+void ufd_log(struct ufd_daemon *d, enum ufault_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ufd_ctx_log(void *arg, enum ufault_log_level level, const char *msg);
+bool ufd_is_uffd(int fd);
+const char *ufd_refusal_name(enum ufd_refusal r);
+const char *ufd_kind_name(enum ufd_kind k);
+
+/* session.c */
+ssize_t ufd_recv(int fd, void *buf, size_t len, int *fds, unsigned int max_fds,
+		 unsigned int *nr_fds, bool *overflow);
+void ufd_close_fds(int *fds, unsigned int *nr);
+int ufd_client_new(struct ufd_daemon *d, int fd, enum ufd_kind kind, pid_t pid, uid_t uid,
+		   gid_t gid);
+void ufd_client_close(struct ufd_client *c, const char *why);
+bool ufd_client_listed(const struct ufd_client *c);
+int ufd_client_add_region(struct ufd_client *c, const struct ufault_proto_region *r,
+			  struct ufault_region *h);
+void ufd_native_io(uv_poll_t *poll, int status, int events);
+
+/* fc.c */
+void ufd_fc_io(uv_poll_t *poll, int status, int events);
+
+/* metrics.c */
+int ufd_metrics_start(struct ufd_daemon *d);
+void ufd_metrics_stop(struct ufd_daemon *d);
+
+#endif /* UFAULTD_H */
