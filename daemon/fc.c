@@ -93,7 +93,6 @@ static bool only_space(const char *s, size_t n)
 static int fc_serve(struct ufd_client *c, const struct ufault__fc_region *r, unsigned int nr)
 {
 	struct ufd_daemon *d = c->d;
-	struct ufault_config cfg;
 	uint64_t total = 0, max_page = 0;
 	unsigned int i;
 	int err;
@@ -112,26 +111,12 @@ static int fc_serve(struct ufd_client *c, const struct ufault__fc_region *r, uns
 		total += r[i].size;
 	}
 
-	ufault_config_init(&cfg);
-	cfg.nr_workers = d->workers;
-	cfg.foreign_uffd = c->in_fds[0];
 	/* What Firecracker's UffdBuilder required (persist.rs), hence what
 	 * its UFFDIO_API enabled: the balloon's madvise raises REMOVE. */
-	cfg.foreign_features = UFFD_FEATURE_EVENT_REMOVE;
-	if (max_page > (2u << 20))
-		cfg.max_page_size = max_page;
-	cfg.log_fn = ufd_ctx_log;
-	cfg.log_arg = c;
-	cfg.log_level = d->log_level == UFAULT_LOG_DEBUG ? UFAULT_LOG_DEBUG : UFAULT_LOG_WARN;
-	err = ufault_ctx_create(&c->ctx, &cfg);
-	if (err) {
-		c->ctx = NULL;
-		ufd_log(d, UFAULT_LOG_WARN, "client %llu: serving its uffd: %s",
-			(unsigned long long)c->id, ufault_strerror(err));
+	c->start_time = ufd_proc_start_time(c->pid);
+	err = ufd_client_serve(c, c->in_fds[0], UFFD_FEATURE_EVENT_REMOVE, max_page);
+	if (err)
 		return err;
-	}
-	c->features = UFFD_FEATURE_EVENT_REMOVE;
-	/* The context has its own dup of the uffd. */
 	ufd_close_fds(c->in_fds, &c->nr_in_fds);
 
 	for (i = 0; i < nr; i++) {
@@ -142,22 +127,8 @@ static int fc_serve(struct ufd_client *c, const struct ufault__fc_region *r, uns
 		    .page_size = (uint32_t)r[i].page_size,
 		    .source = UFAULT_PROTO_SRC_FILE,
 		};
-		unsigned int flags = 0;
-		struct ufault_source src;
-		struct ufault_region *h;
 
-		if (r[i].page_size > d->sys_page)
-			flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(r[i].page_size));
-		ufault_source_init(&src, UFAULT_SOURCE_FILE);
-		src.file.fd = d->mem_fd;
-		src.offset = r[i].offset;
-		err = ufault_region_register(c->ctx, (void *)(uintptr_t)r[i].base, r[i].size, &src,
-					     flags, &h);
-		if (!err) {
-			err = ufd_client_add_region(c, &pr, h);
-			if (err)
-				ufault_region_unregister(c->ctx, h);
-		}
+		err = ufd_client_region(c, &pr, d->mem_fd);
 		if (err) {
 			ufd_log(d, UFAULT_LOG_WARN, "client %llu: region %u at %#llx: %s",
 				(unsigned long long)c->id, i, (unsigned long long)r[i].base,
@@ -165,6 +136,9 @@ static int fc_serve(struct ufd_client *c, const struct ufault__fc_region *r, uns
 			return err; /* the close destroys the context */
 		}
 	}
+	/* Firecracker never reconnects: after a restart the daemon serves the
+	 * VM from this entry, its memory file included, until it exits. */
+	ufd_persist_put(c);
 	ufd_log(d, UFAULT_LOG_INFO,
 		"client %llu: Firecracker VM, %u regions, %llu MiB, page size %llu",
 		(unsigned long long)c->id, nr, (unsigned long long)(total >> 20),

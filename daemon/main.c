@@ -437,11 +437,45 @@ static bool is_listening_unix(int fd)
 	return ss.ss_family == AF_UNIX;
 }
 
+/* "c<digits>": a name the fd store gives its entries (persist.c). */
+static bool store_entry_name(const char *name)
+{
+	if (name[0] != 'c' || !name[1])
+		return false;
+	for (const char *p = name + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/* The i-th colon-separated field of @names, or "" (into @out). */
+static void fd_name(const char *names, unsigned int i, char *out, size_t cap)
+{
+	const char *p = names;
+	size_t n;
+
+	out[0] = '\0';
+	for (unsigned int k = 0; k < i && p; k++) {
+		p = strchr(p, ':');
+		if (p)
+			p++;
+	}
+	if (!p)
+		return;
+	n = strcspn(p, ":");
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
 /*
  * sd_listen_fds_with_names(3), by hand: fds from 3 on, if $LISTEN_PID is
  * us. Names (FileDescriptorName=) say which is which: "firecracker" is the
- * Firecracker socket, anything else the native one; unnamed, the first is
- * native and a second Firecracker's. 1 if the sockets came from systemd, 0
+ * Firecracker socket; "c<id>" an entry of the fd store that systemd kept
+ * for us (FDSTORE=1, FileDescriptorStoreMax=), kept in d->inherit for
+ * persist.c; anything else the native socket. Unnamed, the first is native
+ * and a second Firecracker's. 1 if listening sockets came from systemd, 0
  * if not, or -errno.
  */
 static int socket_activation(struct ufd_daemon *d)
@@ -449,44 +483,43 @@ static int socket_activation(struct ufd_daemon *d)
 	const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
 	const char *names = getenv("LISTEN_FDNAMES");
 	unsigned long long pid, nfds;
-	unsigned int i;
+	unsigned int i, listeners = 0;
 
 	if (!pid_s || !fds_s)
 		return 0;
 	if (parse_uint(pid_s, INT_MAX, &pid) || (pid_t)pid != getpid())
 		return 0;
-	if (parse_uint(fds_s, 64, &nfds) || !nfds) {
-		ufd_log(d, UFAULT_LOG_ERROR, "LISTEN_FDS=%s: expected 1 to 64 sockets", fds_s);
+	/* A few sockets, and what the fd store holds (FileDescriptorStoreMax=). */
+	if (parse_uint(fds_s, 65536, &nfds) || !nfds) {
+		ufd_log(d, UFAULT_LOG_ERROR, "LISTEN_FDS=%s: expected 1 to 65536 fds", fds_s);
 		return -EINVAL;
 	}
+	d->listen_fdnames = names != NULL;
 	for (i = 0; i < nfds; i++) {
 		int fd = SD_LISTEN_FDS_START + (int)i;
-		char name[64] = "";
+		char name[UFD_STORE_MAX_NAME + 1] = "";
 		struct ufd_listener *l;
 
-		if (names) {
-			/* The i-th colon-separated field. */
-			const char *p = names;
-			unsigned int k;
-			size_t n;
-
-			for (k = 0; k < i && p; k++) {
-				p = strchr(p, ':');
-				if (p)
-					p++;
+		if (names)
+			fd_name(names, i, name, sizeof(name));
+		if (store_entry_name(name)) {
+			if (!d->inherit) {
+				d->inherit = calloc(nfds, sizeof(*d->inherit));
+				d->inherit_names = calloc(nfds, sizeof(*d->inherit_names));
+				if (!d->inherit || !d->inherit_names)
+					return -ENOMEM;
 			}
-			if (p) {
-				n = strcspn(p, ":");
-				if (n >= sizeof(name))
-					n = sizeof(name) - 1;
-				memcpy(name, p, n);
-				name[n] = '\0';
-			}
+			d->inherit_names[d->nr_inherit] = strdup(name);
+			if (!d->inherit_names[d->nr_inherit])
+				return -ENOMEM;
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			d->inherit[d->nr_inherit++] = fd;
+			continue;
 		}
 		if (name[0])
 			l = strcmp(name, "firecracker") ? &d->native : &d->fc;
 		else
-			l = i == 0 ? &d->native : &d->fc;
+			l = listeners == 0 ? &d->native : &d->fc;
 		if (!is_listening_unix(fd)) {
 			ufd_log(d, UFAULT_LOG_ERROR,
 				"socket activation: fd %d is not a listening "
@@ -505,15 +538,16 @@ static int socket_activation(struct ufd_daemon *d)
 			return -errno;
 		l->fd = fd;
 		l->path = NULL; /* systemd's: never unlinked by us */
+		listeners++;
 		ufd_log(d, UFAULT_LOG_INFO, "socket activation: fd %d is the %s socket%s%s", fd,
 			ufd_kind_name(l->kind), name[0] ? ", named " : "", name);
 	}
-	/* Not for our children (none today, but a hook or helper must not
-	 * believe the sockets are its own). */
+	/* Not for our children (the keeper is not started under systemd, but
+	 * a hook or helper must not believe the sockets are its own). */
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	return 1;
+	return listeners > 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -522,8 +556,6 @@ static int socket_activation(struct ufd_daemon *d)
 
 static void daemon_stop(struct ufd_daemon *d, const char *why)
 {
-	struct ufd_client *c, *next;
-
 	if (d->stopping)
 		return;
 	d->stopping = true;
@@ -534,12 +566,16 @@ static void daemon_stop(struct ufd_daemon *d, const char *why)
 	ufd_metrics_stop(d);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	/* systemd drops its fd store when the unit stops for good and keeps
+	 * it over a restart: leave the entries to it. The keeper cannot tell
+	 * a restart from a stop: its entries go with the clients. */
+	d->store_keep = d->store.kind == UFD_STORE_SYSTEMD;
+	ufd_persist_stop(d);
 	/* Each context's destruction wakes its client's parked threads; the
-	 * loop runs until the last one is done. */
-	for (c = d->clients; c; c = next) {
-		next = c->next;
-		ufd_client_close(c, "daemon stopping");
-	}
+	 * loop runs until the last one is done. (Closing a client closes its
+	 * fork children too: always the head.) */
+	while (d->clients)
+		ufd_client_close(d->clients, "daemon stopping");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -564,6 +600,11 @@ static void usage(FILE *f)
 		"  --allow-uid UID            also accept this uid (repeatable)\n"
 		"  --allow-gid GID            also accept this gid (repeatable)\n"
 		"  --metrics-port PORT        serve GET /metrics on 127.0.0.1:PORT\n"
+		"  --keeper PATH              the fd keeper's socket (default: the native\n"
+		"                             socket's path + \".keeper\")\n"
+		"  --keeper-bin PATH          the ufaultd-keeper to start (default: next to\n"
+		"                             this binary)\n"
+		"  --no-keeper                no fd store: clients do not outlive the daemon\n"
 		"  --log-level LEVEL          error, warn, info (default), debug\n"
 		"  -v, --verbose              --log-level debug\n"
 		"  -h, --help                 this text\n",
@@ -581,6 +622,9 @@ enum {
 	OPT_ALLOW_GID,
 	OPT_METRICS_PORT,
 	OPT_LOG_LEVEL,
+	OPT_KEEPER,
+	OPT_KEEPER_BIN,
+	OPT_NO_KEEPER,
 };
 
 static const struct option long_opts[] = {
@@ -594,6 +638,9 @@ static const struct option long_opts[] = {
     {"allow-gid", required_argument, NULL, OPT_ALLOW_GID},
     {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"keeper", required_argument, NULL, OPT_KEEPER},
+    {"keeper-bin", required_argument, NULL, OPT_KEEPER_BIN},
+    {"no-keeper", no_argument, NULL, OPT_NO_KEEPER},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -665,6 +712,20 @@ static int parse_options(struct ufd_daemon *d, int argc, char **argv)
 			else
 				return bad_option("log-level", optarg);
 			break;
+		case OPT_KEEPER:
+			if (!*optarg ||
+			    strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+				return bad_option("keeper", optarg);
+			d->keeper_path = optarg;
+			break;
+		case OPT_KEEPER_BIN:
+			if (!*optarg)
+				return bad_option("keeper-bin", optarg);
+			d->keeper_bin = optarg;
+			break;
+		case OPT_NO_KEEPER:
+			d->no_keeper = true;
+			break;
 		case 'v':
 			d->log_level = UFAULT_LOG_DEBUG;
 			break;
@@ -733,6 +794,82 @@ static void raise_nofile(void)
 	}
 }
 
+/*
+ * Which fd store, and where: systemd's when it runs us with a store
+ * (FileDescriptorStoreMax= sets $FDSTORE; a store it hands back, or socket
+ * activation, sets $LISTEN_FDNAMES) and can be told ($NOTIFY_SOCKET);
+ * else ufaultd-keeper, at --keeper or the native socket's path +
+ * ".keeper", started from --keeper-bin or the ufaultd-keeper next to this
+ * binary. Nothing with --no-keeper (fds systemd passed are closed).
+ */
+/* Store entries systemd passed that no store will take. */
+static void close_inherited(struct ufd_daemon *d)
+{
+	for (unsigned int i = 0; i < d->nr_inherit; i++) {
+		if (d->inherit[i] >= 0)
+			close(d->inherit[i]);
+		d->inherit[i] = -1;
+	}
+}
+
+static int choose_store(struct ufd_daemon *d)
+{
+	static char keeper_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	static char keeper_bin[PATH_MAX + sizeof("/ufaultd-keeper")];
+	const char *ns = getenv("NOTIFY_SOCKET");
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (d->no_keeper) {
+		close_inherited(d);
+		return 0;
+	}
+	if (ns && *ns && (d->listen_fdnames || getenv("FDSTORE"))) {
+		int err = ufd_store_open(&d->store, 1, NULL, NULL);
+
+		if (err) {
+			close_inherited(d);
+			return err;
+		}
+		ufd_store_set_inherited(&d->store, d->inherit,
+					(const char *const *)d->inherit_names, d->nr_inherit);
+		return 0;
+	}
+	close_inherited(d);
+	if (!d->keeper_path) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		const char *base = d->native.path;
+
+		/* An inherited socket: its own name. */
+		if (!base && d->native.fd >= 0 &&
+		    !getsockname(d->native.fd, (struct sockaddr *)&sa, &len) &&
+		    len > offsetof(struct sockaddr_un, sun_path) + 1 && sa.sun_path[0])
+			base = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+		if (!base)
+			base = UFAULT_PROTO_DEFAULT_PATH;
+		if ((size_t)snprintf(keeper_path, sizeof(keeper_path), "%s.keeper", base) >=
+		    sizeof(keeper_path)) {
+			ufd_log(d, UFAULT_LOG_ERROR, "%s.keeper: path too long for a socket", base);
+			return -ENAMETOOLONG;
+		}
+		d->keeper_path = keeper_path;
+	}
+	if (!d->keeper_bin) {
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n > 0) {
+			exe[n] = '\0';
+			slash = strrchr(exe, '/');
+			if (slash) {
+				*slash = '\0';
+				snprintf(keeper_bin, sizeof(keeper_bin), "%s/ufaultd-keeper", exe);
+				d->keeper_bin = keeper_bin;
+			}
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct ufd_daemon daemon_state;
@@ -747,6 +884,7 @@ int main(int argc, char **argv)
 	d->native = (struct ufd_listener){.d = d, .kind = UFD_NATIVE, .fd = -1};
 	d->fc = (struct ufd_listener){.d = d, .kind = UFD_FIRECRACKER, .fd = -1};
 	d->next_id = 1;
+	d->store.sock = -1;
 	d->euid = geteuid();
 	d->sys_page = (uint64_t)sysconf(_SC_PAGESIZE);
 	journal_stderr = getenv("JOURNAL_STREAM") != NULL;
@@ -762,6 +900,7 @@ int main(int argc, char **argv)
 	activated = socket_activation(d);
 	if (activated < 0)
 		return 1;
+	/* Only the fd store's entries came from systemd: we bind. */
 	if (!activated) {
 		const char *path = d->socket_path ? d->socket_path : UFAULT_PROTO_DEFAULT_PATH;
 
@@ -817,6 +956,21 @@ int main(int argc, char **argv)
 		uv_loop_close(d->loop);
 		return 1;
 	}
+	/* The clients a killed daemon left, served again before the loop
+	 * accepts anything (a resume must find its session). A store that
+	 * cannot be had is logged: the daemon serves without one. */
+	err = choose_store(d);
+	if (err)
+		ufd_log(d, UFAULT_LOG_ERROR, "fd store: %s; clients will not outlive the daemon",
+			strerror(-err));
+	err = ufd_persist_start(d);
+	if (err) {
+		ufd_log(d, UFAULT_LOG_ERROR, "starting: %s", strerror(-err));
+		daemon_stop(d, "start failed");
+		uv_run(d->loop, UV_RUN_DEFAULT);
+		uv_loop_close(d->loop);
+		return 1;
+	}
 
 	ufd_log(d, UFAULT_LOG_INFO, "ready: native socket %s%s%s, %u workers per client",
 		d->native.path ? d->native.path : "(systemd)",
@@ -828,6 +982,12 @@ int main(int argc, char **argv)
 	err = uv_loop_close(d->loop);
 	if (err)
 		ufd_log(d, UFAULT_LOG_WARN, "uv_loop_close: %s", uv_strerror(err));
+	/* Last: a keeper that holds nothing exits when we leave. */
+	ufd_store_close(&d->store);
+	for (unsigned int i = 0; i < d->nr_inherit; i++)
+		free(d->inherit_names[i]);
+	free(d->inherit_names);
+	free(d->inherit);
 	if (d->mem_fd >= 0)
 		close(d->mem_fd);
 	ufd_log(d, UFAULT_LOG_INFO, "stopped");

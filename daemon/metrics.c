@@ -175,11 +175,14 @@ static char *metrics_text(struct ufd_daemon *d, size_t *len)
 	struct sbuf sb = {0};
 	struct ufd_client *c;
 	uint64_t *hist = NULL;
-	unsigned int n = 0, i, j, r;
+	unsigned int n = 0, conns = 0, detached = 0, i, j, r;
 	int nb;
 
-	for (c = d->clients; c; c = c->next)
+	for (c = d->clients; c; c = c->next) {
 		n += ufd_client_listed(c);
+		conns += c->fd >= 0;
+		detached += ufd_client_listed(c) && c->fd < 0;
+	}
 	if (n)
 		s = calloc(n, sizeof(*s));
 	/* The bucket count is the library's; any context answers it. */
@@ -210,7 +213,12 @@ static char *metrics_text(struct ufd_daemon *d, size_t *len)
 	sb_printf(&sb,
 		  "# HELP ufaultd_connections Connections open now, served or not.\n"
 		  "# TYPE ufaultd_connections gauge\nufaultd_connections %u\n",
-		  d->nr_clients);
+		  conns);
+	sb_printf(&sb,
+		  "# HELP ufaultd_clients_detached Clients served without a connection: taken "
+		  "back from the fd store after a restart, or forked children.\n"
+		  "# TYPE ufaultd_clients_detached gauge\nufaultd_clients_detached %u\n",
+		  detached);
 	sb_printf(&sb, "# HELP ufaultd_refused_total Connections and requests refused.\n"
 		       "# TYPE ufaultd_refused_total counter\n");
 	for (r = 0; r < UFD_REFUSED_NR; r++)

@@ -21,11 +21,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -111,15 +114,77 @@ bool ufd_client_listed(const struct ufd_client *c)
 	return c->ctx && !c->closing;
 }
 
-static void client_free(struct ufd_client *c)
+/*
+ * A client object with nothing open yet (not linked: ufd_client_link()).
+ * Native clients get their message buffers now: a detached one may get a
+ * connection back later.
+ */
+struct ufd_client *ufd_client_alloc(struct ufd_daemon *d, uint64_t id, enum ufd_kind kind,
+				    pid_t pid, uid_t uid, gid_t gid)
 {
-	c->d->nr_closing--;
+	struct ufd_client *c = calloc(1, sizeof(*c));
+	unsigned int i;
+
+	if (!c)
+		return NULL;
+	c->d = d;
+	c->id = id;
+	c->kind = kind;
+	c->fd = -1;
+	c->pidfd = -1;
+	c->uffd = -1;
+	c->pid = pid;
+	c->uid = uid;
+	c->gid = gid;
+	for (i = 0; i < UFAULT_PROTO_MAX_FDS + 1; i++)
+		c->in_fds[i] = -1;
+	if (kind == UFD_NATIVE) {
+		c->in = malloc(MSG_MAX);
+		c->out = malloc(MSG_MAX);
+		if (!c->in || !c->out) {
+			free(c->in);
+			free(c->out);
+			free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Everything a client holds but its context (destroyed by now) and its
+ * handles (closed by now). */
+void ufd_client_free(struct ufd_client *c)
+{
+	unsigned int i;
+
+	if (c->uffd >= 0)
+		close(c->uffd);
+	for (i = 0; i < c->nr_regs; i++)
+		if (c->reg_fds[i] >= 0)
+			close(c->reg_fds[i]);
+	ufd_close_fds(c->in_fds, &c->nr_in_fds);
 	free(c->in);
 	free(c->out);
 	free(c->regs);
 	free(c->handles);
+	free(c->reg_fds);
 	free(c->json);
 	free(c);
+}
+
+/* From here on the client is closed, never freed, when something fails. */
+void ufd_client_link(struct ufd_client *c)
+{
+	struct ufd_daemon *d = c->d;
+
+	c->prev = d->clients_tail;
+	c->next = NULL;
+	if (d->clients_tail)
+		d->clients_tail->next = c;
+	else
+		d->clients = c;
+	d->clients_tail = c;
+	d->nr_clients++;
 }
 
 /* Thread pool: the only code that runs off the loop, and it touches only
@@ -128,30 +193,36 @@ static void destroy_work(uv_work_t *w)
 {
 	struct ufd_client *c = w->data;
 
-	ufault_ctx_destroy(c->ctx);
+	if (c->ctx)
+		ufault_ctx_destroy(c->ctx);
+	/* The context woke what was parked in its regions; a fault it held
+	 * back for a region it never learnt of waits too, for whoever serves
+	 * the uffd next (the process itself, a new session). */
+	if (c->uffd >= 0)
+		ufd_wake_all(c);
 }
 
 static void destroy_done(uv_work_t *w, int status)
 {
 	struct ufd_client *c = w->data;
 
+	if (c->ctx)
+		ufd_log(c->d, UFAULT_LOG_DEBUG, "client %llu: context destroyed",
+			(unsigned long long)c->id);
 	c->ctx = NULL;
-	ufd_log(c->d, UFAULT_LOG_DEBUG, "client %llu: context destroyed",
-		(unsigned long long)c->id);
-	client_free(c);
+	c->d->nr_closing--;
+	ufd_client_free(c);
 }
 
-static void client_poll_closed(uv_handle_t *h)
+/* Every handle is closed: the context goes, off the loop (even a client
+ * without one goes through the pool, so it is never freed under a caller
+ * that still looks at it). */
+static void client_finish(struct ufd_client *c)
 {
-	struct ufd_client *c = h->data;
-
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
 	ufd_close_fds(c->in_fds, &c->nr_in_fds);
-	if (!c->ctx) {
-		client_free(c);
-		return;
-	}
 	c->work.data = c;
 	if (uv_queue_work(c->d->loop, &c->work, destroy_work, destroy_done)) {
 		/* Cannot happen with a live loop; do it here rather than leak. */
@@ -160,9 +231,19 @@ static void client_poll_closed(uv_handle_t *h)
 	}
 }
 
+void ufd_client_handle_closed(uv_handle_t *h)
+{
+	struct ufd_client *c = h->data;
+
+	if (--c->open_handles || !c->closing)
+		return;
+	client_finish(c);
+}
+
 void ufd_client_close(struct ufd_client *c, const char *why)
 {
 	struct ufd_daemon *d = c->d;
+	struct ufd_client *x;
 
 	if (c->closing)
 		return;
@@ -179,53 +260,42 @@ void ufd_client_close(struct ufd_client *c, const char *why)
 	d->nr_closing++;
 	ufd_log(d, UFAULT_LOG_INFO, "client %llu (%s, pid %d): closed: %s",
 		(unsigned long long)c->id, ufd_kind_name(c->kind), (int)c->pid, why);
-	uv_close((uv_handle_t *)&c->poll, client_poll_closed);
+	/* Its forked children are served for as long as it is. (A closed
+	 * child is unlinked: the scan starts over after each.) */
+again:
+	for (x = d->clients; x; x = x->next) {
+		if (x->parent == c) {
+			ufd_client_close(x, "its parent left");
+			goto again;
+		}
+	}
+	ufd_persist_del(c);
+	if (c->fd >= 0) {
+		c->open_handles++;
+		uv_close((uv_handle_t *)&c->poll, ufd_client_handle_closed);
+	}
+	ufd_persist_unwatch(c);
+	if (!c->open_handles)
+		client_finish(c);
 }
 
 int ufd_client_new(struct ufd_daemon *d, int fd, enum ufd_kind kind, pid_t pid, uid_t uid,
 		   gid_t gid)
 {
-	struct ufd_client *c = calloc(1, sizeof(*c));
-	unsigned int i;
+	struct ufd_client *c = ufd_client_alloc(d, d->next_id, kind, pid, uid, gid);
 	int err;
 
 	if (!c)
 		return -ENOMEM;
-	c->d = d;
-	c->id = d->next_id++;
-	c->kind = kind;
-	c->fd = fd;
-	c->pid = pid;
-	c->uid = uid;
-	c->gid = gid;
-	for (i = 0; i < UFAULT_PROTO_MAX_FDS + 1; i++)
-		c->in_fds[i] = -1;
-	if (kind == UFD_NATIVE) {
-		c->in = malloc(MSG_MAX);
-		c->out = malloc(MSG_MAX);
-		if (!c->in || !c->out) {
-			free(c->in);
-			free(c->out);
-			free(c);
-			return -ENOMEM;
-		}
-	}
 	err = uv_poll_init(d->loop, &c->poll, fd);
 	if (err) {
-		free(c->in);
-		free(c->out);
-		free(c);
+		ufd_client_free(c);
 		return err;
 	}
+	d->next_id++;
+	c->fd = fd;
 	c->poll.data = c;
-	/* From here on the client is closed, never freed, on failure. */
-	c->prev = d->clients_tail;
-	if (d->clients_tail)
-		d->clients_tail->next = c;
-	else
-		d->clients = c;
-	d->clients_tail = c;
-	d->nr_clients++;
+	ufd_client_link(c);
 	ufd_log(d, UFAULT_LOG_INFO, "client %llu: %s connection from pid %d uid %u",
 		(unsigned long long)c->id, ufd_kind_name(kind), (int)pid, (unsigned int)uid);
 	err = uv_poll_start(&c->poll, UV_READABLE, kind == UFD_NATIVE ? ufd_native_io : ufd_fc_io);
@@ -238,13 +308,94 @@ int ufd_client_new(struct ufd_daemon *d, int fd, enum ufd_kind kind, pid_t pid, 
 	return 0;
 }
 
-int ufd_client_add_region(struct ufd_client *c, const struct ufault_proto_region *r,
-			  struct ufault_region *h)
+/*
+ * A detached native client gets a connection again (its process resumed
+ * after a daemon restart): a dup of @fd, which the connection it came on
+ * keeps until that one is closed. The pidfd is not needed any more: the
+ * connection's end says when the client leaves.
+ */
+int ufd_client_attach(struct ufd_client *c, int fd)
 {
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3), err;
+
+	if (nfd < 0)
+		return -errno;
+	err = uv_poll_init(c->d->loop, &c->poll, nfd);
+	if (!err) {
+		c->poll.data = c;
+		c->fd = nfd;
+		err = uv_poll_start(&c->poll, UV_READABLE, ufd_native_io);
+		if (err) {
+			ufd_client_close(c, uv_strerror(err));
+			return err;
+		}
+		c->poll_events = UV_READABLE;
+		ufd_persist_unwatch(c);
+		return 0;
+	}
+	close(nfd);
+	return err;
+}
+
+/*
+ * Serve @uffd (the client's: a dup is kept here for the store, and the
+ * context keeps its own) with a foreign context. @max_page: the largest
+ * page of the regions to come, if over 2 MiB.
+ */
+int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t max_page)
+{
+	struct ufd_daemon *d = c->d;
+	struct ufault_config cfg;
+	int err;
+
+	c->uffd = fcntl(uffd, F_DUPFD_CLOEXEC, 3);
+	if (c->uffd < 0)
+		return -errno;
+	ufault_config_init(&cfg);
+	cfg.nr_workers = d->workers;
+	cfg.foreign_uffd = uffd;
+	cfg.foreign_features = features;
+	if (max_page > (2u << 20))
+		cfg.max_page_size = max_page;
+	/* A child's uffd is ours once read: the loop makes it a client. */
+	if (features & UFFD_FEATURE_EVENT_FORK) {
+		cfg.on_fork = ufd_on_fork;
+		cfg.on_fork_arg = c;
+	}
+	cfg.log_fn = ufd_ctx_log;
+	cfg.log_arg = c;
+	cfg.log_level = d->log_level == UFAULT_LOG_DEBUG ? UFAULT_LOG_DEBUG : UFAULT_LOG_WARN;
+	err = ufault_ctx_create(&c->ctx, &cfg);
+	if (err) {
+		c->ctx = NULL;
+		close(c->uffd);
+		c->uffd = -1;
+		ufd_log(d, UFAULT_LOG_WARN, "client %llu: serving its uffd: %s",
+			(unsigned long long)c->id, ufault_strerror(err));
+		return err;
+	}
+	c->features = features;
+	return 0;
+}
+
+/*
+ * Region @r of the client, from @fd (FILE; checked by the caller) or zeros
+ * (@fd < 0): registered in the context, and kept with a dup of @fd.
+ */
+int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd)
+{
+	struct ufd_daemon *d = c->d;
+	uint64_t ps = r->page_size ? r->page_size : d->sys_page;
+	unsigned int flags = 0;
+	struct ufault_source src;
+	struct ufault_region *h;
+	int err, keep = -1;
+
 	if (c->nr_regs == c->cap_regs) {
 		unsigned int cap = c->cap_regs ? 2 * c->cap_regs : 8;
 		struct ufault_proto_region *regs;
 		struct ufault_region **handles;
+		int *fds;
 
 		regs = realloc(c->regs, cap * sizeof(*regs));
 		if (!regs)
@@ -254,15 +405,38 @@ int ufd_client_add_region(struct ufd_client *c, const struct ufault_proto_region
 		if (!handles)
 			return -ENOMEM;
 		c->handles = handles;
+		fds = realloc(c->reg_fds, cap * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		c->reg_fds = fds;
 		c->cap_regs = cap;
+	}
+	if (ps > d->sys_page)
+		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(ps));
+	if (fd >= 0) {
+		keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (keep < 0)
+			return -errno;
+		ufault_source_init(&src, UFAULT_SOURCE_FILE);
+		src.file.fd = fd; /* ufault keeps its own dup */
+		src.offset = r->offset;
+	} else {
+		ufault_source_init(&src, UFAULT_SOURCE_ZERO);
+	}
+	err = ufault_region_register(c->ctx, (void *)(uintptr_t)r->start, r->len, &src, flags, &h);
+	if (err) {
+		if (keep >= 0)
+			close(keep);
+		return err;
 	}
 	c->regs[c->nr_regs] = *r;
 	c->handles[c->nr_regs] = h;
+	c->reg_fds[c->nr_regs] = keep;
 	c->nr_regs++;
 	return 0;
 }
 
-static struct ufd_client *client_by_id(struct ufd_daemon *d, uint64_t id)
+struct ufd_client *ufd_client_find(struct ufd_daemon *d, uint64_t id)
 {
 	struct ufd_client *c;
 
@@ -332,54 +506,92 @@ static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value
 /* Requests                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Do @a and @b (ours) refer to one open file? false if it cannot be told. */
+static bool same_file(int a, int b)
+{
+	pid_t self = getpid();
+
+	return syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
+}
+
 static int do_hello(struct ufd_client *c, const struct ufault_proto_hello *h, uint64_t *value)
 {
 	struct ufd_daemon *d = c->d;
-	struct ufault_config cfg;
 	int uffd = c->in_fds[0], err;
+	struct ufd_client *t;
 
 	if (c->ctx)
 		return -EISCONN;
-	/* Sessions do not outlive the daemon (the fd store is not kept):
-	 * there is nothing to resume. */
-	if (h->resume_id)
-		return -ENOENT;
 	if (!ufd_is_uffd(uffd)) {
 		ufd_log(d, UFAULT_LOG_INFO, "client %llu: HELLO's fd is not a userfaultfd",
 			(unsigned long long)c->id);
 		return -EBADF;
 	}
-	ufault_config_init(&cfg);
-	cfg.nr_workers = d->workers;
-	cfg.foreign_uffd = uffd;
-	cfg.foreign_features = h->features;
-	cfg.log_fn = ufd_ctx_log;
-	cfg.log_arg = c;
-	cfg.log_level = d->log_level == UFAULT_LOG_DEBUG ? UFAULT_LOG_DEBUG : UFAULT_LOG_WARN;
-	err = ufault_ctx_create(&c->ctx, &cfg);
-	if (err) {
-		c->ctx = NULL;
-		ufd_log(d, UFAULT_LOG_WARN, "client %llu: serving its uffd: %s",
-			(unsigned long long)c->id, ufault_strerror(err));
-		return err;
+	/* One session per uffd: two contexts reading one would each get
+	 * faults in regions only the other knows, which never come back.
+	 * Whoever holds the uffd and starts anew (a resume it was refused,
+	 * say) ends the session it had. */
+	for (t = d->clients; t; t = t->next) {
+		if (ufd_client_listed(t) && t != c && t->uffd >= 0 && same_file(t->uffd, uffd)) {
+			ufd_client_close(t, "its uffd came with a new session");
+			break;
+		}
 	}
-	/* The context has its own dup: ours is closed with the message's. */
-	c->features = h->features;
+	/* What tells this process from a later one with its pid (a resume
+	 * after a restart must come from the same process). */
+	c->start_time = ufd_proc_start_time(c->pid);
+	err = ufd_client_serve(c, uffd, h->features, 0);
+	if (err)
+		return err;
+	/* The message's fd is closed with the message: the context and the
+	 * store's copy are dups. Stored before the answer: a client that was
+	 * told it is served is served by a restarted daemon too. */
+	ufd_persist_put(c);
 	*value = c->id;
 	ufd_log(d, UFAULT_LOG_INFO, "client %llu: session, features %#llx",
 		(unsigned long long)c->id, (unsigned long long)h->features);
 	return 0;
 }
 
-static int do_register(struct ufd_client *c, const struct ufault_proto_region *r)
+/*
+ * HELLO with a resume_id (no fd): the process reconnects after a daemon
+ * restart. Only the process the session was made for gets it back: same
+ * uid, same pid, same start time, same features; anything else is a
+ * session this daemon does not know (-ENOENT: the client starts afresh).
+ * The session is a detached client (persist.c): it takes over this
+ * connection, which is then closed quietly. 1: answered on the session.
+ */
+static int do_resume(struct ufd_client *c, const struct ufault_proto_hello *h, uint32_t seq)
 {
 	struct ufd_daemon *d = c->d;
-	uint64_t ps = r->page_size ? r->page_size : d->sys_page;
-	unsigned int flags = 0;
-	struct ufault_source src;
-	struct ufault_region *h;
+	struct ufd_client *t = ufd_client_find(d, h->resume_id);
+	char why[64];
+	int err;
+
+	if (c->ctx)
+		return -EISCONN;
+	if (!t || t->fd >= 0 || t->parent || t->kind != UFD_NATIVE || t->uid != c->uid ||
+	    t->pid != c->pid || t->features != h->features ||
+	    t->start_time != ufd_proc_start_time(c->pid)) {
+		ufd_log(d, UFAULT_LOG_INFO, "client %llu: no session %llu to resume for pid %d",
+			(unsigned long long)c->id, (unsigned long long)h->resume_id, (int)c->pid);
+		return -ENOENT;
+	}
+	err = ufd_client_attach(t, c->fd);
+	if (err)
+		return err < 0 ? err : -ENOMEM;
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: resumed by pid %d", (unsigned long long)t->id,
+		(int)t->pid);
+	reply(t, seq, 0, t->id, NULL, 0);
+	snprintf(why, sizeof(why), "resumed session %llu", (unsigned long long)t->id);
+	ufd_client_close(c, why);
+	return 1;
+}
+
+static int do_register(struct ufd_client *c, const struct ufault_proto_region *r)
+{
+	int fd = -1, err, fl;
 	struct stat st;
-	int err, fl;
 
 	if (!c->ctx)
 		return -ENOTCONN;
@@ -387,11 +599,8 @@ static int do_register(struct ufd_client *c, const struct ufault_proto_region *r
 		return -ENOSPC;
 	if (ufault__proto_overlaps(c->regs, c->nr_regs, r->start, r->len))
 		return -EEXIST;
-	if (ps > d->sys_page)
-		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(ps));
 	if (r->source == UFAULT_PROTO_SRC_FILE) {
-		int fd = c->in_fds[0];
-
+		fd = c->in_fds[0];
 		/* Only what a read at an offset means the same every time:
 		 * no pipe, socket or device whose bytes change under us. */
 		if (fstat(fd, &st) || !S_ISREG(st.st_mode))
@@ -399,18 +608,10 @@ static int do_register(struct ufd_client *c, const struct ufault_proto_region *r
 		fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
 			return -EBADF;
-		ufault_source_init(&src, UFAULT_SOURCE_FILE);
-		src.file.fd = fd; /* ufault keeps its own dup */
-		src.offset = r->offset;
-	} else {
-		ufault_source_init(&src, UFAULT_SOURCE_ZERO);
 	}
-	err = ufault_region_register(c->ctx, (void *)(uintptr_t)r->start, r->len, &src, flags, &h);
-	if (err)
-		return err;
-	err = ufd_client_add_region(c, r, h);
-	if (err)
-		ufault_region_unregister(c->ctx, h);
+	err = ufd_client_region(c, r, fd);
+	if (!err)
+		ufd_persist_put(c);
 	return err;
 }
 
@@ -431,9 +632,13 @@ static int do_unregister(struct ufd_client *c, const struct ufault_proto_range *
 	err = ufault_region_unregister(c->ctx, c->handles[i]);
 	if (err)
 		return err;
+	if (c->reg_fds[i] >= 0)
+		close(c->reg_fds[i]);
 	c->nr_regs--;
 	c->regs[i] = c->regs[c->nr_regs];
 	c->handles[i] = c->handles[c->nr_regs];
+	c->reg_fds[i] = c->reg_fds[c->nr_regs];
+	ufd_persist_put(c);
 	return 0;
 }
 
@@ -492,7 +697,7 @@ static size_t do_list(struct ufd_daemon *d, struct ufault_proto_client *out, siz
 static int do_set_budget(struct ufd_client *c, const struct ufault_proto_budget *b)
 {
 	struct ufd_daemon *d = c->d;
-	struct ufd_client *t = client_by_id(d, b->client_id);
+	struct ufd_client *t = ufd_client_find(d, b->client_id);
 
 	if (!t)
 		return -ENOENT;
@@ -542,6 +747,12 @@ static void handle_message(struct ufd_client *c)
 
 	switch (m.hdr.type) {
 	case UFAULT_MSG_HELLO:
+		if (m.u.hello.resume_id) {
+			err = do_resume(c, &m.u.hello, m.hdr.seq);
+			if (err > 0)
+				return; /* answered on the session it resumed */
+			break;
+		}
 		err = do_hello(c, &m.u.hello, &value);
 		break;
 	case UFAULT_MSG_REGISTER:

@@ -12,11 +12,19 @@
  *              accept and SO_PEERCRED authorisation, signals, sd_notify
  *   session.c  client objects (both kinds) and the native protocol
  *   fc.c       Firecracker's page-fault handler protocol
+ *   persist.c  each client's record in the fd store (fdstore.h), the
+ *              detached clients a restarted daemon rebuilds from it, the
+ *              pidfds that say when their processes are gone, and the
+ *              children UFFD_EVENT_FORK hands over
  *   metrics.c  GET /metrics (Prometheus text format) over libuv TCP
+ *
+ * The one more thread exception: a context's on_fork callback runs on one
+ * of its workers, and only queues the child's uffd for the loop (persist.c).
  */
 #ifndef UFAULTD_H
 #define UFAULTD_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,9 +36,14 @@
 #include <ufault/protocol.h>
 #include <ufault/ufault.h>
 
+#include "fdstore.h"
+
 #define UFD_MAX_ALLOW 64	    /* --allow-uid / --allow-gid entries */
 #define UFD_DEFAULT_WORKERS 2	    /* libufault workers per client */
 #define UFD_DEFAULT_MAX_CLIENTS 256 /* connections of both kinds */
+/* The end of the user address space every 64-bit Linux has at least (x86-64
+ * with 4-level page tables): where a wake of "all of it" ends. */
+#define UFD_USER_VA_END 0x7ffffffff000ull
 
 enum ufd_kind {
 	UFD_NATIVE = 0,
@@ -61,27 +74,42 @@ struct ufd_listener {
 	uv_timer_t retry; /* accept paused after EMFILE and the like */
 };
 
-/* One connection: a native session, a control connection (ufaultctl), or a
- * Firecracker VM. */
+/*
+ * One client: a connection (a native session, a control connection of
+ * ufaultctl, or a Firecracker VM), or a client served without one: a
+ * "detached" client a restarted daemon rebuilt from the fd store, until
+ * (native) its process reconnects, or a forked child of a client, which
+ * lives as long as its parent.
+ */
 struct ufd_client {
 	struct ufd_daemon *d;
 	struct ufd_client *prev, *next; /* d->clients, in id order */
 	uint64_t id;
 	enum ufd_kind kind;
-	int fd;
-	uv_poll_t poll;
-	unsigned int poll_events; /* what the poll watches now */
-	uv_work_t work;		  /* the context's destruction, off the loop */
-	pid_t pid;
+	int fd;			   /* the connection; -1: none (detached, or a child) */
+	uv_poll_t poll;		   /* on @fd, initialised iff @fd >= 0 */
+	unsigned int poll_events;  /* what the poll watches now */
+	uv_work_t work;		   /* the context's destruction, off the loop */
+	unsigned int open_handles; /* uv handles still to close before the work */
+	pid_t pid;		   /* 0: not known (a forked child) */
 	uid_t uid;
 	gid_t gid;
+	uint64_t start_time; /* /proc/<pid>/stat field 22: tells a reused pid */
 	bool closing;
+
+	/* Detached: a pidfd of the client's process, readable once it exits. */
+	int pidfd; /* -1: not watched */
+	uv_poll_t pid_poll;
+	/* A forked child: its parent, which frees it when it goes. */
+	struct ufd_client *parent;
 
 	/* Served: a libufault context on the client's uffd (NULL until the
 	 * HELLO, or Firecracker's handshake, succeeded). */
 	struct ufault_ctx *ctx;
+	int uffd; /* our own copy, for the fd store; -1 until served */
 	uint64_t features;
 	uint64_t budget; /* SET_BUDGET, stored (no effect: see ufaultd(8)) */
+	bool stored;	 /* its entry is in the fd store */
 
 	/* Native: the message being received and the fds that came with it. */
 	unsigned char *in;
@@ -93,9 +121,11 @@ struct ufd_client {
 	unsigned char *out;
 	size_t out_len, out_off;
 
-	/* Regions (native: registered one by one; Firecracker: the list). */
+	/* Regions (native: registered one by one; Firecracker: the list),
+	 * with a copy of each one's backing fd (-1: zeros) for the store. */
 	struct ufault_proto_region *regs;
 	struct ufault_region **handles;
+	int *reg_fds;
 	unsigned int nr_regs, cap_regs;
 
 	/* Firecracker: the region list being received, then its uffd. */
@@ -106,6 +136,7 @@ struct ufd_client {
 };
 
 struct ufd_metrics;
+struct ufd_fork;
 
 struct ufd_daemon {
 	uv_loop_t *loop;
@@ -123,6 +154,9 @@ struct ufd_daemon {
 	unsigned int nr_allow_uid, nr_allow_gid;
 	int metrics_port; /* -1: no metrics server */
 	enum ufault_log_level log_level;
+	const char *keeper_path; /* NULL: the native socket's path + ".keeper" */
+	const char *keeper_bin;	 /* NULL: ufaultd-keeper next to this binary */
+	bool no_keeper;		 /* --no-keeper: no fd store at all */
 
 	/* State. */
 	uid_t euid;
@@ -136,6 +170,27 @@ struct ufd_daemon {
 	uint64_t next_id;
 	uint64_t refused[UFD_REFUSED_NR];
 	bool stopping;
+
+	/* The fd store (persist.c); kind UFD_STORE_NONE: none. */
+	struct ufd_store store;
+	bool store_keep;	  /* stopping: keep the entries (systemd keeps them
+			  * over a restart and drops them on a real stop) */
+	uv_poll_t *keeper_poll;	  /* the keeper's connection, for its end */
+	bool keeper_wanted;	  /* one was had: a keeper that goes is replaced */
+	uint64_t keeper_retry_at; /* loop time of the next try when none answers */
+	bool listen_fdnames;	  /* systemd passed $LISTEN_FDNAMES */
+	bool persist_started;
+	uint64_t wake_start; /* the lowest address a mapping may have (persist.c) */
+	/* Fds systemd passed at start that are not listeners: store entries. */
+	int *inherit;
+	char **inherit_names;
+	unsigned int nr_inherit;
+
+	/* Children's uffds from the contexts' on_fork, queued for the loop. */
+	pthread_mutex_t fork_lock;
+	struct ufd_fork *forks; /* under fork_lock */
+	bool fork_closed;	/* under fork_lock: the async is closed */
+	uv_async_t fork_async;
 };
 
 /* main.c */
@@ -152,14 +207,32 @@ ssize_t ufd_recv(int fd, void *buf, size_t len, int *fds, unsigned int max_fds,
 void ufd_close_fds(int *fds, unsigned int *nr);
 int ufd_client_new(struct ufd_daemon *d, int fd, enum ufd_kind kind, pid_t pid, uid_t uid,
 		   gid_t gid);
+struct ufd_client *ufd_client_alloc(struct ufd_daemon *d, uint64_t id, enum ufd_kind kind,
+				    pid_t pid, uid_t uid, gid_t gid);
+void ufd_client_link(struct ufd_client *c);
+void ufd_client_free(struct ufd_client *c);
 void ufd_client_close(struct ufd_client *c, const char *why);
+void ufd_client_handle_closed(uv_handle_t *h);
 bool ufd_client_listed(const struct ufd_client *c);
-int ufd_client_add_region(struct ufd_client *c, const struct ufault_proto_region *r,
-			  struct ufault_region *h);
+struct ufd_client *ufd_client_find(struct ufd_daemon *d, uint64_t id);
+int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t max_page);
+int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd);
+int ufd_client_attach(struct ufd_client *c, int fd);
 void ufd_native_io(uv_poll_t *poll, int status, int events);
 
 /* fc.c */
 void ufd_fc_io(uv_poll_t *poll, int status, int events);
+
+/* persist.c */
+int ufd_persist_start(struct ufd_daemon *d);
+void ufd_persist_stop(struct ufd_daemon *d);
+void ufd_persist_put(struct ufd_client *c);
+void ufd_persist_del(struct ufd_client *c);
+int ufd_persist_watch(struct ufd_client *c);
+void ufd_persist_unwatch(struct ufd_client *c);
+uint64_t ufd_proc_start_time(pid_t pid);
+void ufd_wake_all(struct ufd_client *c);
+void ufd_on_fork(void *arg, int child_uffd);
 
 /* metrics.c */
 int ufd_metrics_start(struct ufd_daemon *d);

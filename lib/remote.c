@@ -12,6 +12,13 @@
  * more; if no daemon answers within takeover_ms, it makes a foreign
  * context on its own uffd and registers the regions there: from then on
  * the process serves its faults itself.
+ *
+ * A resumed daemon knows the regions as they were when it last stored the
+ * session: a REGISTER or UNREGISTER whose answer the hang-up cut off may
+ * or may not have reached it, so those are sent again after the resume
+ * (an EEXIST or ENOENT then means it had). After a takeover, the first
+ * daemon that answers is told to let the session go (a resume, then a
+ * close), or it would serve the same uffd as the in-process context.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +29,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -34,12 +42,15 @@
 
 #define DEFAULT_TAKEOVER_MS 2000
 #define RETRY_MS 20
+#define RELEASE_MS 200	    /* taken over: how often a daemon is looked for */
+#define RELEASE_TIMEOUT_S 2 /* ... and how long its answer may take */
 
 struct remote_region {
 	uint64_t start, len, offset;
-	uint32_t page_size; /* 0: the system page */
-	int fd;		    /* a dup of the backing file, or -1 (zeros) */
+	uint32_t page_size;	      /* 0: the system page */
+	int fd;			      /* a dup of the backing file, or -1 (zeros) */
 	struct ufault_region *handle; /* in the in-process context */
+	bool unsent;		      /* its REGISTER's answer never came */
 };
 
 struct ufault_remote {
@@ -52,6 +63,11 @@ struct ufault_remote {
 	struct remote_region *regions;
 	unsigned int nr, cap;
 	struct ufault_ctx *local; /* taken over: serving in-process */
+	bool released;		  /* ... and a daemon was told to let go */
+	/* Unregistered while the daemon's answer could not come: it may
+	 * still have them. */
+	struct ufault_proto_range *gone;
+	unsigned int nr_gone, cap_gone;
 	struct sockaddr_un addr;
 	unsigned int takeover_ms, nr_workers;
 	int stop_fd; /* eventfd: the monitor stops */
@@ -187,7 +203,44 @@ static int hello(struct ufault_remote *rm)
 
 	for (unsigned int i = 0; !ret && i < rm->nr; i++)
 		ret = send_region(rm, &rm->regions[i]);
+	if (!ret) {
+		for (unsigned int i = 0; i < rm->nr; i++)
+			rm->regions[i].unsent = false;
+		rm->nr_gone = 0;
+	}
 	return ret;
+}
+
+/* A connection that broke: not the daemon's answer to the request. */
+static bool broken(int ret)
+{
+	return ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN || ret == -EPROTO;
+}
+
+/*
+ * Resumed: what the daemon may have missed while the connection was down.
+ * Under lock. 0, or the error of a request (the connection broke again).
+ */
+static int resync(struct ufault_remote *rm)
+{
+	int ret;
+
+	for (unsigned int i = 0; i < rm->nr_gone; i++) {
+		ret = request(rm, UFAULT_MSG_UNREGISTER, &rm->gone[i], sizeof(rm->gone[i]), -1,
+			      NULL, NULL, 0);
+		if (ret && ret != -ENOENT)
+			return ret;
+	}
+	rm->nr_gone = 0;
+	for (unsigned int i = 0; i < rm->nr; i++) {
+		if (!rm->regions[i].unsent)
+			continue;
+		ret = send_region(rm, &rm->regions[i]);
+		if (ret && ret != -EEXIST)
+			return ret;
+		rm->regions[i].unsent = false;
+	}
+	return 0;
 }
 
 /* @r in the in-process context. */
@@ -225,8 +278,39 @@ static int take_over(struct ufault_remote *rm)
 	if (ret) {
 		ufault_ctx_destroy(rm->local);
 		rm->local = NULL;
+		return ret;
 	}
-	return ret;
+	/* A fault the daemon read and never resolved left its thread parked,
+	 * and no message for it will come again: woken, it faults anew. */
+	for (unsigned int i = 0; i < rm->nr; i++)
+		ufault__uffd_wake(rm->uffd, rm->regions[i].start, rm->regions[i].len);
+	rm->nr_gone = 0;
+	return 0;
+}
+
+/*
+ * Taken over: a daemon that answers now may have taken the session back
+ * from its fd store and serve the uffd too. A resume hands it this
+ * connection and the close that follows ends the session there. Once a
+ * daemon answered (0, or ENOENT: it has no such session), nothing is left
+ * to do. Under lock.
+ */
+static void release_daemon(struct ufault_remote *rm)
+{
+	struct ufault_proto_hello h = {.features = rm->features, .resume_id = rm->id};
+	struct timeval tv = {.tv_sec = RELEASE_TIMEOUT_S};
+	int s = dial(rm), ret;
+
+	if (s < 0)
+		return;
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	rm->sock = s;
+	ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), -1, NULL, NULL, 0);
+	close(s);
+	rm->sock = -1;
+	if (ret == 0 || ret == -ENOENT)
+		rm->released = true;
 }
 
 /* The daemon hung up: resume, start afresh, or take over. Under lock. */
@@ -245,6 +329,8 @@ static void recover(struct ufault_remote *rm)
 			ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), -1, NULL, NULL, 0);
 			if (ret == -ENOENT)
 				ret = hello(rm); /* it does not know us: everything again */
+			else if (!ret)
+				ret = resync(rm);
 			if (!ret)
 				return;
 			close(rm->sock);
@@ -268,14 +354,24 @@ static void *monitor_main(void *arg)
 	for (;;) {
 		struct pollfd p[2] = {{.fd = rm->stop_fd, .events = POLLIN},
 				      {.fd = -1, .events = POLLRDHUP}};
+		bool release;
+		int n;
 
 		pthread_mutex_lock(&rm->lock);
 		p[1].fd = rm->local ? -1 : rm->sock;
+		release = rm->local && !rm->released;
 		pthread_mutex_unlock(&rm->lock);
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		n = poll(p, 2, release ? RELEASE_MS : -1);
+		if (n < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			break;
+		if (release && !n) {
+			pthread_mutex_lock(&rm->lock);
+			release_daemon(rm);
+			pthread_mutex_unlock(&rm->lock);
+			continue;
+		}
 		if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 			pthread_mutex_lock(&rm->lock);
 			if (!rm->local && rm->sock == p[1].fd)
@@ -379,7 +475,8 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 		}
 	}
 	if (!ret)
-		ret = ufault__uffd_register(rm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+		ret =
+		    ufault__uffd_register(rm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
 	if (!ret) {
 		if (rm->local) {
 			ret = local_register(rm, &r);
@@ -387,8 +484,11 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 				rm->regions[rm->nr++] = r;
 		} else {
 			ret = send_region(rm, &r);
-			if (ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN)
-				ret = 0; /* the monitor resends it with the rest */
+			if (broken(ret)) {
+				/* The monitor sends it again once it is back. */
+				r.unsent = true;
+				ret = 0;
+			}
 			if (!ret)
 				rm->regions[rm->nr++] = r;
 		}
@@ -399,6 +499,21 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 	if (ret && r.fd >= 0)
 		close(r.fd);
 	return ret;
+}
+
+static int remember_gone(struct ufault_remote *rm, const struct ufault_proto_range *r)
+{
+	if (rm->nr_gone == rm->cap_gone) {
+		unsigned int cap = rm->cap_gone ? rm->cap_gone * 2 : 8;
+		void *v = realloc(rm->gone, cap * sizeof(*rm->gone));
+
+		if (!v)
+			return -ENOMEM;
+		rm->gone = v;
+		rm->cap_gone = cap;
+	}
+	rm->gone[rm->nr_gone++] = *r;
+	return 0;
 }
 
 int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
@@ -420,12 +535,18 @@ int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 	}
 	/* The kernel first: from then on faults there are ordinary. */
 	ufault__uffd_unregister(rm->uffd, start, len);
-	if (rm->local)
+	if (rm->local) {
 		ret = ufault_region_unregister(rm->local, rm->regions[i].handle);
-	else
+	} else {
 		ret = request(rm, UFAULT_MSG_UNREGISTER, &body, sizeof(body), -1, NULL, NULL, 0);
-	if (ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN)
-		ret = 0;
+		if (broken(ret)) {
+			/* The daemon may have it still: told again on resume
+			 * (without memory, it is not: the daemon then keeps a
+			 * region no fault comes from any more). */
+			remember_gone(rm, &body);
+			ret = 0;
+		}
+	}
 	if (rm->regions[i].fd >= 0)
 		close(rm->regions[i].fd);
 	rm->regions[i] = rm->regions[--rm->nr];
@@ -468,6 +589,7 @@ void ufault_remote_close(struct ufault_remote *rm)
 			close(rm->regions[i].fd);
 	}
 	free(rm->regions);
+	free(rm->gone);
 	if (rm->uffd >= 0)
 		close(rm->uffd);
 	if (rm->stop_fd >= 0)

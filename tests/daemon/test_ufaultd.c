@@ -33,7 +33,9 @@
  *  - metrics: GET /metrics has nonzero fault counters for a live client.
  *  - ufaultctl: status, clients, stats ID, budget.
  *  - systemd: socket activation (LISTEN_FDS on fd 3, LISTEN_PID) and
- *    READY=1 on an abstract $NOTIFY_SOCKET.
+ *    READY=1 on an abstract $NOTIFY_SOCKET; a client's fd store entry
+ *    goes to systemd (FDSTORE=1, FDNAME=c<id>) and leaves with it
+ *    (FDSTOREREMOVE=1).
  *  - socket paths: a live daemon's socket is not taken over, a file that
  *    is not a socket is not removed, a stale socket is replaced and gets
  *    mode 0660; --max-clients closes the connection past the bound.
@@ -1338,15 +1340,56 @@ static void test_ufaultctl(void **state)
 /* g) systemd socket activation and readiness                           */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The next sd_notify message on @nfd that is not about the fd store, into
+ * @msg; the store's (FDSTORE=1 with fds, FDSTOREREMOVE=1) are appended to
+ * @store, one per line, and their fds closed.
+ */
+static void notify_recv(int nfd, char *msg, size_t cap, char *store, size_t store_cap)
+{
+	for (;;) {
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * 32)];
+		} control;
+		struct iovec iov = {.iov_base = msg, .iov_len = cap - 1};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = control.buf,
+				    .msg_controllen = sizeof(control.buf)};
+		struct cmsghdr *cm;
+		ssize_t n = recvmsg(nfd, &mh, MSG_CMSG_CLOEXEC);
+
+		assert_true(n > 0);
+		msg[n] = '\0';
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			size_t nr = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (size_t i = 0; cm->cmsg_type == SCM_RIGHTS && i < nr; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				close(fd);
+			}
+		}
+		if (strncmp(msg, "FDSTORE", 7))
+			return;
+		for (char *p = msg; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		snprintf(store + strlen(store), store_cap - strlen(store), "%s\n", msg);
+	}
+}
+
 static void test_socket_activation(void **state)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char act_path[128], notify_name[64], env_pid[32], env_notify[96], msg[64];
+	char act_path[128], notify_name[64], env_pid[32], env_notify[96], msg[256];
+	char store[4096] = "", want[64];
 	struct timeval tv = {.tv_sec = 30};
 	struct stat st;
 	int lfd, nfd, ready[2];
 	uint64_t id, addr;
-	ssize_t n;
 	pid_t pid;
 
 	/* The listening socket, as systemd would make it for ufaultd.socket. */
@@ -1389,9 +1432,7 @@ static void test_socket_activation(void **state)
 	act_pid = pid;
 	close(lfd);
 
-	n = recv(nfd, msg, sizeof(msg) - 1, 0);
-	assert_true(n > 0);
-	msg[n] = '\0';
+	notify_recv(nfd, msg, sizeof(msg), store, sizeof(store));
 	assert_string_equal(msg, "READY=1");
 
 	make_pipe(ready);
@@ -1415,10 +1456,26 @@ static void test_socket_activation(void **state)
 	close(ready[0]);
 
 	assert_int_equal(kill(pid, SIGTERM), 0);
-	n = recv(nfd, msg, sizeof(msg) - 1, 0);
-	assert_true(n > 0);
-	msg[n] = '\0';
+	notify_recv(nfd, msg, sizeof(msg), store, sizeof(store));
 	assert_string_equal(msg, "STOPPING=1");
+	/* Under systemd the fd store is systemd's: the client's entry went
+	 * in when its session began and out when it left. */
+	snprintf(want, sizeof(want), "FDSTORE=1 FDNAME=c%llu\n", (unsigned long long)id);
+	if (!strstr(store, want))
+		fail_msg("no '%s' in the fd store messages:\n%s", want, store);
+	/* ... and the last word about it is its removal. */
+	snprintf(want, sizeof(want), "FDNAME=c%llu\n", (unsigned long long)id);
+	{
+		const char *last = NULL, *line;
+
+		for (line = store; (line = strstr(line, want)); line++)
+			last = line;
+		while (last && last > store && last[-1] != '\n')
+			last--;
+		if (!last || strncmp(last, "FDSTOREREMOVE=1 ", 16))
+			fail_msg("the entry of client %llu was not removed last:\n%s",
+				 (unsigned long long)id, store);
+	}
 	assert_int_equal(wait_exit(pid), 0);
 	act_pid = -1;
 	/* systemd's socket: not ours to remove. */

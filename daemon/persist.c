@@ -1,0 +1,850 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * persist.c - clients that outlive the daemon.
+ *
+ * Every served client has an entry "c<id>" in the fd store (fdstore.h):
+ * a record (below) and its fds, [uffd, one per backing file]. It is put
+ * when the client's session is set up and whenever its regions change,
+ * before the client is answered, and deleted when the client is gone. All
+ * of it on the loop: the store is a local socket and answers at once.
+ *
+ * A daemon that starts finds the entries a killed one left and rebuilds
+ * each client before it accepts anything: a foreign context on the uffd,
+ * the regions as they were, then UFFDIO_WAKE over every region, since a
+ * fault message the dead daemon read but never resolved left its thread
+ * parked where no message will come again; woken, it faults anew and the
+ * new message is served. Faults that came while no daemon ran wait in the
+ * uffd and are read as usual. Such a client is "detached": it has no
+ * connection. A native one gets one back when its process resumes (HELLO
+ * with resume_id, session.c); until then, and for a Firecracker VM, which
+ * never reconnects, a pidfd of its process says when it is gone.
+ *
+ * The record (record.h) is read back as untrusted input: it may come from a store
+ * another program wrote to. Every size, count, alignment and fd is
+ * checked, and one that fails is dropped, its fds closed, its entry
+ * deleted.
+ *
+ * Forks: a context whose client enabled UFFD_FEATURE_EVENT_FORK calls
+ * ufd_on_fork() on one of its workers with the child's uffd; the fd is
+ * queued for the loop, which makes it a client of its own (no connection,
+ * the parent's regions, freed with the parent) and stores it too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "record.h"
+#include "ufaultd.h"
+
+#define STORE_OPEN_TRIES 3   /* a keeper that was exiting as we came: start one */
+#define KEEPER_RETRY_MS 1000 /* a keeper that cannot be had: tried again after */
+
+#define REC_MAX_REGIONS                                                                            \
+	((UFD_STORE_MAX_BLOB - sizeof(struct ufd_rec_head)) / sizeof(struct ufd_rec_region))
+_Static_assert(REC_MAX_REGIONS >= UFAULT_PROTO_MAX_REGIONS, "a native client's regions fit");
+_Static_assert(sizeof(struct ufd_rec_head) == 64 && sizeof(struct ufd_rec_region) == 40,
+	       "record.h has no padding");
+
+/* A child's uffd from on_fork, on its way to the loop. */
+struct ufd_fork {
+	struct ufd_fork *next;
+	uint64_t parent;
+	int fd;
+};
+
+/* ------------------------------------------------------------------ */
+/* Processes                                                            */
+/* ------------------------------------------------------------------ */
+
+/* /proc/<pid>/stat field 22, starttime: with the pid, it names one process
+ * (a pid is reused, a pid and its start time are not). 0: not known. */
+uint64_t ufd_proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v = 0;
+	ssize_t n;
+	int fd, field;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The name (field 2) may hold spaces and parentheses: count from
+	 * the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	for (field = 2; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22 || sscanf(p, "%llu", &v) != 1)
+		return 0;
+	return v;
+}
+
+/* A pidfd of @pid if it is still the process that started at @start_time;
+ * -ESRCH if it is gone. */
+static int open_process(pid_t pid, uint64_t start_time)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd < 0)
+		return -errno;
+	/* Checked after the open: the pidfd then names this process or one
+	 * that exited already (whose start time no longer reads). */
+	if (!start_time || ufd_proc_start_time(pid) != start_time) {
+		close(fd);
+		return -ESRCH;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
+}
+
+static void pid_exited(uv_poll_t *poll, int status, int events)
+{
+	struct ufd_client *c = poll->data;
+
+	ufd_client_close(c, status < 0 ? uv_strerror(status) : "its process exited");
+}
+
+/* Watch the detached client's process (@c->pidfd): it is freed when the
+ * process exits. */
+int ufd_persist_watch(struct ufd_client *c)
+{
+	int err = uv_poll_init(c->d->loop, &c->pid_poll, c->pidfd);
+
+	if (err)
+		return err;
+	c->pid_poll.data = c;
+	err = uv_poll_start(&c->pid_poll, UV_READABLE, pid_exited);
+	if (err) {
+		c->open_handles++;
+		uv_close((uv_handle_t *)&c->pid_poll, ufd_client_handle_closed);
+		close(c->pidfd);
+		c->pidfd = -1;
+	}
+	return err;
+}
+
+void ufd_persist_unwatch(struct ufd_client *c)
+{
+	if (c->pidfd < 0)
+		return;
+	/* uv_close() stops the poll at once: the fd may go now. */
+	c->open_handles++;
+	uv_close((uv_handle_t *)&c->pid_poll, ufd_client_handle_closed);
+	close(c->pidfd);
+	c->pidfd = -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Putting and deleting                                                 */
+/* ------------------------------------------------------------------ */
+
+static void entry_name(char *name, size_t len, uint64_t id)
+{
+	snprintf(name, len, "c%llu", (unsigned long long)id);
+}
+
+/*
+ * @c's record into @buf and its fds into @fds: the uffd, then each backing
+ * file once (regions on one file share its fd: any open of it reads the
+ * same). The record's size, or -E2BIG (more files than an entry holds).
+ */
+static long record_build(const struct ufd_client *c, void *buf, int *fds, unsigned int *nr)
+{
+	struct ufd_rec_head *h = buf;
+	struct ufd_rec_region *rr = (struct ufd_rec_region *)(h + 1);
+	struct stat ids[UFD_STORE_MAX_FDS];
+	unsigned int n = 1, i, k;
+
+	fds[0] = c->uffd;
+	for (i = 0; i < c->nr_regs; i++) {
+		struct stat st;
+		int idx = -1;
+
+		if (c->reg_fds[i] >= 0) {
+			if (fstat(c->reg_fds[i], &st))
+				return -errno;
+			for (k = 1; k < n && idx < 0; k++)
+				if (ids[k].st_dev == st.st_dev && ids[k].st_ino == st.st_ino)
+					idx = (int)k;
+			if (idx < 0) {
+				if (n == UFD_STORE_MAX_FDS)
+					return -E2BIG;
+				ids[n] = st;
+				fds[n] = c->reg_fds[i];
+				idx = (int)n++;
+			}
+		}
+		rr[i] = (struct ufd_rec_region){.r = c->regs[i], .fd = idx};
+	}
+	*h = (struct ufd_rec_head){
+	    .magic = UFD_REC_MAGIC,
+	    .version = UFD_REC_VERSION,
+	    .kind = (uint16_t)c->kind,
+	    .id = c->id,
+	    .parent = c->parent ? c->parent->id : 0,
+	    .features = c->features,
+	    .start_time = c->start_time,
+	    .pid = (uint32_t)c->pid,
+	    .uid = (uint32_t)c->uid,
+	    .gid = (uint32_t)c->gid,
+	    .nr_regions = c->nr_regs,
+	    .nr_fds = n,
+	};
+	*nr = n;
+	return (long)(sizeof(*h) + c->nr_regs * sizeof(*rr));
+}
+
+static int store_one(struct ufd_client *c)
+{
+	static unsigned char buf[UFD_STORE_MAX_BLOB]; /* the loop's only */
+	int fds[UFD_STORE_MAX_FDS];
+	char name[UFD_STORE_MAX_NAME];
+	unsigned int nr;
+	long len;
+
+	entry_name(name, sizeof(name), c->id);
+	len = record_build(c, buf, fds, &nr);
+	if (len < 0)
+		return (int)len;
+	return ufd_store_put(&c->d->store, name, buf, (size_t)len, fds, nr);
+}
+
+static void keeper_poll_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void keeper_unwatch(struct ufd_daemon *d)
+{
+	if (!d->keeper_poll)
+		return;
+	uv_close((uv_handle_t *)d->keeper_poll, keeper_poll_closed);
+	d->keeper_poll = NULL;
+}
+
+static int store_reopen(struct ufd_daemon *d);
+
+/* The keeper only ever answers a LIST: anything readable on its
+ * connection is its end (killed, or it hit an error). */
+static void keeper_gone(uv_poll_t *p, int status, int events)
+{
+	struct ufd_daemon *d = p->data;
+
+	ufd_log(d, UFAULT_LOG_WARN, "fd store: the keeper at %s hung up", d->keeper_path);
+	store_reopen(d);
+}
+
+/* Watch the keeper's connection, so that a dead keeper is replaced at
+ * once, not at the next store. */
+static void keeper_watch(struct ufd_daemon *d)
+{
+	uv_poll_t *p = malloc(sizeof(*p));
+
+	if (!p || uv_poll_init(d->loop, p, d->store.sock)) {
+		free(p);
+		return; /* noticed at the next store instead */
+	}
+	p->data = d;
+	d->keeper_poll = p;
+	if (uv_poll_start(p, UV_READABLE | UV_DISCONNECT, keeper_gone))
+		keeper_unwatch(d);
+}
+
+/*
+ * The keeper went away: a new one, and every client into it again (the
+ * entries went with the old one). -errno if none can be had: the store is
+ * tried again at a later put, once KEEPER_RETRY_MS passed.
+ */
+static int store_reopen(struct ufd_daemon *d)
+{
+	struct ufd_client *c;
+	int err;
+
+	keeper_unwatch(d);
+	ufd_store_close(&d->store);
+	for (c = d->clients; c; c = c->next)
+		c->stored = false;
+	d->keeper_retry_at = uv_now(d->loop) + KEEPER_RETRY_MS;
+	err = ufd_store_open(&d->store, 0, d->keeper_path, d->keeper_bin);
+	if (err) {
+		ufd_log(d, UFAULT_LOG_ERROR,
+			"fd store: the keeper at %s: %s; clients will not outlive the daemon "
+			"until one answers",
+			d->keeper_path, strerror(-err));
+		return err;
+	}
+	ufd_log(d, UFAULT_LOG_WARN, "fd store: a new keeper at %s; storing every client again",
+		d->keeper_path);
+	keeper_watch(d);
+	for (c = d->clients; c; c = c->next)
+		if (ufd_client_listed(c) && c->uffd >= 0)
+			c->stored = !store_one(c);
+	return 0;
+}
+
+/*
+ * Store @c's entry, or replace it (its regions changed). A failure is
+ * logged and the client served anyway: it only costs the client a restart.
+ */
+void ufd_persist_put(struct ufd_client *c)
+{
+	struct ufd_daemon *d = c->d;
+	int err;
+
+	if (c->closing)
+		return;
+	if (d->store.kind == UFD_STORE_NONE) {
+		/* A keeper lost: another try, now and then (it stores @c). */
+		if (d->keeper_wanted && uv_now(d->loop) >= d->keeper_retry_at)
+			store_reopen(d);
+		return;
+	}
+	err = store_one(c);
+	if (!err) {
+		c->stored = true;
+		return;
+	}
+	if (d->store.kind == UFD_STORE_KEEPER && err != -E2BIG && !store_reopen(d))
+		return; /* the reopen stored every client, @c included */
+	ufd_log(d, UFAULT_LOG_WARN, "client %llu: not kept in the fd store (%s): %s",
+		(unsigned long long)c->id,
+		err == -E2BIG ? "more backing files than an entry holds" : "store error",
+		strerror(-err));
+	/* An older entry would bring back a session that is not this one. */
+	ufd_persist_del(c);
+}
+
+void ufd_persist_del(struct ufd_client *c)
+{
+	struct ufd_daemon *d = c->d;
+	char name[UFD_STORE_MAX_NAME];
+	int err;
+
+	if (!c->stored || d->store.kind == UFD_STORE_NONE)
+		return;
+	/* systemd drops its store on a real stop and keeps it over a
+	 * restart: a stopping daemon leaves the entries to it. */
+	if (d->stopping && d->store_keep)
+		return;
+	entry_name(name, sizeof(name), c->id);
+	err = ufd_store_del(&d->store, name);
+	if (err)
+		ufd_log(d, UFAULT_LOG_WARN, "client %llu: deleting its fd store entry: %s",
+			(unsigned long long)c->id, strerror(-err));
+	c->stored = false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                              */
+/* ------------------------------------------------------------------ */
+
+/* An entry that passed the checks, waiting for its parent to be rebuilt. */
+struct loaded {
+	struct loaded *next;
+	struct ufd_rec_head h;
+	struct ufd_rec_region *regs;
+	int fds[UFD_STORE_MAX_FDS];
+};
+
+struct load_state {
+	struct ufd_daemon *d;
+	struct loaded *list;
+	uint64_t max_id;
+};
+
+static void close_all(int *fds, unsigned int nr)
+{
+	for (unsigned int i = 0; i < nr; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static bool readable_file(int fd)
+{
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && !(fl & O_PATH) && (fl & O_ACCMODE) != O_WRONLY && !fstat(fd, &st) &&
+	       S_ISREG(st.st_mode);
+}
+
+/* Everything the record claims, checked against itself and the fds. NULL,
+ * or why not. */
+static const char *record_check(struct ufd_daemon *d, const char *name, const void *blob,
+				size_t len, const int *fds, unsigned int nr, struct ufd_rec_head *h)
+{
+	const struct ufd_rec_region *rr =
+	    (const struct ufd_rec_region *)((const char *)blob + sizeof(*h));
+	struct ufault_proto_region *seen;
+	bool used[UFD_STORE_MAX_FDS] = {false};
+	char want[UFD_STORE_MAX_NAME];
+	const char *why = NULL;
+	unsigned int i, max_regions;
+
+	if (len < sizeof(*h))
+		return "record shorter than its header";
+	memcpy(h, blob, sizeof(*h));
+	if (h->magic != UFD_REC_MAGIC || h->version != UFD_REC_VERSION)
+		return "not a record of this version";
+	if (h->kind != UFD_NATIVE && h->kind != UFD_FIRECRACKER)
+		return "unknown client kind";
+	if (h->reserved)
+		return "reserved field not 0";
+	max_regions = h->kind == UFD_NATIVE ? UFAULT_PROTO_MAX_REGIONS : UFAULT__FC_MAX_REGIONS;
+	if (h->nr_regions > max_regions)
+		return "too many regions";
+	if (len != sizeof(*h) + (size_t)h->nr_regions * sizeof(*rr))
+		return "record size does not match its region count";
+	entry_name(want, sizeof(want), h->id);
+	if (!h->id || h->id >= UINT64_MAX / 2 || strcmp(name, want))
+		return "entry name does not match the client id";
+	if (h->parent == h->id)
+		return "a client is its own parent";
+	if (!h->parent && (!h->pid || h->pid > INT_MAX || !h->start_time))
+		return "no process";
+	if (h->nr_fds != nr || !nr)
+		return "fd count does not match";
+	if (!ufd_is_uffd(fds[0]))
+		return "first fd is not a userfaultfd";
+	for (i = 1; i < nr; i++)
+		if (!readable_file(fds[i]))
+			return "a backing fd is not a regular file open for reading";
+	seen = calloc(h->nr_regions ? h->nr_regions : 1, sizeof(*seen));
+	if (!seen)
+		return "out of memory";
+	for (i = 0; i < h->nr_regions && !why; i++) {
+		struct ufd_rec_region r;
+		unsigned char msg[sizeof(struct ufault_proto_hdr) + sizeof(r.r)];
+		struct ufault__proto_msg m;
+		size_t n;
+		bool file;
+
+		memcpy(&r, rr + i, sizeof(r));
+		file = r.r.source == UFAULT_PROTO_SRC_FILE;
+		/* The region as a REGISTER message: the protocol's own check
+		 * (page size, alignment, wrap, source), nothing less. */
+		n = ufault__proto_build(msg, UFAULT_MSG_REGISTER, 0, &r.r, sizeof(r.r));
+		if (ufault__proto_check(msg, n, file, d->sys_page, &m, &why))
+			break;
+		if (r.reserved)
+			why = "region reserved field not 0";
+		else if (file ? (r.fd < 1 || (unsigned int)r.fd >= nr) : r.fd != -1)
+			why = "region fd index out of range";
+		else if (h->kind == UFD_FIRECRACKER && !file)
+			why = "a Firecracker region without its memory file";
+		else if (ufault__proto_overlaps(seen, i, r.r.start, r.r.len))
+			why = "regions overlap";
+		if (file && !why)
+			used[r.fd] = true;
+		seen[i] = r.r;
+	}
+	free(seen);
+	for (i = 1; i < nr && !why; i++)
+		if (!used[i])
+			why = "an fd no region uses";
+	return why;
+}
+
+static void on_entry(void *arg, const char *name, const void *blob, size_t len, int *fds,
+		     unsigned int nr)
+{
+	struct load_state *ls = arg;
+	struct ufd_daemon *d = ls->d;
+	struct loaded *l;
+	struct ufd_rec_head h;
+	const char *why = record_check(d, name, blob, len, fds, nr, &h);
+
+	l = why ? NULL : calloc(1, sizeof(*l));
+	if (l) {
+		l->regs = malloc(h.nr_regions ? h.nr_regions * sizeof(*l->regs) : 1);
+		if (!l->regs) {
+			free(l);
+			l = NULL;
+		}
+	}
+	if (!l) {
+		ufd_log(d, UFAULT_LOG_ERROR, "fd store: entry %s dropped: %s", name,
+			why ? why : "out of memory");
+		close_all(fds, nr);
+		ufd_store_del(&d->store, name);
+		return;
+	}
+	l->h = h;
+	memcpy(l->regs, (const char *)blob + sizeof(h), h.nr_regions * sizeof(*l->regs));
+	memcpy(l->fds, fds, nr * sizeof(int));
+	l->next = ls->list;
+	ls->list = l;
+	if (h.id > ls->max_id)
+		ls->max_id = h.id;
+}
+
+/*
+ * Let every thread parked on @c's uffd fault again: all of the user
+ * address space, since the dead daemon may have held a fault back for a
+ * region it had not been told of yet (and neither has this one). Where
+ * that range is not the kernel's (another address-space size), region by
+ * region.
+ */
+void ufd_wake_all(struct ufd_client *c)
+{
+	uint64_t start = c->d->wake_start;
+	struct uffdio_range all = {.start = start, .len = UFD_USER_VA_END - start};
+
+	if (!ioctl(c->uffd, UFFDIO_WAKE, &all))
+		return;
+	for (unsigned int i = 0; i < c->nr_regs; i++) {
+		struct uffdio_range r = {.start = c->regs[i].start, .len = c->regs[i].len};
+
+		if (ioctl(c->uffd, UFFDIO_WAKE, &r))
+			ufd_log(c->d, UFAULT_LOG_WARN,
+				"client %llu: UFFDIO_WAKE [%#llx, +%llu): %s",
+				(unsigned long long)c->id, (unsigned long long)r.start,
+				(unsigned long long)r.len, strerror(errno));
+	}
+}
+
+/* Serve @l as a detached client (a child of @parent if it has one). */
+static int rebuild(struct ufd_daemon *d, struct loaded *l, struct ufd_client *parent)
+{
+	const struct ufd_rec_head *h = &l->h;
+	struct ufd_client *c;
+	uint64_t max_page = 0;
+	unsigned int i;
+	int pidfd = -1, err;
+
+	if (!parent) {
+		pidfd = open_process((pid_t)h->pid, h->start_time);
+		if (pidfd < 0) {
+			ufd_log(d, UFAULT_LOG_INFO,
+				"fd store: client %llu (pid %u) is gone; its entry is dropped",
+				(unsigned long long)h->id, h->pid);
+			return pidfd;
+		}
+	}
+	c = ufd_client_alloc(d, h->id, (enum ufd_kind)h->kind, (pid_t)h->pid, (uid_t)h->uid,
+			     (gid_t)h->gid);
+	if (!c) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return -ENOMEM;
+	}
+	c->start_time = h->start_time;
+	c->parent = parent;
+	for (i = 0; i < h->nr_regions; i++)
+		if (l->regs[i].r.page_size > max_page)
+			max_page = l->regs[i].r.page_size;
+	err = ufd_client_serve(c, l->fds[0], h->features, max_page);
+	for (i = 0; !err && i < h->nr_regions; i++)
+		err = ufd_client_region(c, &l->regs[i].r,
+					l->regs[i].fd >= 0 ? l->fds[l->regs[i].fd] : -1);
+	if (err) {
+		ufd_log(d, UFAULT_LOG_ERROR, "fd store: client %llu cannot be served again: %s",
+			(unsigned long long)h->id, ufault_strerror(err));
+		if (c->ctx)
+			ufault_ctx_destroy(c->ctx);
+		c->ctx = NULL;
+		if (pidfd >= 0)
+			close(pidfd);
+		ufd_client_free(c);
+		return err;
+	}
+	c->stored = true;
+	ufd_client_link(c);
+	if (pidfd >= 0) {
+		c->pidfd = pidfd;
+		err = ufd_persist_watch(c);
+		if (err) {
+			ufd_client_close(c, uv_strerror(err));
+			return 0; /* the close deletes the entry */
+		}
+	}
+	ufd_wake_all(c);
+	ufd_log(d, UFAULT_LOG_INFO,
+		"client %llu: %s%s, pid %d, %u regions, served again (detached)",
+		(unsigned long long)c->id, ufd_kind_name(c->kind), parent ? " fork child" : "",
+		(int)c->pid, c->nr_regs);
+	return 0;
+}
+
+static void loaded_free(struct loaded *l)
+{
+	close_all(l->fds, l->h.nr_fds);
+	free(l->regs);
+	free(l);
+}
+
+/*
+ * Rebuild every entry: parents before their children (a child whose parent
+ * is not served any more is dropped with it).
+ */
+static void rebuild_all(struct ufd_daemon *d, struct load_state *ls)
+{
+	char name[UFD_STORE_MAX_NAME];
+	bool progress = true;
+
+	while (progress) {
+		struct loaded **pp = &ls->list, *l;
+
+		progress = false;
+		while ((l = *pp)) {
+			struct ufd_client *parent = NULL;
+
+			if (l->h.parent) {
+				parent = ufd_client_find(d, l->h.parent);
+				if (!parent) {
+					pp = &l->next;
+					continue;
+				}
+			}
+			*pp = l->next;
+			progress = true;
+			if (rebuild(d, l, parent)) {
+				entry_name(name, sizeof(name), l->h.id);
+				ufd_store_del(&d->store, name);
+			}
+			loaded_free(l);
+		}
+	}
+	while (ls->list) {
+		struct loaded *l = ls->list;
+
+		ls->list = l->next;
+		ufd_log(d, UFAULT_LOG_INFO, "fd store: fork child %llu dropped: its parent is gone",
+			(unsigned long long)l->h.id);
+		entry_name(name, sizeof(name), l->h.id);
+		ufd_store_del(&d->store, name);
+		loaded_free(l);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Forks                                                                */
+/* ------------------------------------------------------------------ */
+
+/* A context's worker, with the child's uffd it just read: to the loop. */
+void ufd_on_fork(void *arg, int child_uffd)
+{
+	struct ufd_client *c = arg;
+	struct ufd_daemon *d = c->d;
+	struct ufd_fork *f = malloc(sizeof(*f));
+
+	pthread_mutex_lock(&d->fork_lock);
+	if (!f || d->fork_closed) {
+		pthread_mutex_unlock(&d->fork_lock);
+		close(child_uffd);
+		free(f);
+		return;
+	}
+	f->parent = c->id;
+	f->fd = child_uffd;
+	f->next = d->forks;
+	d->forks = f;
+	uv_async_send(&d->fork_async);
+	pthread_mutex_unlock(&d->fork_lock);
+}
+
+/* The child of @p, served on @fd with @p's regions as they were at the
+ * fork (the fork waited for the event to be read). */
+static void fork_child(struct ufd_client *p, int fd)
+{
+	struct ufd_daemon *d = p->d;
+	struct ufd_client *c = ufd_client_alloc(d, d->next_id, p->kind, 0, p->uid, p->gid);
+	uint64_t max_page = 0;
+	unsigned int i;
+	int err = c ? 0 : -ENOMEM;
+
+	for (i = 0; c && i < p->nr_regs; i++)
+		if (p->regs[i].page_size > max_page)
+			max_page = p->regs[i].page_size;
+	if (!err) {
+		c->parent = p;
+		err = ufd_client_serve(c, fd, p->features, max_page);
+	}
+	for (i = 0; !err && i < p->nr_regs; i++)
+		err = ufd_client_region(c, &p->regs[i], p->reg_fds[i]);
+	close(fd); /* the context and c->uffd are dups */
+	if (err) {
+		ufd_log(d, UFAULT_LOG_WARN,
+			"client %llu: its forked child cannot be served (%s): the child's faults "
+			"fall back to the kernel",
+			(unsigned long long)p->id, ufault_strerror(err));
+		if (c && c->ctx)
+			ufault_ctx_destroy(c->ctx);
+		if (c) {
+			c->ctx = NULL;
+			ufd_client_free(c);
+		}
+		return;
+	}
+	d->next_id++;
+	ufd_client_link(c);
+	ufd_persist_put(c);
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: forked child of client %llu, %u regions",
+		(unsigned long long)c->id, (unsigned long long)p->id, c->nr_regs);
+}
+
+static void forks_ready(uv_async_t *a)
+{
+	struct ufd_daemon *d = a->data;
+	struct ufd_fork *f, *list = NULL, *next;
+
+	pthread_mutex_lock(&d->fork_lock);
+	/* Reversed: in the order they came. */
+	for (f = d->forks; f; f = next) {
+		next = f->next;
+		f->next = list;
+		list = f;
+	}
+	d->forks = NULL;
+	pthread_mutex_unlock(&d->fork_lock);
+	for (f = list; f; f = next) {
+		struct ufd_client *p = ufd_client_find(d, f->parent);
+
+		next = f->next;
+		if (p)
+			fork_child(p, f->fd);
+		else
+			close(f->fd); /* the parent left meanwhile */
+		free(f);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Start and stop                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A load that failed half-way: what it gave is given again next time. */
+static void loaded_discard(struct load_state *ls)
+{
+	while (ls->list) {
+		struct loaded *l = ls->list;
+
+		ls->list = l->next;
+		loaded_free(l);
+	}
+	ls->max_id = 0;
+}
+
+static void open_store(struct ufd_daemon *d)
+{
+	bool systemd = d->store.kind == UFD_STORE_SYSTEMD;
+	struct load_state ls = {.d = d};
+	int err = 0;
+
+	for (int i = 0; i < STORE_OPEN_TRIES; i++) {
+		if (!systemd) {
+			err = ufd_store_open(&d->store, 0, d->keeper_path, d->keeper_bin);
+			if (err)
+				break;
+		}
+		err = ufd_store_load(&d->store, on_entry, &ls);
+		if (!err || systemd)
+			break;
+		/* The keeper hung up on us (it was exiting, holding
+		 * nothing, as we connected): a new one. */
+		loaded_discard(&ls);
+		ufd_store_close(&d->store);
+	}
+	if (err) {
+		ufd_log(d, UFAULT_LOG_ERROR,
+			"fd store: %s: %s; clients will not outlive the daemon",
+			systemd ? "systemd" : d->keeper_path, strerror(-err));
+		loaded_discard(&ls);
+		ufd_store_close(&d->store);
+		return;
+	}
+	if (ls.max_id >= d->next_id)
+		d->next_id = ls.max_id + 1;
+	rebuild_all(d, &ls);
+	if (!systemd) {
+		d->keeper_wanted = true; /* from now on, one that goes is replaced */
+		keeper_watch(d);
+	}
+}
+
+/*
+ * Before the listeners start: the fork queue, the store, and every client
+ * a killed daemon left in it. Under systemd (d->store.kind set to
+ * UFD_STORE_SYSTEMD by main.c) the entries are the fds it passed.
+ */
+int ufd_persist_start(struct ufd_daemon *d)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
+	int err;
+
+	/* Where a wake of every address starts: the lowest a mapping may
+	 * have, page-aligned, never 0 (the ioctl refuses it). */
+	if (!f || fscanf(f, "%llu", &v) != 1)
+		v = 65536;
+	if (f)
+		fclose(f);
+	d->wake_start = (v + d->sys_page - 1) / d->sys_page * d->sys_page;
+	if (!d->wake_start)
+		d->wake_start = d->sys_page;
+	err = pthread_mutex_init(&d->fork_lock, NULL);
+	if (err)
+		return -err;
+	err = uv_async_init(d->loop, &d->fork_async, forks_ready);
+	if (err) {
+		pthread_mutex_destroy(&d->fork_lock);
+		return err;
+	}
+	d->fork_async.data = d;
+	d->persist_started = true;
+	if (d->store.kind == UFD_STORE_SYSTEMD || (!d->no_keeper && d->keeper_path))
+		open_store(d);
+	if (d->store.kind != UFD_STORE_NONE) {
+		unsigned int n = 0;
+
+		for (struct ufd_client *c = d->clients; c; c = c->next)
+			n++;
+		ufd_log(d, UFAULT_LOG_INFO, "fd store: %s, %u clients served again",
+			d->store.kind == UFD_STORE_SYSTEMD ? "systemd" : d->keeper_path, n);
+	}
+	return 0;
+}
+
+/* Stopping: no more forks are taken (a worker that reads one now closes
+ * it). The store stays open until the clients are gone. */
+void ufd_persist_stop(struct ufd_daemon *d)
+{
+	struct ufd_fork *f, *next;
+
+	if (!d->persist_started)
+		return;
+	pthread_mutex_lock(&d->fork_lock);
+	d->fork_closed = true;
+	f = d->forks;
+	d->forks = NULL;
+	pthread_mutex_unlock(&d->fork_lock);
+	for (; f; f = next) {
+		next = f->next;
+		close(f->fd);
+		free(f);
+	}
+	uv_close((uv_handle_t *)&d->fork_async, NULL);
+	/* The connection stays for the deletes to come, unwatched: a keeper
+	 * that goes now is not replaced. */
+	keeper_unwatch(d);
+	d->keeper_wanted = false;
+}
