@@ -24,6 +24,24 @@
 
 /* --- the wire (keeper) ------------------------------------------------------ */
 
+/* @nr fds (none: nothing) as the SCM_RIGHTS of @mh, in @cbuf (room for
+ * CMSG_SPACE of them, which every caller's buffer has). */
+static void attach_fds(struct msghdr *mh, char *cbuf, const int *fds, unsigned int nr)
+{
+	struct cmsghdr *c;
+
+	if (!nr)
+		return;
+	memset(cbuf, 0, CMSG_SPACE(sizeof(int) * nr));
+	mh->msg_control = cbuf;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * nr);
+	c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nr);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nr);
+}
+
 int ufd_store_send(int sock, uint32_t op, const char *name, const void *blob, size_t len,
 		   const int *fds, unsigned int nr)
 {
@@ -42,18 +60,7 @@ int ufd_store_send(int sock, uint32_t op, const char *name, const void *blob, si
 	iov[1] = (struct iovec){.iov_base = (void *)name, .iov_len = h.name_len};
 	iov[2] = (struct iovec){.iov_base = (void *)blob, .iov_len = len};
 	total = sizeof(h) + h.name_len + len;
-	if (nr) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nr);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nr);
-	}
+	attach_fds(&mh, cbuf, fds, nr);
 	do
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
@@ -162,18 +169,7 @@ static int notify(const struct ufd_store *st, const char *msg, const int *fds, u
 	if (a.sun_path[0] == '@')
 		a.sun_path[0] = 0; /* abstract */
 	mh.msg_namelen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
-	if (nr) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nr);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nr);
-	}
+	attach_fds(&mh, cbuf, fds, nr);
 	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return -errno;

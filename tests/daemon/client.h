@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -305,6 +306,42 @@ static inline long tc_list(int fd, struct ufault_proto_client *out, size_t max)
 		return -EPROTO;
 	memcpy(out, m.extra, m.extra_len);
 	return (long)m.u.reply.value;
+}
+
+/* Room for LIST's entries (as many as fit one reply's body). */
+#define TC_LIST_MAX 85
+
+/* LIST over a connection of its own; the count, or -errno. */
+static inline long tc_list_clients(const char *path, struct ufault_proto_client *e)
+{
+	int fd = tc_connect(path);
+	long n;
+
+	if (fd < 0)
+		return fd;
+	n = tc_list(fd, e, TC_LIST_MAX);
+	close(fd);
+	return n;
+}
+
+static inline const struct ufault_proto_client *tc_find_pid(const struct ufault_proto_client *e,
+							    long n, pid_t pid)
+{
+	for (long i = 0; i < n; i++)
+		if (e[i].pid == (uint32_t)pid)
+			return &e[i];
+	return NULL;
+}
+
+/* waitpid(2) for @pid: its exit status, 128 + the signal, or -1. */
+static inline int tc_wait_exit(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 #endif /* UFAULT_TEST_DAEMON_CLIENT_H */

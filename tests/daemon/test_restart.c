@@ -110,18 +110,6 @@ static size_t ps;
 
 /* ------------------------------------------------------------------ */
 /* Processes                                                            */
-/* ------------------------------------------------------------------ */
-
-static int wait_exit(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* ufaultd on sock_path (+ Firecracker's socket), with @extra options. */
 static void daemon_start(const char *extra1, const char *extra2)
 {
@@ -170,7 +158,7 @@ static void daemon_start(const char *extra1, const char *extra2)
 static void daemon_kill9(void)
 {
 	assert_int_equal(kill(daemon_pid, SIGKILL), 0);
-	assert_int_equal(wait_exit(daemon_pid), 128 + SIGKILL);
+	assert_int_equal(tc_wait_exit(daemon_pid), 128 + SIGKILL);
 	daemon_pid = -1;
 }
 
@@ -315,29 +303,6 @@ static void wait_pending(pid_t pid)
 /* LIST                                                                 */
 /* ------------------------------------------------------------------ */
 
-#define LIST_MAX 85
-
-static long list_clients(struct ufault_proto_client *e)
-{
-	int fd = tc_connect(sock_path);
-	long n;
-
-	if (fd < 0)
-		return fd;
-	n = tc_list(fd, e, LIST_MAX);
-	close(fd);
-	return n;
-}
-
-static const struct ufault_proto_client *find_pid(const struct ufault_proto_client *e, long n,
-						  pid_t pid)
-{
-	for (long i = 0; i < n; i++)
-		if (e[i].pid == (uint32_t)pid)
-			return &e[i];
-	return NULL;
-}
-
 static long count_pid(const struct ufault_proto_client *e, long n, pid_t pid)
 {
 	long k = 0;
@@ -350,13 +315,13 @@ static long count_pid(const struct ufault_proto_client *e, long n, pid_t pid)
 /* Poll (bounded) until LIST has no client of @pid (0: none at all). */
 static void wait_unlisted(pid_t pid)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	long n = -1;
 
 	for (int i = 0; i < WAIT_MS; i++) {
-		n = list_clients(e);
+		n = tc_list_clients(sock_path, e);
 		assert_true(n >= 0);
-		if (pid ? !find_pid(e, n, pid) : !n)
+		if (pid ? !tc_find_pid(e, n, pid) : !n)
 			return;
 		usleep(1000);
 	}
@@ -453,7 +418,7 @@ static void kid_send(const struct kid *k)
 
 static void kid_finish(struct kid *k)
 {
-	int st = wait_exit(k->pid);
+	int st = tc_wait_exit(k->pid);
 
 	if (st)
 		fail_msg("child %d exited with %d", (int)k->pid, st);
@@ -614,7 +579,7 @@ static void kill_and_restart(struct kid *k, unsigned int n, bool mid_fault, cons
 
 static void test_restart_native(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	struct native_arg args[3];
 	struct kid k[3];
 	uint64_t id[3];
@@ -630,10 +595,10 @@ static void test_restart_native(void **state)
 	kill_and_restart(k, 3, true, NULL, NULL);
 
 	/* Served again before the daemon accepted anything. */
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 3);
 	for (int i = 0; i < 3; i++) {
-		const struct ufault_proto_client *c = find_pid(e, n, k[i].pid);
+		const struct ufault_proto_client *c = tc_find_pid(e, n, k[i].pid);
 
 		assert_non_null(c);
 		assert_int_equal(c->id, id[i]);
@@ -683,7 +648,7 @@ static int count_uffds(pid_t pid)
 
 static void test_keeper_killed(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	struct native_arg args[2];
 	pid_t old, now = 0;
 	struct kid k[2];
@@ -712,10 +677,10 @@ static void test_keeper_killed(void **state)
 	assert_int_equal(count_uffds(now), 2);
 
 	kill_and_restart(k, 2, true, NULL, NULL);
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 2);
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(find_pid(e, n, k[i].pid)->id, id[i]);
+		assert_int_equal(tc_find_pid(e, n, k[i].pid)->id, id[i]);
 	for (int i = 0; i < 2; i++)
 		kid_send(&k[i]);
 	for (int i = 0; i < 2; i++)
@@ -906,10 +871,10 @@ static void sd_daemon_start(int lfd)
 	pthread_mutex_unlock(&sd.lock);
 	daemon_pid = pid;
 	for (int i = 0; i < WAIT_MS; i++) {
-		struct ufault_proto_client e[LIST_MAX];
+		struct ufault_proto_client e[TC_LIST_MAX];
 		int st;
 
-		if (list_clients(e) >= 0)
+		if (tc_list_clients(sock_path, e) >= 0)
 			return;
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			fail_msg("ufaultd exited at start");
@@ -921,7 +886,7 @@ static void sd_daemon_start(int lfd)
 static void test_restart_systemd(void **state)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	char entry[32], saved[128];
 	struct native_arg args[2];
 	int lfd, stop[2];
@@ -980,14 +945,14 @@ static void test_restart_systemd(void **state)
 	for (int i = 0; i < 2; i++)
 		wait_pending(pids[i]);
 	sd_daemon_start(lfd);
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 2);
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(find_pid(e, n, pids[i])->id, id[i]);
+		assert_int_equal(tc_find_pid(e, n, pids[i])->id, id[i]);
 
 	/* systemctl restart: SIGTERM, and the store keeps the entries. */
 	assert_int_equal(kill(daemon_pid, SIGTERM), 0);
-	assert_int_equal(wait_exit(daemon_pid), 0);
+	assert_int_equal(tc_wait_exit(daemon_pid), 0);
 	daemon_pid = -1;
 	sd_settle();
 	for (int i = 0; i < 2; i++) {
@@ -995,10 +960,10 @@ static void test_restart_systemd(void **state)
 		assert_int_equal(sd_count(entry), 3);
 	}
 	sd_daemon_start(lfd);
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 2);
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(find_pid(e, n, pids[i])->id, id[i]);
+		assert_int_equal(tc_find_pid(e, n, pids[i])->id, id[i]);
 
 	for (int i = 0; i < 2; i++)
 		kid_send(&k[i]);
@@ -1010,7 +975,7 @@ static void test_restart_systemd(void **state)
 		usleep(1000);
 	assert_int_equal(sd_count(NULL), 0);
 	assert_int_equal(kill(daemon_pid, SIGTERM), 0);
-	assert_int_equal(wait_exit(daemon_pid), 0);
+	assert_int_equal(tc_wait_exit(daemon_pid), 0);
 	daemon_pid = -1;
 
 	assert_int_equal(write(stop[1], "x", 1), 1);
@@ -1065,7 +1030,7 @@ static void fc_child(const struct ctl *c, const void *arg)
 
 static void test_restart_firecracker(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	const struct ufault_proto_client *c = NULL;
 	struct kid k;
 	uint64_t id;
@@ -1078,8 +1043,8 @@ static void test_restart_firecracker(void **state)
 	kid_expect(&k, 0);
 	/* Served once LIST has it (the handshake needs no answer). */
 	for (int i = 0; i < WAIT_MS && !c; i++) {
-		n = list_clients(e);
-		c = find_pid(e, n, k.pid);
+		n = tc_list_clients(sock_path, e);
+		c = tc_find_pid(e, n, k.pid);
 		if (!c)
 			usleep(1000);
 	}
@@ -1087,8 +1052,8 @@ static void test_restart_firecracker(void **state)
 	id = c->id;
 	kill_and_restart(&k, 1, false, "--keeper", keeper_path);
 
-	n = list_clients(e);
-	c = find_pid(e, n, k.pid);
+	n = tc_list_clients(sock_path, e);
+	c = tc_find_pid(e, n, k.pid);
 	assert_non_null(c);
 	assert_int_equal(c->id, id);
 	assert_int_equal(c->firecracker, 1);
@@ -1203,7 +1168,7 @@ static void test_remote_takeover(void **state)
 static void test_remote_resume(void **state)
 {
 	struct remote_arg a = {.mode = RESUME, .off = 13 * ps};
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	const struct ufault_proto_client *c;
 	struct kid k;
 	uint64_t id;
@@ -1212,8 +1177,8 @@ static void test_remote_resume(void **state)
 	daemon_start(NULL, NULL);
 	kid_spawn(&k, remote_child, &a);
 	kid_expect(&k, 0);
-	n = list_clients(e);
-	c = find_pid(e, n, k.pid);
+	n = tc_list_clients(sock_path, e);
+	c = tc_find_pid(e, n, k.pid);
 	assert_non_null(c);
 	assert_int_equal(c->regions, 2);
 	id = c->id;
@@ -1230,9 +1195,9 @@ static void test_remote_resume(void **state)
 	 * to exit), and the regions as the client has them now: the first
 	 * and the one registered while no daemon ran, not the one it
 	 * unregistered meanwhile. */
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(count_pid(e, n, k.pid), 1);
-	c = find_pid(e, n, k.pid);
+	c = tc_find_pid(e, n, k.pid);
 	assert_int_equal(c->id, id);
 	assert_int_equal(c->regions, 2);
 	kid_send(&k);
@@ -1359,7 +1324,7 @@ static void put(struct ufd_store *st, const char *name, const void *rec, size_t 
 
 static void test_store_entries(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	unsigned char rec[4096];
 	struct ufd_rec_head h;
 	struct ufd_rec_region r;
@@ -1401,7 +1366,7 @@ static void test_store_entries(void **state)
 	dead = fork();
 	if (!dead)
 		_exit(0);
-	assert_int_equal(wait_exit(dead), 0);
+	assert_int_equal(tc_wait_exit(dead), 0);
 	file = open(pat_path, O_RDONLY | O_CLOEXEC);
 	file2 = open(mem_path, O_RDONLY | O_CLOEXEC);
 	assert_true(file >= 0 && file2 >= 0);
@@ -1445,7 +1410,7 @@ static void test_store_entries(void **state)
 	close(pfd[1]);
 
 	daemon_start(NULL, NULL);
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 1);
 	assert_int_equal(e[0].id, 7);
 	assert_int_equal(e[0].pid, (uint32_t)k.pid);
@@ -1518,7 +1483,7 @@ static void fork_child(const struct ctl *c, const void *arg)
 		tu_child_exit(0);
 	}
 	up(c, (uint64_t)child);
-	st = wait_exit(child);
+	st = tc_wait_exit(child);
 	TU_CHILD_CHECK(st == 0, 10);
 	up(c, UP_DONE);
 	down(c);
@@ -1530,11 +1495,11 @@ static void fork_child(const struct ctl *c, const void *arg)
 /* Poll (bounded) until LIST has a forked child (pid 0) with one region. */
 static void wait_fork_child(void)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 
 	for (int i = 0; i < WAIT_MS; i++) {
-		long n = list_clients(e);
-		const struct ufault_proto_client *c = find_pid(e, n, 0);
+		long n = tc_list_clients(sock_path, e);
+		const struct ufault_proto_client *c = tc_find_pid(e, n, 0);
 
 		if (c) {
 			assert_int_equal(c->regions, 1);
@@ -1548,7 +1513,7 @@ static void wait_fork_child(void)
 static void run_fork(bool restart)
 {
 	struct fork_arg a = {.restart = restart, .off = 21 * ps};
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	struct kid k;
 	long n;
 
@@ -1564,9 +1529,9 @@ static void run_fork(bool restart)
 		kid_send(&k); /* the child reads now */
 	}
 	kid_expect(&k, UP_DONE);
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_int_equal(n, 2); /* the parent and its child */
-	assert_non_null(find_pid(e, n, k.pid));
+	assert_non_null(tc_find_pid(e, n, k.pid));
 	kid_send(&k);
 	kid_finish(&k);
 	/* The parent is gone: so is its child. */

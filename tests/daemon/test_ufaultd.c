@@ -104,17 +104,6 @@ static int wait_daemon_fds(int want)
 	return n;
 }
 
-/* Exit status of @pid: its exit code, or 128 + the signal that killed it. */
-static int wait_exit(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static void daemon_alive(void)
 {
 	int st;
@@ -183,20 +172,6 @@ static int free_port(void)
 /* LIST                                                                 */
 /* ------------------------------------------------------------------ */
 
-#define LIST_MAX 85
-
-static long list_clients(struct ufault_proto_client *e)
-{
-	int fd = tc_connect(sock_path);
-	long n;
-
-	if (fd < 0)
-		return fd;
-	n = tc_list(fd, e, LIST_MAX);
-	close(fd);
-	return n;
-}
-
 static const struct ufault_proto_client *find_id(const struct ufault_proto_client *e, long n,
 						 uint64_t id)
 {
@@ -206,22 +181,13 @@ static const struct ufault_proto_client *find_id(const struct ufault_proto_clien
 	return NULL;
 }
 
-static const struct ufault_proto_client *find_pid(const struct ufault_proto_client *e, long n,
-						  pid_t pid)
-{
-	for (long i = 0; i < n; i++)
-		if (e[i].pid == (uint32_t)pid)
-			return &e[i];
-	return NULL;
-}
-
 /* Poll (bounded) until client @id is no longer listed. */
 static void wait_gone(uint64_t id)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 
 	for (int i = 0; i < WAIT_MS; i++) {
-		long n = list_clients(e);
+		long n = tc_list_clients(sock_path, e);
 
 		assert_true(n >= 0);
 		if (!find_id(e, n, id))
@@ -234,11 +200,11 @@ static void wait_gone(uint64_t id)
 /* After every test: the daemon holds exactly what it held with no client. */
 static void check_no_leak(void)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	long n = -1;
 
 	for (int i = 0; i < WAIT_MS; i++) {
-		n = list_clients(e);
+		n = tc_list_clients(sock_path, e);
 		if (n == 0)
 			break;
 		usleep(1000);
@@ -429,7 +395,7 @@ static int group_teardown(void **state)
 
 static void test_native_concurrent(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	int ready[3][2], go[2];
 	uint64_t id[3], addr;
 	pid_t pid[3];
@@ -458,7 +424,7 @@ static void test_native_concurrent(void **state)
 	assert_true(id[0] != id[1] && id[1] != id[2] && id[0] != id[2]);
 
 	/* While they live, LIST shows each with its pid and one region. */
-	n = list_clients(e);
+	n = tc_list_clients(sock_path, e);
 	assert_true(n >= 3);
 	for (int i = 0; i < 3; i++) {
 		const struct ufault_proto_client *c = find_id(e, n, id[i]);
@@ -472,7 +438,7 @@ static void test_native_concurrent(void **state)
 
 	write_bytes(go[1], 3); /* all three fault at once */
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(wait_exit(pid[i]), 0);
+		assert_int_equal(tc_wait_exit(pid[i]), 0);
 	for (int i = 0; i < 3; i++) {
 		wait_gone(id[i]);
 		close(ready[i][0]);
@@ -517,10 +483,10 @@ static void test_kill9(void **state)
 	/* The victim finished one pass: it is faulting again right now. */
 	read_full(ready[0][0], &again, 8);
 	assert_int_equal(kill(pid[0], SIGKILL), 0);
-	assert_int_equal(wait_exit(pid[0]), 128 + SIGKILL);
+	assert_int_equal(tc_wait_exit(pid[0]), 128 + SIGKILL);
 
 	for (int i = 1; i < 3; i++)
-		assert_int_equal(wait_exit(pid[i]), 0);
+		assert_int_equal(tc_wait_exit(pid[i]), 0);
 	wait_gone(id[0]);
 	for (int i = 0; i < 3; i++) {
 		wait_gone(id[i]);
@@ -551,7 +517,7 @@ static void expect_closed(const void *buf, size_t len, const char *what)
 static void expect_status(int fd, uint16_t type, const void *body, uint32_t len, const int *fds,
 			  unsigned int nfds, int want, const char *what)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	unsigned char buf[TC_MSG_MAX];
 	struct ufault__proto_msg m;
 	int err;
@@ -563,7 +529,7 @@ static void expect_status(int fd, uint16_t type, const void *body, uint32_t len,
 		fail_msg("%s: status %d (%s), expected %d (%s)", what, m.u.reply.status,
 			 strerror(-m.u.reply.status), want, strerror(-want));
 	/* Still usable. */
-	assert_true(tc_list(fd, e, LIST_MAX) >= 0);
+	assert_true(tc_list(fd, e, TC_LIST_MAX) >= 0);
 }
 
 static void header(struct ufault_proto_hdr *h, uint16_t type, uint32_t len)
@@ -592,7 +558,7 @@ static void other_uid_refused(void)
 	if (pid < 0)
 		tu_die("fork", errno);
 	if (!pid) {
-		struct ufault_proto_client e[LIST_MAX];
+		struct ufault_proto_client e[TC_LIST_MAX];
 		int fd;
 
 		tu_watchdog(60);
@@ -602,11 +568,11 @@ static void other_uid_refused(void)
 		fd = tc_connect(sock_path);
 		TU_CHILD_CHECK(fd >= 0, 5);
 		/* Refused at accept: no reply, ever. */
-		TU_CHILD_CHECK(tc_list(fd, e, LIST_MAX) < 0, 6);
+		TU_CHILD_CHECK(tc_list(fd, e, TC_LIST_MAX) < 0, 6);
 		TU_CHILD_CHECK(tc_closed(fd), 7);
 		tu_child_exit(0);
 	}
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	assert_int_equal(chmod(sock_path, 0660), 0);
 }
 
@@ -759,7 +725,7 @@ static void test_malicious(void **state)
 			      "SET_BUDGET of no client");
 	}
 	write_bytes(go[1], 1);
-	assert_int_equal(wait_exit(victim), 0); /* its bytes were all there */
+	assert_int_equal(tc_wait_exit(victim), 0); /* its bytes were all there */
 	close(ready[0]);
 	close(go[0]);
 	close(go[1]);
@@ -785,7 +751,7 @@ static void test_malicious(void **state)
 	srand(4242);
 	for (int round = 0; round < 24; round++) {
 		size_t n = 1 + (size_t)rand() % (sizeof(buf) - 1);
-		struct ufault_proto_client e[LIST_MAX];
+		struct ufault_proto_client e[TC_LIST_MAX];
 		unsigned char rb[TC_MSG_MAX];
 		struct ufault__proto_msg m;
 		int err;
@@ -809,7 +775,7 @@ static void test_malicious(void **state)
 			/* Random body, right size: an answer, whatever it is. */
 			err = tc_call(fd, type, buf, sizes[type], NULL, 0, &m, rb);
 			assert_int_equal(err, 0);
-			assert_true(tc_list(fd, e, LIST_MAX) >= 0);
+			assert_true(tc_list(fd, e, TC_LIST_MAX) >= 0);
 		} else {
 			/* Random header: the magic cannot match, closed. */
 			buf[0] ^= 0x5a;
@@ -822,7 +788,7 @@ static void test_malicious(void **state)
 	/* A client that sends and never reads: the daemon stops reading it
 	 * once its replies back up, and serves everyone else meanwhile. */
 	{
-		struct ufault_proto_client e[LIST_MAX];
+		struct ufault_proto_client e[TC_LIST_MAX];
 		unsigned char msg[sizeof(struct ufault_proto_hdr)];
 		long sent = 0;
 		int flood = tc_connect(sock_path);
@@ -835,7 +801,7 @@ static void test_malicious(void **state)
 				break;
 		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
 		assert_true(sent < (1L << 22));
-		assert_true(list_clients(e) >= 0);
+		assert_true(tc_list_clients(sock_path, e) >= 0);
 		close(flood);
 	}
 
@@ -851,7 +817,7 @@ static void test_malicious(void **state)
 		    .hold_r = -1,
 		};
 
-		assert_int_equal(wait_exit(spawn_native(&a)), 0);
+		assert_int_equal(tc_wait_exit(spawn_native(&a)), 0);
 	}
 	daemon_alive();
 	check_no_leak();
@@ -959,7 +925,7 @@ static __attribute__((noreturn)) void fc_child(const struct fc_region *r, unsign
 /* Run one Firecracker-side child; check LIST while it lives. */
 static void run_fc(const struct fc_region *r, unsigned int nr, size_t page)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	const struct ufault_proto_client *c;
 	int ready[2], go[2];
 	uint64_t one, id;
@@ -975,15 +941,15 @@ static void run_fc(const struct fc_region *r, unsigned int nr, size_t page)
 		fc_child(r, nr, page, ready[1], go[0]);
 	close(ready[1]);
 	read_full(ready[0], &one, 8);
-	n = list_clients(e);
-	c = find_pid(e, n, pid);
+	n = tc_list_clients(sock_path, e);
+	c = tc_find_pid(e, n, pid);
 	assert_non_null(c);
 	assert_int_equal(c->firecracker, 1);
 	assert_int_equal(c->regions, nr);
 	assert_true(c->faults > 0);
 	id = c->id;
 	write_bytes(go[1], 1);
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	/* Firecracker's connection closed: the VM is gone, so is its client. */
 	wait_gone(id);
 	close(ready[0]);
@@ -1242,7 +1208,7 @@ static void test_metrics(void **state)
 	free(text);
 
 	write_bytes(hold[1], 1);
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	wait_gone(id);
 	close(ready[0]);
 	close(hold[0]);
@@ -1328,7 +1294,7 @@ static void test_ufaultctl(void **state)
 	assert_int_equal(ctl("frobnicate", out, sizeof(out)), 2);
 
 	write_bytes(hold[1], 1);
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	wait_gone(id);
 	close(ready[0]);
 	close(hold[0]);
@@ -1451,7 +1417,7 @@ static void test_socket_activation(void **state)
 		close(ready[1]);
 		read_full(ready[0], &id, 8);
 		read_full(ready[0], &addr, 8);
-		assert_int_equal(wait_exit(client), 0);
+		assert_int_equal(tc_wait_exit(client), 0);
 	}
 	close(ready[0]);
 
@@ -1476,7 +1442,7 @@ static void test_socket_activation(void **state)
 			fail_msg("the entry of client %llu was not removed last:\n%s",
 				 (unsigned long long)id, store);
 	}
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	act_pid = -1;
 	/* systemd's socket: not ours to remove. */
 	assert_int_equal(stat(act_path, &st), 0);
@@ -1491,13 +1457,13 @@ static void test_socket_activation(void **state)
 /* A connection to @path that the daemon answers (bounded retries). */
 static int connect_served(const char *path)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 
 	for (int i = 0; i < WAIT_MS; i++) {
 		int fd = tc_connect(path);
 
 		assert_true(fd >= 0);
-		if (tc_list(fd, e, LIST_MAX) >= 0)
+		if (tc_list(fd, e, TC_LIST_MAX) >= 0)
 			return fd;
 		close(fd);
 		usleep(1000);
@@ -1508,7 +1474,7 @@ static int connect_served(const char *path)
 
 static void test_socket_path(void **state)
 {
-	struct ufault_proto_client e[LIST_MAX];
+	struct ufault_proto_client e[TC_LIST_MAX];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char path[128];
 	struct stat st;
@@ -1519,9 +1485,9 @@ static void test_socket_path(void **state)
 	{
 		char *argv[] = {"ufaultd", "--socket", sock_path, NULL};
 
-		assert_int_equal(wait_exit(start_daemon(argv, NULL, -1)), 1);
+		assert_int_equal(tc_wait_exit(start_daemon(argv, NULL, -1)), 1);
 	}
-	assert_true(list_clients(e) >= 0);
+	assert_true(tc_list_clients(sock_path, e) >= 0);
 
 	/* Not a socket: refuse, leave the file alone. */
 	snprintf(path, sizeof(path), "%s/plain-file", tmpdir);
@@ -1531,7 +1497,7 @@ static void test_socket_path(void **state)
 	{
 		char *argv[] = {"ufaultd", "--socket", path, NULL};
 
-		assert_int_equal(wait_exit(start_daemon(argv, NULL, -1)), 1);
+		assert_int_equal(tc_wait_exit(start_daemon(argv, NULL, -1)), 1);
 	}
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
@@ -1560,7 +1526,7 @@ static void test_socket_path(void **state)
 		held[k] = connect_served(path);
 	extra = tc_connect(path);
 	assert_true(extra >= 0);
-	assert_true(tc_list(extra, e, LIST_MAX) < 0);
+	assert_true(tc_list(extra, e, TC_LIST_MAX) < 0);
 	close(extra);
 	/* One leaves: there is room again, once the daemon saw it leave. */
 	close(held[0]);
@@ -1568,7 +1534,7 @@ static void test_socket_path(void **state)
 	close(held[1]);
 
 	assert_int_equal(kill(pid, SIGTERM), 0);
-	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(tc_wait_exit(pid), 0);
 	act_pid = -1;
 	assert_int_not_equal(stat(path, &st), 0);
 }
@@ -1592,7 +1558,7 @@ static void test_sigterm(void **state)
 
 	assert_int_equal(kill(daemon_pid, SIGTERM), 0);
 	assert_true(tc_closed(fd));
-	assert_int_equal(wait_exit(daemon_pid), 0);
+	assert_int_equal(tc_wait_exit(daemon_pid), 0);
 	daemon_pid = -1;
 	assert_int_not_equal(stat(sock_path, &st), 0);
 	assert_int_not_equal(stat(fc_sock_path, &st), 0);
