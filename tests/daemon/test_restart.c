@@ -433,7 +433,7 @@ struct faulter {
 	size_t pages;
 	unsigned int id, n;
 	const struct ctl *c;
-	volatile int *cycle; /* non-NULL: fault again and again until it is 0 */
+	int *cycle; /* non-NULL: fault again and again until it is 0 (atomic) */
 };
 
 struct faulters {
@@ -457,12 +457,12 @@ static void *fault_main(void *arg)
 		 * UFFD_EVENT_REMOVE asked for: the pages are only missing). */
 		if (f->cycle && !f->id)
 			madvise(f->base, f->pages * ps, MADV_DONTNEED);
-	} while (f->cycle && *f->cycle);
+	} while (f->cycle && __atomic_load_n(f->cycle, __ATOMIC_ACQUIRE));
 	return NULL;
 }
 
 static void faulters_start(struct faulters *fs, void *base, size_t pages, unsigned int n,
-			   const struct ctl *c, volatile int *cycle)
+			   const struct ctl *c, int *cycle)
 {
 	fs->n = n;
 	for (unsigned int i = 0; i < n; i++) {
@@ -518,7 +518,7 @@ struct native_arg {
 static void native_child(const struct ctl *c, const void *arg)
 {
 	const struct native_arg *a = arg;
-	static volatile int cycle = 1;
+	static int cycle = 1;
 	struct faulters fa, fb;
 	unsigned char *p;
 	uint64_t id = 0;
@@ -545,7 +545,7 @@ static void native_child(const struct ctl *c, const void *arg)
 	down(c);
 	faulters_start(&fb, p + REGION_LEN / 2, REGION_LEN / 2 / ps, 2, NULL, NULL);
 	down(c);
-	cycle = 0;
+	__atomic_store_n(&cycle, 0, __ATOMIC_RELEASE);
 	faulters_join(&fa);
 	faulters_join(&fb);
 	child_check(p, REGION_LEN, a->off, PAT_SEED, 10);
@@ -700,13 +700,11 @@ static void test_keeper_killed(void **state)
 static struct {
 	pthread_mutex_t lock;
 	int notify;	  /* bound to @name */
-	int stop, stop_w; /* the thread stops when this pipe's read end is readable */
 	char name[64];	  /* "@..." */
 	int fds[SD_MAX_FDS];
 	char names[SD_MAX_FDS][UFD_STORE_MAX_NAME + 1];
 	unsigned int nr;
 	unsigned int stopping; /* STOPPING=1 messages seen */
-	pthread_t thread;
 } sd = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static bool sd_same_file(int a, int b)
@@ -754,51 +752,39 @@ static void sd_message(char *msg, int *fds, unsigned int nr)
 	}
 }
 
-/* Takes every datagram there is, under the lock: when the lock is free
- * and the socket empty, everything sent so far is in the store. */
-static void *sd_main(void *arg)
+/* Takes every datagram there is (no thread: under TSan a process that
+ * forks children which start threads may not have threads of its own). */
+static void sd_drain(void)
 {
-	(void)arg;
+	pthread_mutex_lock(&sd.lock);
 	for (;;) {
-		struct pollfd p[2] = {{.fd = sd.notify, .events = POLLIN},
-				      {.fd = sd.stop, .events = POLLIN}};
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * 32)];
+		} control;
+		char msg[512];
+		struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg) - 1};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = control.buf,
+				    .msg_controllen = sizeof(control.buf)};
+		int fds[32];
+		unsigned int nr = 0;
+		struct cmsghdr *cm;
+		ssize_t n = recvmsg(sd.notify, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (n < 0)
 			break;
-		if (p[1].revents)
-			break;
-		pthread_mutex_lock(&sd.lock);
-		for (;;) {
-			union {
-				struct cmsghdr align;
-				char buf[CMSG_SPACE(sizeof(int) * 32)];
-			} control;
-			char msg[512];
-			struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg) - 1};
-			struct msghdr mh = {.msg_iov = &iov,
-					    .msg_iovlen = 1,
-					    .msg_control = control.buf,
-					    .msg_controllen = sizeof(control.buf)};
-			int fds[32];
-			unsigned int nr = 0;
-			struct cmsghdr *cm;
-			ssize_t n = recvmsg(sd.notify, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		msg[n] = 0;
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			unsigned int k = (unsigned int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 
-			if (n < 0)
-				break;
-			msg[n] = 0;
-			for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-				unsigned int k =
-				    (unsigned int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-
-				memcpy(fds + nr, CMSG_DATA(cm), sizeof(int) * k);
-				nr += k;
-			}
-			sd_message(msg, fds, nr);
+			memcpy(fds + nr, CMSG_DATA(cm), sizeof(int) * k);
+			nr += k;
 		}
-		pthread_mutex_unlock(&sd.lock);
+		sd_message(msg, fds, nr);
 	}
-	return NULL;
+	pthread_mutex_unlock(&sd.lock);
 }
 
 /* Until every datagram sent so far is in the store (bounded). */
@@ -807,6 +793,7 @@ static void sd_settle(void)
 	for (int i = 0; i < WAIT_MS; i++) {
 		int q = 1;
 
+		sd_drain();
 		pthread_mutex_lock(&sd.lock);
 		if (ioctl(sd.notify, FIONREAD, &q))
 			q = 1;
@@ -823,6 +810,7 @@ static unsigned int sd_count(const char *name)
 {
 	unsigned int n = 0;
 
+	sd_drain();
 	pthread_mutex_lock(&sd.lock);
 	for (unsigned int i = 0; i < sd.nr; i++)
 		n += !name || !strcmp(sd.names[i], name);
@@ -889,7 +877,7 @@ static void test_restart_systemd(void **state)
 	struct ufault_proto_client e[TC_LIST_MAX];
 	char entry[32], saved[128];
 	struct native_arg args[2];
-	int lfd, stop[2];
+	int lfd;
 	struct kid k[2];
 	pid_t pids[2];
 	uint64_t id[2];
@@ -913,10 +901,6 @@ static void test_restart_systemd(void **state)
 	    bind(sd.notify, (struct sockaddr *)&a,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sd.name))),
 	    0);
-	assert_int_equal(pipe2(stop, O_CLOEXEC), 0);
-	sd.stop = stop[0];
-	sd.stop_w = stop[1];
-	assert_int_equal(pthread_create(&sd.thread, NULL, sd_main, NULL), 0);
 
 	sd_daemon_start(lfd);
 	for (int i = 0; i < 2; i++) {
@@ -978,11 +962,6 @@ static void test_restart_systemd(void **state)
 	assert_int_equal(tc_wait_exit(daemon_pid), 0);
 	daemon_pid = -1;
 
-	assert_int_equal(write(stop[1], "x", 1), 1);
-	assert_int_equal(pthread_join(sd.thread, NULL), 0);
-	sd.thread = 0;
-	close(stop[0]);
-	close(stop[1]);
 	close(sd.notify);
 	close(lfd);
 	strcpy(sock_path, saved);
@@ -1592,13 +1571,6 @@ static void cleanup(void)
 		kill(k, SIGTERM);
 	if ((k = keeper_pid(other)) > 0)
 		kill(k, SIGTERM);
-	if (sd.thread) {
-		char x = 'x';
-
-		if (write(sd.stop_w, &x, 1) == 1)
-			pthread_join(sd.thread, NULL);
-		sd.thread = 0;
-	}
 }
 
 static int test_teardown(void **state)
