@@ -75,8 +75,9 @@ static inline int ufault__ctx_local_only(const struct ufault_ctx *ctx, const cha
 {
 	if (!ctx->foreign)
 		return 0;
-	ufault__warn(&ctx->log, "%s: not available in a foreign context (it serves another "
-				"process's memory)",
+	ufault__warn(&ctx->log,
+		     "%s: not available in a foreign context (it serves another "
+		     "process's memory)",
 		     call);
 	return -EOPNOTSUPP;
 }

@@ -45,8 +45,8 @@ int ufault__proto_check(const void *buf, size_t n, unsigned int nfds, uint64_t s
 			struct ufault__proto_msg *out, const char **why);
 
 /* Does [start, start + len) overlap one of @have[0..@nr)? */
-int ufault__proto_overlaps(const struct ufault_proto_region *have, unsigned int nr,
-			   uint64_t start, uint64_t len);
+int ufault__proto_overlaps(const struct ufault_proto_region *have, unsigned int nr, uint64_t start,
+			   uint64_t len);
 
 /* Build a message: header (@type, @seq, body @len) + body into @buf (room
  * for sizeof(hdr) + len); returns the total. */

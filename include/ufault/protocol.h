@@ -33,9 +33,9 @@
 
 #define UFAULT_PROTO_MAGIC 0x544c4655u /* "UFLT" */
 #define UFAULT_PROTO_VERSION 1
-#define UFAULT_PROTO_MAX_BODY 4096u	/* bytes of body, any message */
-#define UFAULT_PROTO_MAX_FDS 1u		/* fds with one message */
-#define UFAULT_PROTO_MAX_REGIONS 1024u	/* regions of one client */
+#define UFAULT_PROTO_MAX_BODY 4096u	 /* bytes of body, any message */
+#define UFAULT_PROTO_MAX_FDS 1u		 /* fds with one message */
+#define UFAULT_PROTO_MAX_REGIONS 1024u	 /* regions of one client */
 #define UFAULT_PROTO_MAX_PAGE (1u << 30) /* the largest region page size */
 #define UFAULT_PROTO_DEFAULT_PATH "/run/ufaultd/ufaultd.sock"
 

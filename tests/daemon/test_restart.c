@@ -699,8 +699,8 @@ static void test_keeper_killed(void **state)
 /* systemd's side: the notify socket and the fd store it feeds. */
 static struct {
 	pthread_mutex_t lock;
-	int notify;	  /* bound to @name */
-	char name[64];	  /* "@..." */
+	int notify;    /* bound to @name */
+	char name[64]; /* "@..." */
 	int fds[SD_MAX_FDS];
 	char names[SD_MAX_FDS][UFD_STORE_MAX_NAME + 1];
 	unsigned int nr;

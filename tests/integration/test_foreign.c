@@ -52,10 +52,8 @@ static int send_fd(int sock, int fd, const void *data, size_t len)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *c;
 
 	memset(cbuf, 0, sizeof(cbuf));
@@ -72,10 +70,8 @@ static int recv_fd(int sock, void *data, size_t len)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = data, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *c;
 	int fd = -1;
 
@@ -177,9 +173,8 @@ static void test_serve(void **state)
 	ufault_source_init(&src, UFAULT_SOURCE_FILE);
 	src.file.fd = fd;
 	src.offset = OFF_PAGES * ps;
-	assert_int_equal(ufault_region_register(ctx, (void *)(uintptr_t)h.addr, PAGES * ps, &src, 0,
-						NULL),
-			 0);
+	assert_int_equal(
+	    ufault_region_register(ctx, (void *)(uintptr_t)h.addr, PAGES * ps, &src, 0, NULL), 0);
 	close(fd);
 	assert_int_equal(write(sv[0], "g", 1), 1);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -228,8 +223,9 @@ static void test_refusals(void **state)
 	}
 	cfg.foreign_uffd = uffd;
 	assert_int_equal(tu_ctx_create_cfg(&ctx, &cfg), 0);
-	assert_ptr_equal(ufault_mmap(ctx, NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, NULL, 0),
-			 MAP_FAILED);
+	assert_ptr_equal(
+	    ufault_mmap(ctx, NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, NULL, 0),
+	    MAP_FAILED);
 	assert_int_equal(errno, EOPNOTSUPP);
 	assert_int_equal(ufault_munmap(ctx, a, ps), -1);
 	assert_int_equal(errno, EOPNOTSUPP);
