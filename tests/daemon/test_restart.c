@@ -577,6 +577,19 @@ static void kill_and_restart(struct kid *k, unsigned int n, bool mid_fault, cons
 	daemon_start(extra1, extra2);
 }
 
+/* @n native clients, client i on the pattern file from page
+ * @stride * i + @first; their ids, as each reports it. */
+static void spawn_natives(struct kid *k, struct native_arg *args, uint64_t *id, int n,
+			  unsigned int first, unsigned int stride)
+{
+	for (int i = 0; i < n; i++) {
+		args[i].off = (uint64_t)(stride * (unsigned int)i + first) * ps;
+		kid_spawn(&k[i], native_child, &args[i]);
+	}
+	for (int i = 0; i < n; i++)
+		id[i] = kid_recv(&k[i]);
+}
+
 static void test_restart_native(void **state)
 {
 	struct ufault_proto_client e[TC_LIST_MAX];
@@ -586,12 +599,7 @@ static void test_restart_native(void **state)
 	long n;
 
 	daemon_start(NULL, NULL);
-	for (int i = 0; i < 3; i++) {
-		args[i].off = (uint64_t)(5 * i + 1) * ps;
-		kid_spawn(&k[i], native_child, &args[i]);
-	}
-	for (int i = 0; i < 3; i++)
-		id[i] = kid_recv(&k[i]);
+	spawn_natives(k, args, id, 3, 1, 5);
 	kill_and_restart(k, 3, true, NULL, NULL);
 
 	/* Served again before the daemon accepted anything. */
@@ -656,12 +664,7 @@ static void test_keeper_killed(void **state)
 	long n;
 
 	daemon_start(NULL, NULL);
-	for (int i = 0; i < 2; i++) {
-		args[i].off = (uint64_t)(7 * i + 4) * ps;
-		kid_spawn(&k[i], native_child, &args[i]);
-	}
-	for (int i = 0; i < 2; i++)
-		id[i] = kid_recv(&k[i]);
+	spawn_natives(k, args, id, 2, 4, 7);
 	old = keeper_pid(keeper_path);
 	assert_true(old > 0);
 	assert_int_equal(count_uffds(old), 2);
@@ -903,13 +906,9 @@ static void test_restart_systemd(void **state)
 	    0);
 
 	sd_daemon_start(lfd);
-	for (int i = 0; i < 2; i++) {
-		args[i].off = (uint64_t)(3 * i + 2) * ps;
-		kid_spawn(&k[i], native_child, &args[i]);
-		pids[i] = k[i].pid;
-	}
+	spawn_natives(k, args, id, 2, 2, 3);
 	for (int i = 0; i < 2; i++)
-		id[i] = kid_recv(&k[i]);
+		pids[i] = k[i].pid;
 	/* Each entry: its record's memfd, the uffd, the pattern file (both
 	 * clients' files are one file, opened apart: systemd keeps both). */
 	sd_settle();

@@ -321,6 +321,24 @@ static void make_pipe(int p[2])
 		tu_die("pipe", errno);
 }
 
+/* A native client that reports its id and region address on @ready and
+ * then waits (its pages in) until @hold[1] is written or closed. */
+static pid_t spawn_held(struct native_args *a, int ready[2], int hold[2], uint64_t *id,
+			uint64_t *addr)
+{
+	pid_t pid;
+
+	make_pipe(ready);
+	make_pipe(hold);
+	a->ready_w = ready[1];
+	a->hold_r = hold[0];
+	pid = spawn_native(a);
+	close(ready[1]);
+	read_full(ready[0], id, 8);
+	read_full(ready[0], addr, 8);
+	return pid;
+}
+
 static void write_bytes(int fd, unsigned int n)
 {
 	while (n--)
@@ -1155,14 +1173,7 @@ static void test_metrics(void **state)
 	    .go_r = -1,
 	};
 
-	make_pipe(ready);
-	make_pipe(hold);
-	a.ready_w = ready[1];
-	a.hold_r = hold[0];
-	pid = spawn_native(&a);
-	close(ready[1]);
-	read_full(ready[0], &id, 8);
-	read_full(ready[0], &addr, 8);
+	pid = spawn_held(&a, ready, hold, &id, &addr);
 	/* The child faults its 1024 pages in, checks them, then waits on
 	 * hold[0]: poll (bounded) until the daemon counts them all. */
 	snprintf(prefix, sizeof(prefix),
@@ -1257,14 +1268,7 @@ static void test_ufaultctl(void **state)
 	    .go_r = -1,
 	};
 
-	make_pipe(ready);
-	make_pipe(hold);
-	a.ready_w = ready[1];
-	a.hold_r = hold[0];
-	pid = spawn_native(&a);
-	close(ready[1]);
-	read_full(ready[0], &id, 8);
-	read_full(ready[0], &addr, 8);
+	pid = spawn_held(&a, ready, hold, &id, &addr);
 
 	snprintf(args, sizeof(args), "--socket '%s' status", sock_path);
 	assert_int_equal(ctl(args, out, sizeof(out)), 0);
