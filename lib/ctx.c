@@ -241,8 +241,7 @@ static void free_own(struct ufault_ctx *ctx)
 		close(ctx->stop_fd);
 	if (ctx->zero_buf)
 		ufault__pages_unmap(ctx->zero_buf, ctx->max_page_size);
-	if (ctx->zeroed_ready)
-		ufault__zeroed_destroy(&ctx->zeroed);
+	ufault__zeroed_destroy(&ctx->zeroed);
 	if (ctx->uffds) {
 		for (unsigned int i = 0; i < ctx->nr_uffds; i++)
 			if (ctx->uffds[i] >= 0)
@@ -330,7 +329,6 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 								    UFFD_FEATURE_EVENT_UNMAP)));
 	if (ret)
 		goto fail;
-	ctx->zeroed_ready = true;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->stop_fd < 0) {
 		ret = -errno;

@@ -60,7 +60,6 @@ struct ufault_ctx {
 	/* A foreign context (ufault_config.foreign_uffd): it serves another
 	 * process's uffd; zeroed: what that process removed or unmapped. */
 	bool foreign;
-	bool zeroed_ready; /* zeroed initialised */
 	struct ufault__zeroed zeroed;
 	void (*on_fork)(void *arg, int child_uffd);
 	void *on_fork_arg;

@@ -230,8 +230,6 @@ static void handle_remove(struct ufault__worker *w, const struct uffd_msg *msg)
 	struct ufault_ctx *ctx = w->env.ctx;
 	uint64_t start = msg->arg.remove.start, end = msg->arg.remove.end;
 
-	if (!ctx->foreign)
-		return;
 	if (ufault__zeroed_add(&ctx->zeroed, start, end))
 		ufault__err(&ctx->log,
 			    "[%#llx, %#llx) was removed by its owner but cannot be recorded "
@@ -282,7 +280,8 @@ static int read_batch(struct ufault__worker *w, struct uffd_msg *msgs, unsigned 
 		n = read(w->uffd, msgs, sizeof(*msgs) * *want);
 		err = n < 0 ? -errno : 0;
 	}
-	for (size_t i = 0; n > 0 && i < (size_t)n / sizeof(*msgs); i++)
+	/* Only a foreign context's owner enables these events. */
+	for (size_t i = 0; ctx->foreign && n > 0 && i < (size_t)n / sizeof(*msgs); i++)
 		if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP)
 			handle_remove(w, &msgs[i]);
 	ufault__zeroed_read_end(&ctx->zeroed);

@@ -17,10 +17,13 @@ int ufault__zeroed_init(struct ufault__zeroed *z, bool guarded)
 	if (ret || !guarded)
 		return ret;
 	ret = -pthread_rwlock_init(&z->guard, NULL);
-	if (ret)
+	if (ret) {
 		pthread_mutex_destroy(&z->lock);
-	z->guarded = !ret;
-	return ret;
+		memset(z, 0, sizeof(*z));
+		return ret;
+	}
+	z->guarded = true;
+	return 0;
 }
 
 void ufault__zeroed_destroy(struct ufault__zeroed *z)

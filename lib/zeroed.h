@@ -39,7 +39,10 @@ struct ufault__zeroed {
 	pthread_rwlock_t guard;		/* readers of the uffd (write), installs (read) */
 };
 
+/* 0 or -errno (then @z is all zeros again). */
 int ufault__zeroed_init(struct ufault__zeroed *z, bool guarded);
+/* Also for a set never initialised, if its memory is zeros (a context's
+ * is: an all-zero mutex is PTHREAD_MUTEX_INITIALIZER on Linux). */
 void ufault__zeroed_destroy(struct ufault__zeroed *z);
 
 /* [start, end) reads as zeros from now on; 0 or -ENOMEM (then it is not). */
