@@ -572,8 +572,8 @@ static void daemon_stop(struct ufd_daemon *d, const char *why)
 	d->store_keep = d->store.kind == UFD_STORE_SYSTEMD;
 	ufd_persist_stop(d);
 	/* Each context's destruction wakes its client's parked threads; the
-	 * loop runs until the last one is done. (Closing a client closes its
-	 * fork children too: always the head.) */
+	 * loop runs until the last one is done. (A close unlinks the client:
+	 * always the head.) */
 	while (d->clients)
 		ufd_client_close(d->clients, "daemon stopping");
 }

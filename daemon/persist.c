@@ -3,7 +3,9 @@
  * persist.c - clients that outlive the daemon.
  *
  * Every served client has an entry "c<id>" in the fd store (fdstore.h):
- * a record (below) and its fds, [uffd, one per backing file]. It is put
+ * a record (below) and its fds, [uffd, one per backing file, the
+ * removed-ranges log if it has one (zlog.h: its workers write it in
+ * place, so a removal needs no put)]. It is put
  * when the client's session is set up and whenever its regions change,
  * before the client is answered, and deleted when the client is gone. All
  * of it on the loop: the store is a local socket and answers at once.
@@ -27,7 +29,12 @@
  * Forks: a context whose client enabled UFFD_FEATURE_EVENT_FORK calls
  * ufd_on_fork() on one of its workers with the child's uffd; the fd is
  * queued for the loop, which makes it a client of its own (no connection,
- * the parent's regions, freed with the parent) and stores it too.
+ * the parent's regions) and stores it too. The child is served for as
+ * long as its own process lives, which is often longer than its parent:
+ * were its uffd closed, the kernel would drop the registration and its
+ * missing pages would read as zeros. Its pid is not known (the event does
+ * not say), so no pidfd: a timer asks each child's uffd instead
+ * (child_probe()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +54,7 @@
 
 #define STORE_OPEN_TRIES 3   /* a keeper that was exiting as we came: start one */
 #define KEEPER_RETRY_MS 1000 /* a keeper that cannot be had: tried again after */
+#define CHILD_PROBE_MS 500   /* how often forked children are asked if they exited */
 
 #define REC_MAX_REGIONS                                                                            \
 	((UFD_STORE_MAX_BLOB - sizeof(struct ufd_rec_head)) / sizeof(struct ufd_rec_region))
@@ -57,7 +65,10 @@ _Static_assert(sizeof(struct ufd_rec_head) == 64 && sizeof(struct ufd_rec_region
 /* A child's uffd from on_fork, on its way to the loop. */
 struct ufd_fork {
 	struct ufd_fork *next;
-	uint64_t parent;
+	/* Not freed before its forks are taken: the parent's workers queue
+	 * them, and its destruction joins those workers, then takes them
+	 * (ufd_forks_take()) before it frees the parent. */
+	struct ufd_client *parent;
 	int fd;
 };
 
@@ -153,6 +164,73 @@ void ufd_persist_unwatch(struct ufd_client *c)
 	c->pidfd = -1;
 }
 
+/*
+ * The page child_probe() asks about: the highest user page there is, or,
+ * if one of @c's regions holds it, the first page below that region (and
+ * so on: the regions do not overlap, so each moves it once at most). 0:
+ * every candidate is in a region.
+ *
+ * On x86-64 the highest page is either unmapped or the top of the stack
+ * (the stack's end is put a random distance below UFD_USER_VA_END, or
+ * right at it without randomisation), which holds argv, the environment
+ * and the auxv strings: nobody registers it for missing faults, and a
+ * page that is there is never replaced (EEXIST). Where the address space
+ * is larger (arm64, 5-level paging) it lies a long way above where mmap()
+ * places mappings. A zero page only goes where the page is missing in a
+ * vma registered with a userfaultfd: the kernel checks that the vma has
+ * one, not that it is this uffd. The child's own registrations are the
+ * ones it inherited, the regions the daemon knows, which the page is kept
+ * out of here; a range the child registered with a uffd of its own would
+ * have to hold the top of its stack.
+ */
+static uint64_t probe_page(const struct ufd_client *c)
+{
+	uint64_t ps = c->d->sys_page, page = (UFD_USER_VA_END & ~(ps - 1)) - ps;
+	unsigned int i = 0;
+
+	while (i < c->nr_regs) {
+		const struct ufault_proto_region *r = &c->regs[i];
+
+		/* Both are aligned to ps: the page overlaps iff it starts
+		 * in the region. */
+		if (page < r->start || page - r->start >= r->len) {
+			i++;
+			continue;
+		}
+		if (r->start < c->d->wake_start + ps)
+			return 0;
+		page = r->start - ps;
+		i = 0;
+	}
+	return page;
+}
+
+/*
+ * Is forked child @c's process still there? Its pid is not known, but its
+ * uffd tells: UFFDIO_ZEROPAGE takes a reference on the uffd's mm before
+ * anything else and fails with ESRCH once that mm is gone (the process
+ * exited, or exec'd, which leaves nothing of its registration either).
+ * While it lives, the ioctl fails with ENOENT on a page where no vma
+ * registered with a userfaultfd is (probe_page()), and installs nothing;
+ * DONTWAKE, so that it wakes nothing either. 0: there; -ESRCH: gone;
+ * -errno: not told (the caller keeps the child).
+ */
+static int child_probe(const struct ufd_client *c)
+{
+	struct uffdio_zeropage zp = {
+	    .range = {.start = probe_page(c), .len = c->d->sys_page},
+	    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+	};
+
+	if (!zp.range.start)
+		return -ENOSPC;
+	if (!ioctl(c->uffd, UFFDIO_ZEROPAGE, &zp))
+		return -EEXIST; /* a registered page after all: now a zero page */
+	/* EAGAIN: an event on the mm (a fork of its own, a remap) is under
+	 * way, which says it is there. */
+	return errno == ENOENT || errno == EAGAIN ? 0 : -errno;
+}
+
 /* ------------------------------------------------------------------ */
 /* Putting and deleting                                                 */
 /* ------------------------------------------------------------------ */
@@ -195,12 +273,17 @@ static long record_build(const struct ufd_client *c, void *buf, int *fds, unsign
 		}
 		rr[i] = (struct ufd_rec_region){.r = c->regs[i], .fd = idx};
 	}
+	if (c->zlog.fd >= 0) {
+		if (n == UFD_STORE_MAX_FDS)
+			return -E2BIG;
+		fds[n++] = c->zlog.fd;
+	}
 	*h = (struct ufd_rec_head){
 	    .magic = UFD_REC_MAGIC,
 	    .version = UFD_REC_VERSION,
 	    .kind = (uint16_t)c->kind,
 	    .id = c->id,
-	    .parent = c->parent ? c->parent->id : 0,
+	    .parent = c->parent_id,
 	    .features = c->features,
 	    .start_time = c->start_time,
 	    .pid = (uint32_t)c->pid,
@@ -208,6 +291,7 @@ static long record_build(const struct ufd_client *c, void *buf, int *fds, unsign
 	    .gid = (uint32_t)c->gid,
 	    .nr_regions = c->nr_regs,
 	    .nr_fds = n,
+	    .zlog = c->zlog.fd >= 0 ? n - 1 : 0,
 	};
 	*nr = n;
 	return (long)(sizeof(*h) + c->nr_regs * sizeof(*rr));
@@ -357,7 +441,7 @@ void ufd_persist_del(struct ufd_client *c)
 /* Loading                                                              */
 /* ------------------------------------------------------------------ */
 
-/* An entry that passed the checks, waiting for its parent to be rebuilt. */
+/* An entry that passed the checks, waiting to be rebuilt. */
 struct loaded {
 	struct loaded *next;
 	struct ufd_rec_head h;
@@ -407,8 +491,8 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 		return "not a record of this version";
 	if (h->kind != UFD_NATIVE && h->kind != UFD_FIRECRACKER)
 		return "unknown client kind";
-	if (h->reserved)
-		return "reserved field not 0";
+	if (h->zlog && h->zlog >= nr)
+		return "removed-ranges log index out of range";
 	max_regions = h->kind == UFD_NATIVE ? UFAULT_PROTO_MAX_REGIONS : UFAULT__FC_MAX_REGIONS;
 	if (h->nr_regions > max_regions)
 		return "too many regions";
@@ -447,7 +531,9 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 			break;
 		if (r.reserved)
 			why = "region reserved field not 0";
-		else if (file ? (r.fd < 1 || (unsigned int)r.fd >= nr) : r.fd != -1)
+		else if (file ? (r.fd < 1 || (unsigned int)r.fd >= nr ||
+				 (h->zlog && (unsigned int)r.fd == h->zlog))
+			      : r.fd != -1)
 			why = "region fd index out of range";
 		else if (h->kind == UFD_FIRECRACKER && !file)
 			why = "a Firecracker region without its memory file";
@@ -458,6 +544,8 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 		seen[i] = r.r;
 	}
 	free(seen);
+	if (h->zlog)
+		used[h->zlog] = true;
 	for (i = 1; i < nr && !why; i++)
 		if (!used[i])
 			why = "an fd no region uses";
@@ -522,16 +610,40 @@ void ufd_wake_all(struct ufd_client *c)
 	}
 }
 
-/* Serve @l as a detached client (a child of @parent if it has one). */
-static int rebuild(struct ufd_daemon *d, struct loaded *l, struct ufd_client *parent)
+/* The removed-ranges log of a stored client, checked (zlog.h): its
+ * ranges read as zeros again. */
+static int adopt_zlog(struct ufd_client *c, int fd)
+{
+	const char *why;
+	int keep = fcntl(fd, F_DUPFD_CLOEXEC, 3), err;
+
+	if (keep < 0)
+		return -errno;
+	err = ufd_zlog_adopt(&c->zlog, keep, c->d->sys_page, UFD_USER_VA_END, &why);
+	if (err) {
+		close(keep);
+		ufd_log(c->d, UFAULT_LOG_ERROR, "fd store: client %llu: %s",
+			(unsigned long long)c->id, why);
+	}
+	return err;
+}
+
+/*
+ * Serve @l as a detached client: one of a process, watched through a
+ * pidfd, or a forked child, whose uffd says when its process is gone
+ * (child_probe()), whether its parent is still there or not.
+ */
+static int rebuild(struct ufd_daemon *d, struct loaded *l)
 {
 	const struct ufd_rec_head *h = &l->h;
 	struct ufd_client *c;
 	uint64_t max_page = 0;
 	unsigned int i;
 	int pidfd = -1, err;
+	bool gone = false;
+	char child[48] = "";
 
-	if (!parent) {
+	if (!h->parent) {
 		pidfd = open_process((pid_t)h->pid, h->start_time);
 		if (pidfd < 0) {
 			ufd_log(d, UFAULT_LOG_INFO,
@@ -548,24 +660,36 @@ static int rebuild(struct ufd_daemon *d, struct loaded *l, struct ufd_client *pa
 		return -ENOMEM;
 	}
 	c->start_time = h->start_time;
-	c->parent = parent;
+	c->parent_id = h->parent;
 	for (i = 0; i < h->nr_regions; i++)
 		if (l->regs[i].r.page_size > max_page)
 			max_page = l->regs[i].r.page_size;
-	err = ufd_client_serve(c, l->fds[0], h->features, max_page);
+	err = h->zlog ? adopt_zlog(c, l->fds[h->zlog]) : 0;
+	if (!err)
+		err = ufd_client_serve(c, l->fds[0], h->features, max_page);
 	for (i = 0; !err && i < h->nr_regions; i++)
 		err = ufd_client_region(c, &l->regs[i].r,
 					l->regs[i].fd >= 0 ? l->fds[l->regs[i].fd] : -1);
-	if (err) {
-		ufd_log(d, UFAULT_LOG_ERROR, "fd store: client %llu cannot be served again: %s",
-			(unsigned long long)h->id, ufault_strerror(err));
+	/* A child that exited while no daemon ran goes as a process does. */
+	if (!err && c->parent_id)
+		gone = child_probe(c) == -ESRCH;
+	if (err || gone) {
+		if (gone)
+			ufd_log(d, UFAULT_LOG_INFO,
+				"fd store: client %llu (fork child of %llu) is gone; its entry is "
+				"dropped",
+				(unsigned long long)h->id, (unsigned long long)h->parent);
+		else
+			ufd_log(d, UFAULT_LOG_ERROR,
+				"fd store: client %llu cannot be served again: %s",
+				(unsigned long long)h->id, ufault_strerror(err));
 		if (c->ctx)
 			ufault_ctx_destroy(c->ctx);
 		c->ctx = NULL;
 		if (pidfd >= 0)
 			close(pidfd);
 		ufd_client_free(c);
-		return err;
+		return err ? err : -ESRCH;
 	}
 	c->stored = true;
 	ufd_client_link(c);
@@ -578,10 +702,12 @@ static int rebuild(struct ufd_daemon *d, struct loaded *l, struct ufd_client *pa
 		}
 	}
 	ufd_wake_all(c);
+	if (c->parent_id)
+		snprintf(child, sizeof(child), " fork child of %llu",
+			 (unsigned long long)c->parent_id);
 	ufd_log(d, UFAULT_LOG_INFO,
 		"client %llu: %s%s, pid %d, %u regions, served again (detached)",
-		(unsigned long long)c->id, ufd_kind_name(c->kind), parent ? " fork child" : "",
-		(int)c->pid, c->nr_regs);
+		(unsigned long long)c->id, ufd_kind_name(c->kind), child, (int)c->pid, c->nr_regs);
 	return 0;
 }
 
@@ -592,47 +718,54 @@ static void loaded_free(struct loaded *l)
 	free(l);
 }
 
+/* The client that serves @uffd already, or NULL. */
+static struct ufd_client *uffd_served(struct ufd_daemon *d, int uffd)
+{
+	for (struct ufd_client *c = d->clients; c; c = c->next)
+		if (ufd_client_listed(c) && c->uffd >= 0 && ufd_same_file(c->uffd, uffd))
+			return c;
+	return NULL;
+}
+
 /*
- * Rebuild every entry: parents before their children (a child whose parent
- * is not served any more is dropped with it).
+ * Rebuild every entry, each on its own: a forked child is served whether
+ * its parent is or not (it often outlives it). Those of a process first,
+ * then the children, so that of two entries on one uffd, which only a
+ * store that cannot be trusted holds, the one whose process was checked
+ * is kept: two contexts on one uffd would each read faults that only the
+ * other can serve (do_hello() keeps one session per uffd too).
  */
 static void rebuild_all(struct ufd_daemon *d, struct load_state *ls)
 {
 	char name[UFD_STORE_MAX_NAME];
-	bool progress = true;
 
-	while (progress) {
+	for (int children = 0; children < 2; children++) {
 		struct loaded **pp = &ls->list, *l;
 
-		progress = false;
 		while ((l = *pp)) {
-			struct ufd_client *parent = NULL;
+			struct ufd_client *twin;
+			int err;
 
-			if (l->h.parent) {
-				parent = ufd_client_find(d, l->h.parent);
-				if (!parent) {
-					pp = &l->next;
-					continue;
-				}
+			if (!l->h.parent != !children) {
+				pp = &l->next;
+				continue;
 			}
 			*pp = l->next;
-			progress = true;
-			if (rebuild(d, l, parent)) {
+			twin = uffd_served(d, l->fds[0]);
+			if (twin) {
+				ufd_log(d, UFAULT_LOG_ERROR,
+					"fd store: entry c%llu dropped: its uffd is client %llu's",
+					(unsigned long long)l->h.id, (unsigned long long)twin->id);
+				err = -EEXIST;
+			} else {
+				err = rebuild(d, l);
+			}
+			if (err) {
 				entry_name(name, sizeof(name), l->h.id);
 				ufd_store_del(&d->store, name);
 			}
 			loaded_free(l);
 		}
-	}
-	while (ls->list) {
-		struct loaded *l = ls->list;
-
-		ls->list = l->next;
-		ufd_log(d, UFAULT_LOG_INFO, "fd store: fork child %llu dropped: its parent is gone",
-			(unsigned long long)l->h.id);
-		entry_name(name, sizeof(name), l->h.id);
-		ufd_store_del(&d->store, name);
-		loaded_free(l);
 	}
 }
 
@@ -654,7 +787,7 @@ void ufd_on_fork(void *arg, int child_uffd)
 		free(f);
 		return;
 	}
-	f->parent = c->id;
+	f->parent = c;
 	f->fd = child_uffd;
 	f->next = d->forks;
 	d->forks = f;
@@ -663,7 +796,9 @@ void ufd_on_fork(void *arg, int child_uffd)
 }
 
 /* The child of @p, served on @fd with @p's regions as they were at the
- * fork (the fork waited for the event to be read). */
+ * fork (the fork waited for the event to be read). @p may be closing
+ * already (its process forked and exited): its child is served all the
+ * same, for as long as the child lives. */
 static void fork_child(struct ufd_client *p, int fd)
 {
 	struct ufd_daemon *d = p->d;
@@ -676,9 +811,13 @@ static void fork_child(struct ufd_client *p, int fd)
 		if (p->regs[i].page_size > max_page)
 			max_page = p->regs[i].page_size;
 	if (!err) {
-		c->parent = p;
-		err = ufd_client_serve(c, fd, p->features, max_page);
+		c->parent_id = p->id;
+		/* What the parent removed reads as zeros in its copy too. */
+		if (p->zlog.fd >= 0)
+			err = ufd_zlog_fork(&c->zlog, &p->zlog);
 	}
+	if (!err)
+		err = ufd_client_serve(c, fd, p->features, max_page);
 	for (i = 0; !err && i < p->nr_regs; i++)
 		err = ufd_client_region(c, &p->regs[i], p->reg_fds[i]);
 	close(fd); /* the context and c->uffd are dups */
@@ -702,11 +841,17 @@ static void fork_child(struct ufd_client *p, int fd)
 		(unsigned long long)c->id, (unsigned long long)p->id, c->nr_regs);
 }
 
-static void forks_ready(uv_async_t *a)
+/*
+ * Every fork queued so far becomes a client: when the loop hears of them
+ * (forks_ready()), and when a client is freed (its queued forks still
+ * need it, session.c: destroy_done()).
+ */
+void ufd_forks_take(struct ufd_daemon *d)
 {
-	struct ufd_daemon *d = a->data;
 	struct ufd_fork *f, *list = NULL, *next;
 
+	if (!d->persist_started)
+		return;
 	pthread_mutex_lock(&d->fork_lock);
 	/* Reversed: in the order they came. */
 	for (f = d->forks; f; f = next) {
@@ -717,14 +862,49 @@ static void forks_ready(uv_async_t *a)
 	d->forks = NULL;
 	pthread_mutex_unlock(&d->fork_lock);
 	for (f = list; f; f = next) {
-		struct ufd_client *p = ufd_client_find(d, f->parent);
-
 		next = f->next;
-		if (p)
-			fork_child(p, f->fd);
-		else
-			close(f->fd); /* the parent left meanwhile */
+		fork_child(f->parent, f->fd);
 		free(f);
+	}
+}
+
+static void forks_ready(uv_async_t *a)
+{
+	ufd_forks_take(a->data);
+}
+
+/*
+ * Each forked child's process, asked through its uffd (child_probe()):
+ * one that is gone is freed, and its entry deleted. A child whose pid is
+ * not known has no pidfd to watch; a repeating timer is the price, one
+ * ioctl per child every CHILD_PROBE_MS.
+ */
+static void probe_children(uv_timer_t *t)
+{
+	struct ufd_daemon *d = t->data;
+	struct ufd_client *c, *next;
+	int err;
+
+	for (c = d->clients; c; c = next) {
+		next = c->next; /* a close unlinks @c, and only @c */
+		if (!c->parent_id || !ufd_client_listed(c) || c->uffd < 0)
+			continue;
+		err = child_probe(c);
+		if (err == -ESRCH) {
+			ufd_client_close(c, "its process exited");
+		} else if (err && !c->probe_warned) {
+			const char *why = strerror(-err);
+
+			if (err == -EEXIST)
+				why = "a page registered with its uffd is where it was asked about";
+			else if (err == -ENOSPC)
+				why = "its regions leave no page to ask about";
+			c->probe_warned = true;
+			ufd_log(d, UFAULT_LOG_WARN,
+				"client %llu: cannot tell whether its process exited (%s); it is "
+				"kept",
+				(unsigned long long)c->id, why);
+		}
 	}
 }
 
@@ -782,9 +962,10 @@ static void open_store(struct ufd_daemon *d)
 }
 
 /*
- * Before the listeners start: the fork queue, the store, and every client
- * a killed daemon left in it. Under systemd (d->store.kind set to
- * UFD_STORE_SYSTEMD by main.c) the entries are the fds it passed.
+ * Before the listeners start: the fork queue, the store, every client a
+ * killed daemon left in it, and the timer that asks after forked
+ * children. Under systemd (d->store.kind set to UFD_STORE_SYSTEMD by
+ * main.c) the entries are the fds it passed.
  */
 int ufd_persist_start(struct ufd_daemon *d)
 {
@@ -810,9 +991,17 @@ int ufd_persist_start(struct ufd_daemon *d)
 		return err;
 	}
 	d->fork_async.data = d;
+	uv_timer_init(d->loop, &d->child_probe); /* returns 0, always */
+	d->child_probe.data = d;
 	d->persist_started = true;
 	if (d->store.kind == UFD_STORE_SYSTEMD || (!d->no_keeper && d->keeper_path))
 		open_store(d);
+	/* After the store: the children it brought back are asked too. */
+	err = uv_timer_start(&d->child_probe, probe_children, CHILD_PROBE_MS, CHILD_PROBE_MS);
+	if (err)
+		ufd_log(d, UFAULT_LOG_WARN,
+			"forked children: not watched (%s); each is freed when the daemon stops",
+			uv_strerror(err));
 	if (d->store.kind != UFD_STORE_NONE) {
 		unsigned int n = 0;
 
@@ -825,7 +1014,8 @@ int ufd_persist_start(struct ufd_daemon *d)
 }
 
 /* Stopping: no more forks are taken (a worker that reads one now closes
- * it). The store stays open until the clients are gone. */
+ * it), and no child is asked after (every client is closing). The store
+ * stays open until the clients are gone. */
 void ufd_persist_stop(struct ufd_daemon *d)
 {
 	struct ufd_fork *f, *next;
@@ -843,6 +1033,7 @@ void ufd_persist_stop(struct ufd_daemon *d)
 		free(f);
 	}
 	uv_close((uv_handle_t *)&d->fork_async, NULL);
+	uv_close((uv_handle_t *)&d->child_probe, NULL);
 	/* The connection stays for the deletes to come, unwatched: a keeper
 	 * that goes now is not replaced. */
 	keeper_unwatch(d);

@@ -3,7 +3,7 @@
  * record.h - the record ufaultd keeps with each client's fd store entry
  * (persist.c), version 1: what a restarted daemon needs to serve the
  * client again, besides the fds that come with it (the uffd first, then
- * one per backing file). Host order: the store is on this machine. A
+ * one per backing file, then the removed-ranges log if it has one: zlog.h). Host order: the store is on this machine. A
  * record is read back as untrusted input (persist.c checks every field).
  *
  * The entry is named "c<id>"; the record is a rec_head, then nr_regions
@@ -30,7 +30,7 @@ struct ufd_rec_head {
 	uint32_t pid, uid, gid; /* pid 0: a forked child (not known) */
 	uint32_t nr_regions;
 	uint32_t nr_fds; /* that come with the record: the uffd, then files */
-	uint32_t reserved;
+	uint32_t zlog;	 /* index of the removed-ranges log in the fds; 0: none */
 };
 
 struct ufd_rec_region {

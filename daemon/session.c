@@ -133,6 +133,7 @@ struct ufd_client *ufd_client_alloc(struct ufd_daemon *d, uint64_t id, enum ufd_
 	c->fd = -1;
 	c->pidfd = -1;
 	c->uffd = -1;
+	ufd_zlog_init(&c->zlog);
 	c->pid = pid;
 	c->uid = uid;
 	c->gid = gid;
@@ -163,6 +164,7 @@ void ufd_client_free(struct ufd_client *c)
 		if (c->reg_fds[i] >= 0)
 			close(c->reg_fds[i]);
 	ufd_close_fds(c->in_fds, &c->nr_in_fds);
+	ufd_zlog_close(&c->zlog);
 	free(c->in);
 	free(c->out);
 	free(c->regs);
@@ -211,6 +213,11 @@ static void destroy_done(uv_work_t *w, int status)
 			(unsigned long long)c->id);
 	c->ctx = NULL;
 	c->d->nr_closing--;
+	/* Its workers are joined: a fork one of them read is queued by now.
+	 * Its child becomes a client before @c, whose regions it starts
+	 * with, is freed: a process that forks and exits at once (a double
+	 * fork) has its child served all the same. */
+	ufd_forks_take(c->d);
 	ufd_client_free(c);
 }
 
@@ -243,7 +250,7 @@ void ufd_client_handle_closed(uv_handle_t *h)
 void ufd_client_close(struct ufd_client *c, const char *why)
 {
 	struct ufd_daemon *d = c->d;
-	struct ufd_client *x;
+	char child[48] = "";
 
 	if (c->closing)
 		return;
@@ -258,17 +265,13 @@ void ufd_client_close(struct ufd_client *c, const char *why)
 		d->clients_tail = c->prev;
 	d->nr_clients--;
 	d->nr_closing++;
-	ufd_log(d, UFAULT_LOG_INFO, "client %llu (%s, pid %d): closed: %s",
-		(unsigned long long)c->id, ufd_kind_name(c->kind), (int)c->pid, why);
-	/* Its forked children are served for as long as it is. (A closed
-	 * child is unlinked: the scan starts over after each.) */
-again:
-	for (x = d->clients; x; x = x->next) {
-		if (x->parent == c) {
-			ufd_client_close(x, "its parent left");
-			goto again;
-		}
-	}
+	if (c->parent_id)
+		snprintf(child, sizeof(child), ", forked child of %llu",
+			 (unsigned long long)c->parent_id);
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu (%s, pid %d%s): closed: %s",
+		(unsigned long long)c->id, ufd_kind_name(c->kind), (int)c->pid, child, why);
+	/* Its forked children stay: each is served until its own process
+	 * exits (persist.c, "Forks"), which is often after this one's. */
 	ufd_persist_del(c);
 	if (c->fd >= 0) {
 		c->open_handles++;
@@ -337,17 +340,53 @@ int ufd_client_attach(struct ufd_client *c, int fd)
 	return err;
 }
 
+/* A context's worker, before a removed range reads as zeros (zlog.h). */
+static void on_remove(void *arg, uint64_t start, uint64_t end)
+{
+	struct ufd_client *c = arg;
+	int err = ufd_zlog_append(&c->zlog, start, end);
+	bool warn = err && err != -ENOSPC;
+
+	if (err == -ENOSPC) {
+		pthread_mutex_lock(&c->zlog.lock);
+		warn = !c->zlog.full_warned;
+		c->zlog.full_warned = true;
+		pthread_mutex_unlock(&c->zlog.lock);
+	}
+	if (warn) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg),
+			 "[%#llx, %#llx) removed: not logged for a restart (%s); after one it "
+			 "reads its source again",
+			 (unsigned long long)start, (unsigned long long)end, strerror(-err));
+		ufd_ctx_log(c, UFAULT_LOG_WARN, msg);
+	}
+}
+
 /*
  * Serve @uffd (the client's: a dup is kept here for the store, and the
  * context keeps its own) with a foreign context. @max_page: the largest
- * page of the regions to come, if over 2 MiB.
+ * page of the regions to come, if over 2 MiB. Ranges in @c's removed-ranges
+ * log (one a restart or a fork gave it) read as zeros; where the client's
+ * removals are events, a log is made if it has none (a fork copies it,
+ * the store keeps it).
  */
 int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t max_page)
 {
 	struct ufd_daemon *d = c->d;
+	struct ufault_zeroed *zeroed = NULL;
 	struct ufault_config cfg;
 	int err;
 
+	if (c->zlog.fd < 0 && (features & (UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP))) {
+		err = ufd_zlog_create(&c->zlog);
+		if (err)
+			ufd_log(d, UFAULT_LOG_WARN,
+				"client %llu: no removed-ranges log (%s): a range it removes reads "
+				"its source again after a restart",
+				(unsigned long long)c->id, strerror(-err));
+	}
 	c->uffd = fcntl(uffd, F_DUPFD_CLOEXEC, 3);
 	if (c->uffd < 0)
 		return -errno;
@@ -365,7 +404,15 @@ int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t
 	cfg.log_fn = ufd_ctx_log;
 	cfg.log_arg = c;
 	cfg.log_level = d->log_level == UFAULT_LOG_DEBUG ? UFAULT_LOG_DEBUG : UFAULT_LOG_WARN;
-	err = ufault_ctx_create(&c->ctx, &cfg);
+	err = 0;
+	if (c->zlog.fd >= 0) {
+		cfg.on_remove = on_remove;
+		cfg.on_remove_arg = c;
+		err = ufd_zlog_read(&c->zlog, &zeroed, &cfg.nr_zeroed);
+		cfg.zeroed = zeroed;
+	}
+	err = err ? err : ufault_ctx_create(&c->ctx, &cfg);
+	free(zeroed);
 	if (err) {
 		c->ctx = NULL;
 		close(c->uffd);
@@ -507,7 +554,7 @@ static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value
 /* ------------------------------------------------------------------ */
 
 /* Do @a and @b (ours) refer to one open file? false if it cannot be told. */
-static bool same_file(int a, int b)
+bool ufd_same_file(int a, int b)
 {
 	pid_t self = getpid();
 
@@ -532,7 +579,8 @@ static int do_hello(struct ufd_client *c, const struct ufault_proto_hello *h, ui
 	 * Whoever holds the uffd and starts anew (a resume it was refused,
 	 * say) ends the session it had. */
 	for (t = d->clients; t; t = t->next) {
-		if (ufd_client_listed(t) && t != c && t->uffd >= 0 && same_file(t->uffd, uffd)) {
+		if (ufd_client_listed(t) && t != c && t->uffd >= 0 &&
+		    ufd_same_file(t->uffd, uffd)) {
 			ufd_client_close(t, "its uffd came with a new session");
 			break;
 		}
@@ -570,7 +618,7 @@ static int do_resume(struct ufd_client *c, const struct ufault_proto_hello *h, u
 
 	if (c->ctx)
 		return -EISCONN;
-	if (!t || t->fd >= 0 || t->parent || t->kind != UFD_NATIVE || t->uid != c->uid ||
+	if (!t || t->fd >= 0 || t->parent_id || t->kind != UFD_NATIVE || t->uid != c->uid ||
 	    t->pid != c->pid || t->features != h->features ||
 	    t->start_time != ufd_proc_start_time(c->pid)) {
 		ufd_log(d, UFAULT_LOG_INFO, "client %llu: no session %llu to resume for pid %d",

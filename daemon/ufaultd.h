@@ -15,7 +15,8 @@
  *   persist.c  each client's record in the fd store (fdstore.h), the
  *              detached clients a restarted daemon rebuilds from it, the
  *              pidfds that say when their processes are gone, and the
- *              children UFFD_EVENT_FORK hands over
+ *              children UFFD_EVENT_FORK hands over (whose uffds say when
+ *              theirs are)
  *   metrics.c  GET /metrics (Prometheus text format) over libuv TCP
  *
  * The one more thread exception: a context's on_fork callback runs on one
@@ -37,6 +38,7 @@
 #include <ufault/ufault.h>
 
 #include "fdstore.h"
+#include "zlog.h"
 
 #define UFD_MAX_ALLOW 64	    /* --allow-uid / --allow-gid entries */
 #define UFD_DEFAULT_WORKERS 2	    /* libufault workers per client */
@@ -79,7 +81,8 @@ struct ufd_listener {
  * ufaultctl, or a Firecracker VM), or a client served without one: a
  * "detached" client a restarted daemon rebuilt from the fd store, until
  * (native) its process reconnects, or a forked child of a client, which
- * lives as long as its parent.
+ * lives as long as its own process, however long its parent does (its uffd
+ * says when that process is gone: persist.c, "Forks").
  */
 struct ufd_client {
 	struct ufd_daemon *d;
@@ -100,8 +103,10 @@ struct ufd_client {
 	/* Detached: a pidfd of the client's process, readable once it exits. */
 	int pidfd; /* -1: not watched */
 	uv_poll_t pid_poll;
-	/* A forked child: its parent, which frees it when it goes. */
-	struct ufd_client *parent;
+	/* A forked child: its parent's id, for the logs and the record (the
+	 * parent may go first: an id, never a pointer). 0: not a child. */
+	uint64_t parent_id;
+	bool probe_warned; /* a child's liveness probe failed oddly: logged once */
 
 	/* Served: a libufault context on the client's uffd (NULL until the
 	 * HELLO, or Firecracker's handshake, succeeded). */
@@ -110,6 +115,9 @@ struct ufd_client {
 	uint64_t features;
 	uint64_t budget; /* SET_BUDGET, stored (no effect: see ufaultd(8)) */
 	bool stored;	 /* its entry is in the fd store */
+	/* The ranges it removed or unmapped, kept in the store (zlog.h);
+	 * written by the context's workers. */
+	struct ufd_zlog zlog;
 
 	/* Native: the message being received and the fds that came with it. */
 	unsigned char *in;
@@ -191,6 +199,9 @@ struct ufd_daemon {
 	struct ufd_fork *forks; /* under fork_lock */
 	bool fork_closed;	/* under fork_lock: the async is closed */
 	uv_async_t fork_async;
+	/* Asks each forked child's uffd whether its process is still there
+	 * (a child's pid is not known: no pidfd). */
+	uv_timer_t child_probe;
 };
 
 /* main.c */
@@ -214,6 +225,7 @@ void ufd_client_free(struct ufd_client *c);
 void ufd_client_close(struct ufd_client *c, const char *why);
 void ufd_client_handle_closed(uv_handle_t *h);
 bool ufd_client_listed(const struct ufd_client *c);
+bool ufd_same_file(int a, int b);
 struct ufd_client *ufd_client_find(struct ufd_daemon *d, uint64_t id);
 int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t max_page);
 int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd);
@@ -233,6 +245,7 @@ void ufd_persist_unwatch(struct ufd_client *c);
 uint64_t ufd_proc_start_time(pid_t pid);
 void ufd_wake_all(struct ufd_client *c);
 void ufd_on_fork(void *arg, int child_uffd);
+void ufd_forks_take(struct ufd_daemon *d);
 
 /* metrics.c */
 int ufd_metrics_start(struct ufd_daemon *d);

@@ -75,6 +75,17 @@ static int resolve_config(struct ufault_ctx *ctx, const struct ufault_config *cf
 	ctx->max_page_size = cfg->max_page_size ? cfg->max_page_size : DEFAULT_MAX_PAGE;
 	*mode = cfg->lock_mode;
 
+	if (cfg->foreign_uffd < 0 && (cfg->on_remove || cfg->nr_zeroed)) {
+		ufault__warn(&ctx->log, "config: on_remove and zeroed are for foreign contexts");
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < cfg->nr_zeroed; i++) {
+		if (!cfg->zeroed || cfg->zeroed[i].start >= cfg->zeroed[i].end) {
+			ufault__warn(&ctx->log, "config: zeroed[%u] is not a range", i);
+			return -EINVAL;
+		}
+	}
+
 	if (ctx->nr_workers > MAX_WORKERS) {
 		ufault__warn(&ctx->log, "config: nr_workers %u exceeds %u", ctx->nr_workers,
 			     MAX_WORKERS);
@@ -318,6 +329,8 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 		ctx->nr_uffds = 1;
 		ctx->on_fork = cfg->on_fork;
 		ctx->on_fork_arg = cfg->on_fork_arg;
+		ctx->on_remove = cfg->on_remove;
+		ctx->on_remove_arg = cfg->on_remove_arg;
 		ret = adopt_uffd(ctx, cfg->foreign_uffd, cfg->foreign_features);
 	} else if (!ret) {
 		ret = open_uffds(ctx);
@@ -327,6 +340,8 @@ int ufault_ctx_create(struct ufault_ctx **out, const struct ufault_config *cfg)
 	ret = ufault__zeroed_init(&ctx->zeroed,
 				  ctx->foreign && (ctx->features & (UFFD_FEATURE_EVENT_REMOVE |
 								    UFFD_FEATURE_EVENT_UNMAP)));
+	for (unsigned int i = 0; !ret && i < cfg->nr_zeroed; i++)
+		ret = ufault__zeroed_add(&ctx->zeroed, cfg->zeroed[i].start, cfg->zeroed[i].end);
 	if (ret)
 		goto fail;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

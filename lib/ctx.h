@@ -63,6 +63,8 @@ struct ufault_ctx {
 	struct ufault__zeroed zeroed;
 	void (*on_fork)(void *arg, int child_uffd);
 	void *on_fork_arg;
+	void (*on_remove)(void *arg, uint64_t start, uint64_t end);
+	void *on_remove_arg;
 };
 
 /*

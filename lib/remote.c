@@ -19,6 +19,14 @@
  * (an EEXIST or ENOENT then means it had). After a takeover, the first
  * daemon that answers is told to let the session go (a resume, then a
  * close), or it would serve the same uffd as the in-process context.
+ *
+ * Fork: the uffd has UFFD_FEATURE_EVENT_FORK, so the daemon serves a child
+ * through the child's own uffd (as a client of its own). The handle stays
+ * the parent's: in a child, register and unregister fail with ECHILD
+ * without touching the connection or the uffd (both the parent's), and
+ * close only frees the child's copy. After a takeover the in-process
+ * context cannot serve a child: regions with a file are MADV_DONTFORK from
+ * then on, as an in-process context's are (ufault(7), Fork).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -73,7 +82,14 @@ struct ufault_remote {
 	int stop_fd; /* eventfd: the monitor stops */
 	pthread_t monitor;
 	bool monitor_started;
+	pid_t pid; /* the process that connected: the handle is its own */
 };
+
+/* Called in a child made by fork(2) of the process that connected. */
+static bool forked(const struct ufault_remote *rm)
+{
+	return getpid() != rm->pid;
+}
 
 void ufault_remote_config_init(struct ufault_remote_config *cfg)
 {
@@ -256,6 +272,11 @@ static int local_register(struct ufault_remote *rm, struct remote_region *r)
 		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(r->page_size));
 	if (!(rm->features & UFFD_FEATURE_POISON))
 		flags |= UFAULT_REGION_ON_ERROR_ZERO;
+	/* No child is served from here: it gets no mapping rather than
+	 * zeros where pages were never filled (best effort: a failure only
+	 * loses that). */
+	if (r->fd >= 0)
+		madvise((void *)(uintptr_t)r->start, r->len, MADV_DONTFORK);
 	return ufault_region_register(rm->local, (void *)(uintptr_t)r->start, r->len, &src, flags,
 				      &r->handle);
 }
@@ -406,6 +427,7 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 	if (!rm)
 		return -ENOMEM;
 	rm->sock = rm->uffd = rm->stop_fd = -1;
+	rm->pid = getpid();
 	rm->addr.sun_family = AF_UNIX;
 	strcpy(rm->addr.sun_path, path);
 	rm->takeover_ms = cfg->takeover_ms ? cfg->takeover_ms : DEFAULT_TAKEOVER_MS;
@@ -421,10 +443,11 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 		rm->uffd = ret;
 		/* POISON: a source error is a SIGBUS, not zeros; REMOVE and
 		 * UNMAP: memory given up reads as zeros, as anonymous memory
-		 * does (the daemon sees the events). */
+		 * does (the daemon sees the events); FORK: a child is served
+		 * through its own uffd. */
 		ret = ufault__uffd_api(rm->uffd,
 				       UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE |
-					   UFFD_FEATURE_EVENT_UNMAP,
+					   UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_FORK,
 				       &caps);
 		rm->features = caps.features;
 	}
@@ -456,6 +479,8 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 	if (!rm || !addr || !len || page_shift >= 31 ||
 	    (page_shift && (1ull << page_shift) < ufault__sys_page()))
 		return -EINVAL;
+	if (forked(rm))
+		return -ECHILD;
 	r.page_size = page_shift ? 1u << page_shift : 0;
 	if (fd >= 0) {
 		r.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -525,6 +550,8 @@ int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 
 	if (!rm)
 		return -EINVAL;
+	if (forked(rm))
+		return -ECHILD;
 	pthread_mutex_lock(&rm->lock);
 	for (i = 0; i < rm->nr; i++)
 		if (rm->regions[i].start == start && rm->regions[i].len == len)
@@ -561,10 +588,35 @@ int ufault_remote_local(const struct ufault_remote *rm)
 
 	if (!rm)
 		return 0;
+	if (forked(rm)) /* no lock: a parent thread may have held it */
+		return m->local != NULL;
 	pthread_mutex_lock(&m->lock);
 	local = m->local != NULL;
 	pthread_mutex_unlock(&m->lock);
 	return local;
+}
+
+/*
+ * A child's copy: the monitor, the connection's session and the uffd's
+ * registrations are the parent's (the uffd is the parent's mm). Close this
+ * process's fds and free its memory only; take no lock.
+ */
+static void child_close(struct ufault_remote *rm)
+{
+	if (rm->local)
+		ufault_ctx_destroy(rm->local); /* its own child path, as this */
+	for (unsigned int i = 0; i < rm->nr; i++)
+		if (rm->regions[i].fd >= 0)
+			close(rm->regions[i].fd);
+	if (rm->sock >= 0)
+		close(rm->sock);
+	if (rm->uffd >= 0)
+		close(rm->uffd);
+	if (rm->stop_fd >= 0)
+		close(rm->stop_fd);
+	free(rm->regions);
+	free(rm->gone);
+	free(rm);
 }
 
 void ufault_remote_close(struct ufault_remote *rm)
@@ -573,6 +625,10 @@ void ufault_remote_close(struct ufault_remote *rm)
 
 	if (!rm)
 		return;
+	if (forked(rm)) {
+		child_close(rm);
+		return;
+	}
 	if (rm->monitor_started) {
 		if (write(rm->stop_fd, &one, sizeof(one)) < 0)
 			abort(); /* an eventfd write of 1 cannot fail */

@@ -230,6 +230,9 @@ static void handle_remove(struct ufault__worker *w, const struct uffd_msg *msg)
 	struct ufault_ctx *ctx = w->env.ctx;
 	uint64_t start = msg->arg.remove.start, end = msg->arg.remove.end;
 
+	/* Told first: installs wait on the guard until the batch is done. */
+	if (ctx->on_remove)
+		ctx->on_remove(ctx->on_remove_arg, start, end);
 	if (ufault__zeroed_add(&ctx->zeroed, start, end))
 		ufault__err(&ctx->log,
 			    "[%#llx, %#llx) was removed by its owner but cannot be recorded "

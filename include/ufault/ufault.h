@@ -149,6 +149,11 @@ enum ufault_dirty_mode {
 	UFAULT_DIRTY_SYNC,
 };
 
+/* A range [start, end) of a foreign context's owner that reads as zeros. */
+struct ufault_zeroed {
+	uint64_t start, end;
+};
+
 struct ufault_config {
 	size_t size;
 	unsigned int nr_workers;
@@ -187,6 +192,20 @@ struct ufault_config {
 	uint64_t foreign_features;
 	void (*on_fork)(void *arg, int child_uffd);
 	void *on_fork_arg;
+	/*
+	 * Since 0.6, foreign contexts only (-EINVAL otherwise): @on_remove
+	 * hears each range [start, end) the owner removed or unmapped, on the
+	 * worker that read the event, before any fault is resolved there
+	 * (with zeros from then on), so a record of them kept elsewhere is
+	 * never behind what a fault saw. It may block briefly (installs wait)
+	 * and must not call into the context. @zeroed: @nr_zeroed ranges that
+	 * read as zeros from the start (what @on_remove heard while another
+	 * context served the same uffd, or its parent's at a fork); copied.
+	 */
+	void (*on_remove)(void *arg, uint64_t start, uint64_t end);
+	void *on_remove_arg;
+	const struct ufault_zeroed *zeroed;
+	unsigned int nr_zeroed;
 };
 
 /* sizeof(struct ufault_config) in release 0.1: the smallest accepted. */
@@ -946,8 +965,12 @@ UFAULT_API void ufault_remote_config_init(struct ufault_remote_config *cfg);
 
 /**
  * ufault_remote_connect() - open a userfaultfd (with UFFD_FEATURE_POISON,
- * EVENT_REMOVE and EVENT_UNMAP where the kernel has them), connect to the
- * daemon and hand it the uffd. Starts one monitor thread. Errors: -EINVAL,
+ * EVENT_REMOVE, EVENT_UNMAP and EVENT_FORK where the kernel has them),
+ * connect to the daemon and hand it the uffd. Starts one monitor thread.
+ * The handle belongs to the calling process: a child made by fork(2) is
+ * served by the daemon through its own uffd, and in the child register and
+ * unregister fail with -ECHILD and close only frees the child's copy (see
+ * ufault_remote_connect(3), Fork). Errors: -EINVAL,
  * -ENAMETOOLONG, -ENOMEM, the connect(2) error (-ENOENT, -ECONNREFUSED,
  * -EACCES...), the daemon's refusal (-EPERM...), -EAGAIN.
  */

@@ -51,17 +51,26 @@
  *    cannot be trusted might hold them: a truncated record, a pipe for a
  *    uffd or for a file, an unaligned region, a name that is not the
  *    record's id, an fd index out of range, an fd no region uses, a
- *    child of a client that
- *    is not there, a process that is gone; and one good entry of a live
+ *    fork child on the good entry's uffd (two clients on one uffd),
+ *    a process that is gone; and one good entry of a live
  *    process. The daemon serves only the good one (which its process then
  *    faults through, byte-exact), drops the rest and deletes them (the
  *    keeper holds nothing in the end), and gives new clients ids above
  *    every id it loaded.
  *  - fork: a client with UFFD_FEATURE_EVENT_FORK touches half its region
- *    and forks; the child reads the other half through its own uffd,
- *    byte-exact, and LIST shows it (pid 0); the parent's remaining faults
- *    work; both are freed when the parent goes. Then the same with a
+ *    and forks; LIST shows the child (pid 0); the child reads the other
+ *    half through its own uffd, byte-exact; the parent's remaining faults
+ *    work; each is freed when its process exits. Then the same with a
  *    kill -9 and a restart between the fork and the child's reads.
+ *  - fork_child_exit_freed: the child exits while its parent lives: it
+ *    leaves LIST and the store (the keeper holds the parent's uffd alone),
+ *    and the parent is still served.
+ *  - fork_outlives_parent: the parent is killed (-9) before the child
+ *    reads: the daemon frees the parent, not the child, which then reads
+ *    every page its parent never touched, byte-exact, and exits 0; it is
+ *    freed once it exited. Then the same with the daemon killed (-9) and
+ *    started again after the parent went: the child, rebuilt without a
+ *    parent, is served.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -88,6 +97,7 @@
 #include "client.h"
 #include "fdstore.h"
 #include "record.h"
+#include "zlog.h"
 
 #define PAT_SEED 23
 #define FC_SEED 31
@@ -971,6 +981,7 @@ static void test_restart_systemd(void **state)
 /* ------------------------------------------------------------------ */
 
 #define FC_REGION (8u << 20)
+#define FC_BALLOON (1u << 20) /* of the second region, given up before the kill */
 
 static void fc_child(const struct ctl *c, const void *arg)
 {
@@ -999,11 +1010,17 @@ static void fc_child(const struct ctl *c, const void *arg)
 	sock = tc_connect(fc_sock_path);
 	TU_CHILD_CHECK(sock >= 0, 4);
 	TU_CHILD_CHECK(!tc_send_raw(sock, json, n, &uffd, 1), 5);
+	/* A balloon inflated over the start of the second region before the
+	 * daemon is killed (the madvise returns once it read the event): it
+	 * reads zeros after the restart too, not the memory file. */
+	TU_CHILD_CHECK(!madvise(base[1], FC_BALLOON, MADV_DONTNEED), 6);
 	up(c, 0);
 	/* Firecracker never sends more, nor reconnects. */
 	fault_in_two_parts(c, base[0], FC_REGION, base[1], FC_REGION);
 	child_check(base[0], FC_REGION, off[0], FC_SEED, 10);
-	child_check(base[1], FC_REGION, off[1], FC_SEED, 11);
+	for (size_t i = 0; i < FC_BALLOON; i++)
+		TU_CHILD_CHECK(!base[1][i], 12);
+	child_check(base[1] + FC_BALLOON, FC_REGION - FC_BALLOON, off[1] + FC_BALLOON, FC_SEED, 11);
 }
 
 static void test_restart_firecracker(void **state)
@@ -1211,6 +1228,84 @@ static void test_remote_release(void **state)
 	keeper_holds_nothing(keeper_path);
 }
 
+/*
+ * A ufault_remote client forks: the child reads its copy of the region
+ * through its own uffd (the daemon serves it as a client of its own); the
+ * parent's handle answers ECHILD there and its close in the child leaves
+ * the parent's session, monitor and registrations alone.
+ */
+/* @p: the file from @off, but [@half, @half + @gone) zeros. */
+static void remote_fork_check(const unsigned char *p, size_t len, size_t half, size_t gone,
+			      uint64_t off, int code)
+{
+	child_check(p, half, off, PAT_SEED, code);
+	for (size_t i = half; i < half + gone; i++)
+		TU_CHILD_CHECK(!p[i], code + 1);
+	child_check(p + half + gone, len - half - gone, off + half + gone, PAT_SEED, code + 2);
+}
+
+static void remote_fork_child(const struct ctl *c, const void *arg)
+{
+	const size_t len = 8u << 20, half = len / 2, gone = 1u << 20;
+	const uint64_t off = 5 * ps, q_off = 40u << 20;
+	struct ufault_remote_config cfg;
+	struct ufault_remote *rm;
+	unsigned char *p, *q;
+	pid_t kid;
+	int file;
+
+	(void)arg;
+	ufault_remote_config_init(&cfg);
+	cfg.socket_path = sock_path;
+	cfg.takeover_ms = 100000; /* the daemon stays: never taken over */
+	TU_CHILD_CHECK(!ufault_remote_connect(&rm, &cfg), 2);
+	file = open(pat_path, O_RDONLY | O_CLOEXEC);
+	TU_CHILD_CHECK(file >= 0, 3);
+	p = tu_map_anon(len, 0);
+	q = tu_map_anon(len, 0);
+	TU_CHILD_CHECK(!ufault_remote_register(rm, p, len, file, off, 0), 4);
+	tu_touch_spread(p, half / ps, ps, 2);
+	child_check(p, half, off, PAT_SEED, 5);
+	/* Given up before the fork: zeros in the parent, and in the child's
+	 * copy (the daemon gives the child its parent's removed ranges). */
+	TU_CHILD_CHECK(!madvise(p + half, gone, MADV_DONTNEED), 12);
+	/* fork(2) returns once the daemon read UFFD_EVENT_FORK. */
+	kid = fork();
+	TU_CHILD_CHECK(kid >= 0, 6);
+	if (!kid) {
+		TU_CHILD_CHECK(ufault_remote_register(rm, q, len, file, q_off, 0) == -ECHILD, 20);
+		TU_CHILD_CHECK(ufault_remote_unregister(rm, p, len) == -ECHILD, 21);
+		TU_CHILD_CHECK(ufault_remote_local(rm) == 0, 22);
+		ufault_remote_close(rm);
+		/* Read in order by this one thread (a child of a threaded
+		 * process starts none: TSan refuses). */
+		remote_fork_check(p, len, half, gone, off, 23);
+		_exit(0);
+	}
+	TU_CHILD_CHECK(tc_wait_exit(kid) == 0, 7);
+	/* The parent's session is whole: its other half, a new region. */
+	tu_touch_spread(p + half, half / ps, ps, 2);
+	remote_fork_check(p, len, half, gone, off, 13);
+	TU_CHILD_CHECK(!ufault_remote_register(rm, q, len, file, q_off, 0), 9);
+	tu_touch_spread(q, len / ps, ps, 2);
+	child_check(q, len, q_off, PAT_SEED, 10);
+	TU_CHILD_CHECK(ufault_remote_local(rm) == 0, 11);
+	ufault_remote_close(rm);
+	close(file);
+}
+
+static void test_remote_fork(void **state)
+{
+	struct kid k;
+
+	daemon_start(NULL, NULL);
+	kid_spawn(&k, remote_fork_child, NULL);
+	kid_finish(&k);
+	wait_unlisted(0);
+	daemon_kill9();
+	keeper_holds_nothing(keeper_path);
+}
+
 /* ------------------------------------------------------------------ */
 /* Store entries that cannot be trusted                                 */
 /* ------------------------------------------------------------------ */
@@ -1308,7 +1403,7 @@ static void test_store_entries(void **state)
 	struct ufd_rec_region r;
 	struct ufd_store st;
 	uint64_t addr = 0, start, id;
-	int sp[2], uffd = -1, file, file2, pfd[2], fds[3], fd, hold;
+	int sp[2], uffd = -1, file, file2, pfd[2], fds[3], fd, hold, zfd;
 	unsigned int nfds = 0;
 	pid_t dead;
 	size_t len;
@@ -1379,8 +1474,28 @@ static void test_store_entries(void **state)
 	memcpy(&h, rec, sizeof(h));
 	h.parent = 99;
 	memcpy(rec, &h, sizeof(h));
-	put(&st, "c8", rec, len, fds, 2); /* a child of no one */
+	put(&st, "c8", rec, len, fds, 2); /* a fork child on c7's uffd: two on one */
+	len = record(rec, 10, k.pid, start, addr, 1, 2);
+	memcpy(&h, rec, sizeof(h));
+	h.zlog = 1;
+	memcpy(rec, &h, sizeof(h));
+	put(&st, "c10", rec, len, fds, 2); /* the backing file as the removed-ranges log */
+	{
+		struct ufd_zlog_head zh = {.magic = UFD_ZLOG_MAGIC, .count = 1};
+		struct ufault_zeroed zr = {.start = 2 * ps, .end = ps}; /* not a range */
+
+		zfd = memfd_create("zlog", MFD_CLOEXEC);
+		assert_true(zfd >= 0);
+		assert_int_equal(pwrite(zfd, &zh, sizeof(zh), 0), (ssize_t)sizeof(zh));
+		assert_int_equal(pwrite(zfd, &zr, sizeof(zr), sizeof(zh)), (ssize_t)sizeof(zr));
+	}
+	len = record(rec, 11, k.pid, start, addr, 1, 3);
+	memcpy(&h, rec, sizeof(h));
+	h.zlog = 2;
+	memcpy(rec, &h, sizeof(h));
+	put(&st, "c11", rec, len, (int[]){uffd, file, zfd}, 3); /* a log with a bad range */
 	ufd_store_close(&st);
+	close(zfd);
 	close(uffd);
 	close(file);
 	close(file2);
@@ -1419,9 +1534,11 @@ static void test_store_entries(void **state)
 #define FORK_LEN (16u << 20)
 
 struct fork_arg {
-	bool restart; /* the child waits for a word from the test first */
 	uint64_t off;
 };
+
+/* A forked child the test took in (its parent was killed), or -1. */
+static pid_t fork_orphan = -1;
 
 static void fork_child(const struct ctl *c, const void *arg)
 {
@@ -1452,8 +1569,13 @@ static void fork_child(const struct ctl *c, const void *arg)
 	TU_CHILD_CHECK(child >= 0, 9);
 	if (!child) {
 		tu_watchdog(CHILD_WATCHDOG_S); /* alarms are not inherited */
-		if (a->restart)
-			down(c);
+		/* The parent's session is the parent's: a copy of its
+		 * connection here would hide its end from the daemon. */
+		close(fd);
+		/* Until the test saw it in LIST, and restarted the daemon or
+		 * killed this one's parent if it does. The parent is in
+		 * tc_wait_exit() meanwhile: the word is this one's. */
+		down(c);
 		/* Missing here too: served through the child's own uffd. */
 		tu_touch_spread(p + half, half / ps, ps, 2);
 		child_check(p + half, half, a->off + half, PAT_SEED, 20);
@@ -1470,49 +1592,70 @@ static void fork_child(const struct ctl *c, const void *arg)
 	child_check(p, FORK_LEN, a->off, PAT_SEED, 11);
 }
 
-/* Poll (bounded) until LIST has a forked child (pid 0) with one region. */
-static void wait_fork_child(void)
+/* Poll (bounded) until LIST has a forked child (pid 0) with one region
+ * (@listed), or until it has none. */
+static void wait_fork_child(bool listed)
 {
 	struct ufault_proto_client e[TC_LIST_MAX];
 
 	for (int i = 0; i < WAIT_MS; i++) {
 		long n = tc_list_clients(sock_path, e);
-		const struct ufault_proto_client *c = tc_find_pid(e, n, 0);
+		const struct ufault_proto_client *c;
 
-		if (c) {
+		assert_true(n >= 0);
+		c = tc_find_pid(e, n, 0);
+		if (c && listed) {
 			assert_int_equal(c->regions, 1);
 			return;
 		}
+		if (!c && !listed)
+			return;
 		usleep(1000);
 	}
-	fail_msg("no forked child in LIST");
+	fail_msg("%s", listed ? "no forked child in LIST" : "the forked child is still in LIST");
 }
 
-static void run_fork(bool restart)
+enum fork_mode {
+	FORK_PLAIN,
+	FORK_RESTART,	 /* a kill -9 and a restart before the child reads */
+	FORK_EXIT_FREED, /* the child's exit frees it, its parent still there */
+};
+
+static void run_fork(enum fork_mode mode)
 {
-	struct fork_arg a = {.restart = restart, .off = 21 * ps};
+	struct fork_arg a = {.off = 21 * ps};
 	struct ufault_proto_client e[TC_LIST_MAX];
 	struct kid k;
+	uint64_t id;
 	long n;
 
 	daemon_start(NULL, NULL);
 	kid_spawn(&k, fork_child, &a);
-	(void)kid_recv(&k); /* its id */
-	(void)kid_recv(&k); /* its child's pid */
-	wait_fork_child();  /* served, and stored */
-	if (restart) {
+	id = kid_recv(&k);
+	(void)kid_recv(&k);    /* its child's pid */
+	wait_fork_child(true); /* served, and stored */
+	if (mode == FORK_RESTART) {
 		daemon_kill9();
 		daemon_start(NULL, NULL);
-		wait_fork_child();
-		kid_send(&k); /* the child reads now */
+		wait_fork_child(true);
 	}
+	kid_send(&k); /* the child reads now, and exits */
 	kid_expect(&k, UP_DONE);
 	n = tc_list_clients(sock_path, e);
-	assert_int_equal(n, 2); /* the parent and its child */
 	assert_non_null(tc_find_pid(e, n, k.pid));
-	kid_send(&k);
+	if (mode == FORK_EXIT_FREED) {
+		/* Its uffd said its process is gone: freed, its entry
+		 * deleted, while its parent is served as before. */
+		wait_fork_child(false);
+		n = tc_list_clients(sock_path, e);
+		assert_int_equal(n, 1);
+		assert_int_equal(tc_find_pid(e, n, k.pid)->id, id);
+		for (int i = 0; i < WAIT_MS && count_uffds(keeper_pid(keeper_path)) != 1; i++)
+			usleep(1000);
+		assert_int_equal(count_uffds(keeper_pid(keeper_path)), 1);
+	}
+	kid_send(&k); /* the parent's own missing half */
 	kid_finish(&k);
-	/* The parent is gone: so is its child. */
 	wait_unlisted(0);
 	daemon_kill9();
 	keeper_holds_nothing(keeper_path);
@@ -1520,12 +1663,77 @@ static void run_fork(bool restart)
 
 static void test_fork(void **state)
 {
-	run_fork(false);
+	run_fork(FORK_PLAIN);
 }
 
 static void test_fork_restart(void **state)
 {
-	run_fork(true);
+	run_fork(FORK_RESTART);
+}
+
+static void test_fork_child_exit_freed(void **state)
+{
+	run_fork(FORK_EXIT_FREED);
+}
+
+/*
+ * The client @k, a fork's parent, killed with SIGKILL; its child becomes
+ * this process's (a subreaper only while @k dies, so that nothing else, a
+ * keeper a daemon starts, is ever handed to it): the test can tell how
+ * the child exits.
+ */
+static void kill_fork_parent(struct kid *k)
+{
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	assert_int_equal(kill(k->pid, SIGKILL), 0);
+	/* Reaped, it handed its child over first (exit_notify()). */
+	assert_int_equal(tc_wait_exit(k->pid), 128 + SIGKILL);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+static void run_fork_orphan(bool restart)
+{
+	struct fork_arg a = {.off = 29 * ps};
+	struct ufault_proto_client e[TC_LIST_MAX];
+	struct kid k;
+	long n;
+
+	daemon_start(NULL, NULL);
+	kid_spawn(&k, fork_child, &a);
+	(void)kid_recv(&k); /* its id */
+	fork_orphan = (pid_t)kid_recv(&k);
+	wait_fork_child(true);
+	kill_fork_parent(&k);
+	/* The daemon saw the parent's connection end and freed it. */
+	wait_unlisted(k.pid);
+	if (restart) {
+		daemon_kill9();
+		daemon_start(NULL, NULL);
+	}
+	/* The child is not: served through its uffd, which the kernel would
+	 * unregister were it closed (its pages would read as zeros). */
+	n = tc_list_clients(sock_path, e);
+	assert_int_equal(n, 1);
+	assert_non_null(tc_find_pid(e, n, 0));
+	kid_send(&k); /* to the child: it reads what its parent never did */
+	assert_int_equal(tc_wait_exit(fork_orphan), 0);
+	fork_orphan = -1;
+	close(k.up_r);
+	close(k.down_w);
+	/* Freed once it exited, and its entry with it. */
+	wait_unlisted(0);
+	daemon_kill9();
+	keeper_holds_nothing(keeper_path);
+}
+
+static void test_fork_outlives_parent(void **state)
+{
+	run_fork_orphan(false);
+}
+
+static void test_fork_outlives_restart(void **state)
+{
+	run_fork_orphan(true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1562,6 +1770,12 @@ static void cleanup(void)
 		waitpid(daemon_pid, NULL, 0);
 		daemon_pid = -1;
 	}
+	if (fork_orphan > 0) {
+		kill(fork_orphan, SIGKILL);
+		waitpid(fork_orphan, NULL, 0);
+		fork_orphan = -1;
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	/* What a test that failed half-way changed. */
 	strcpy(sock_path, base_sock_path);
 	snprintf(keeper_path, sizeof(keeper_path), "%s.keeper", sock_path);
@@ -1599,9 +1813,13 @@ int main(void)
 	    cmocka_unit_test_teardown(test_remote_takeover, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_resume, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_release, test_teardown),
+	    cmocka_unit_test_teardown(test_remote_fork, test_teardown),
 	    cmocka_unit_test_teardown(test_store_entries, test_teardown),
 	    cmocka_unit_test_teardown(test_fork, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_restart, test_teardown),
+	    cmocka_unit_test_teardown(test_fork_child_exit_freed, test_teardown),
+	    cmocka_unit_test_teardown(test_fork_outlives_parent, test_teardown),
+	    cmocka_unit_test_teardown(test_fork_outlives_restart, test_teardown),
 	};
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 

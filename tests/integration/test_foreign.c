@@ -13,12 +13,15 @@
  *    offset. It then drops pages with madvise(MADV_DONTNEED)
  *    (UFFD_EVENT_REMOVE): those read as zeros afterwards, the others keep
  *    their bytes, and pages never touched before the removal but next to
- *    it still come from the file. It unmaps a range (UFFD_EVENT_UNMAP) and
+ *    it still come from the file. The context is made with a range given
+ *    as removed already (config.zeroed, as a restarted ufaultd does): it
+ *    reads zeros; its on_remove hears the removal and the unmapping. It unmaps a range (UFFD_EVENT_UNMAP) and
  *    exits 0 only if every check held. The context keeps a dup of the uffd:
  *    the owner's copy and this process's copy stay open, and destroying the
  *    context leaves the caller's fd open.
  *  - Refusals: a foreign_uffd that is not a userfaultfd (a pipe) is
- *    -EINVAL; in a foreign context the proxies fail with EOPNOTSUPP,
+ *    -EINVAL, and so are on_remove or zeroed without a foreign_uffd, and
+ *    a zeroed entry that is not a range (or a NULL array); in a foreign context the proxies fail with EOPNOTSUPP,
  *    ufault_flush() and the budgets with -EOPNOTSUPP, a write-back region
  *    with -EOPNOTSUPP; nothing changes.
  */
@@ -43,6 +46,8 @@
 #define DROP_FIRST 16 /* pages [DROP_FIRST, DROP_FIRST + DROP_N) are removed */
 #define DROP_N 8
 #define UNMAP_FIRST 48 /* pages [UNMAP_FIRST, PAGES) are unmapped at the end */
+#define GIVEN_FIRST 36 /* pages [GIVEN_FIRST, GIVEN_FIRST + GIVEN_N): config.zeroed */
+#define GIVEN_N 4
 
 static size_t ps;
 static char file_path[64];
@@ -124,14 +129,47 @@ static __attribute__((noreturn)) void owner(int sock)
 	/* Writes there stay (zero-filled pages are ordinary pages). */
 	p[DROP_FIRST * ps + 5] = 0x5a;
 	TU_CHILD_CHECK(p[DROP_FIRST * ps + 5] == 0x5a, 12);
-	/* The rest still comes from the file, around the removed range. */
+	/* The rest still comes from the file, around the removed range,
+	 * but for the range the context was given as removed already. */
 	TU_CHILD_CHECK(tu_pattern_check(p + (DROP_FIRST + DROP_N) * ps,
-					(PAGES - DROP_FIRST - DROP_N) * ps,
+					(GIVEN_FIRST - DROP_FIRST - DROP_N) * ps,
 					(OFF_PAGES + DROP_FIRST + DROP_N) * ps, SEED) == -1,
 		       13);
+	TU_CHILD_CHECK(tu_zero_check(p + GIVEN_FIRST * ps, GIVEN_N * ps) == -1, 16);
+	TU_CHILD_CHECK(tu_pattern_check(p + (GIVEN_FIRST + GIVEN_N) * ps,
+					(PAGES - GIVEN_FIRST - GIVEN_N) * ps,
+					(OFF_PAGES + GIVEN_FIRST + GIVEN_N) * ps, SEED) == -1,
+		       17);
 	TU_CHILD_CHECK(tu_pattern_check(p, DROP_FIRST * ps, OFF_PAGES * ps, SEED) == -1, 14);
 	TU_CHILD_CHECK(munmap(p + UNMAP_FIRST * ps, (PAGES - UNMAP_FIRST) * ps) == 0, 15);
 	tu_child_exit(0);
+}
+
+/* What on_remove heard. */
+static struct {
+	pthread_mutex_t lock;
+	struct ufault_zeroed v[8];
+	unsigned int n;
+} heard = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_remove(void *arg, uint64_t start, uint64_t end)
+{
+	assert_ptr_equal(arg, &heard);
+	pthread_mutex_lock(&heard.lock);
+	if (heard.n < 8)
+		heard.v[heard.n] = (struct ufault_zeroed){start, end};
+	heard.n++;
+	pthread_mutex_unlock(&heard.lock);
+}
+
+static unsigned int heard_n(void)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&heard.lock);
+	n = heard.n;
+	pthread_mutex_unlock(&heard.lock);
+	return n;
 }
 
 static void test_serve(void **state)
@@ -140,6 +178,7 @@ static void test_serve(void **state)
 	struct ufault_source src;
 	struct ufault_ctx *ctx;
 	struct ufault_stats st;
+	struct ufault_zeroed given;
 	int sv[2], uffd, fd, status, rc;
 	struct hello h;
 	pid_t pid;
@@ -164,6 +203,14 @@ static void test_serve(void **state)
 	cfg.nr_workers = 2;
 	cfg.foreign_uffd = uffd;
 	cfg.foreign_features = h.features;
+	/* As a restarted ufaultd gives a context what the last one heard. */
+	given.start = h.addr + GIVEN_FIRST * ps;
+	given.end = given.start + GIVEN_N * ps;
+	cfg.zeroed = &given;
+	cfg.nr_zeroed = 1;
+	cfg.on_remove = on_remove;
+	cfg.on_remove_arg = &heard;
+	heard.n = 0;
 	rc = tu_ctx_create_cfg(&ctx, &cfg);
 	assert_int_equal(rc, 0);
 	/* The owner faults on its first page before this: it waits. */
@@ -186,6 +233,15 @@ static void test_serve(void **state)
 	st.size = sizeof(st);
 	assert_int_equal(ufault_stats(ctx, &st), 0);
 	assert_true(st.faults > 0);
+	/* on_remove heard the removal and the unmapping (the owner's munmap
+	 * returned once the event was read: the worker may still be in it). */
+	for (int i = 0; i < 5000 && heard_n() < 2; i++)
+		usleep(1000);
+	assert_int_equal(heard_n(), 2);
+	assert_int_equal(heard.v[0].start, h.addr + DROP_FIRST * ps);
+	assert_int_equal(heard.v[0].end, h.addr + (DROP_FIRST + DROP_N) * ps);
+	assert_int_equal(heard.v[1].start, h.addr + UNMAP_FIRST * ps);
+	assert_int_equal(heard.v[1].end, h.addr + PAGES * ps);
 	ufault_ctx_destroy(ctx);
 	/* The caller's fd is still its own. */
 	assert_true(fcntl(uffd, F_GETFD) >= 0);
@@ -204,6 +260,15 @@ static void test_refusals(void **state)
 	int pfd[2], uffd, fd;
 
 	(void)state;
+	/* on_remove and zeroed are for foreign contexts; a range is one. */
+	ufault_config_init(&cfg);
+	cfg.lock_mode = tu_mode;
+	cfg.on_remove = on_remove;
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
+	cfg.on_remove = NULL;
+	cfg.zeroed = &(struct ufault_zeroed){0, ps};
+	cfg.nr_zeroed = 1;
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
 	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
 	ufault_config_init(&cfg);
 	cfg.lock_mode = tu_mode;
@@ -222,6 +287,12 @@ static void test_refusals(void **state)
 		assert_int_equal(ioctl(uffd, UFFDIO_API, &api), 0);
 	}
 	cfg.foreign_uffd = uffd;
+	cfg.zeroed = &(struct ufault_zeroed){2 * ps, ps};
+	cfg.nr_zeroed = 1;
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
+	cfg.zeroed = NULL;
+	assert_int_equal(ufault_ctx_create(&ctx, &cfg), -EINVAL);
+	cfg.nr_zeroed = 0;
 	assert_int_equal(tu_ctx_create_cfg(&ctx, &cfg), 0);
 	assert_ptr_equal(
 	    ufault_mmap(ctx, NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, NULL, 0),
