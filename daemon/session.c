@@ -133,6 +133,7 @@ struct ufd_client *ufd_client_alloc(struct ufd_daemon *d, uint64_t id, enum ufd_
 	c->fd = -1;
 	c->pidfd = -1;
 	c->uffd = -1;
+	c->out_fd = -1;
 	ufd_zlog_init(&c->zlog);
 	c->pid = pid;
 	c->uid = uid;
@@ -511,13 +512,41 @@ static void set_poll(struct ufd_client *c, unsigned int events)
 	c->poll_events = events;
 }
 
+/* Send what is left of c->out, c->out_fd with its first bytes. */
+static ssize_t send_out(struct ufd_client *c)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct iovec iov = {.iov_base = c->out + c->out_off, .iov_len = c->out_len - c->out_off};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (c->out_fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = sizeof(control.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &c->out_fd, sizeof(int));
+	}
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0)
+		c->out_fd = -1; /* it went with those bytes */
+	return n;
+}
+
 static void flush_out(struct ufd_client *c)
 {
 	ssize_t n;
 
 	while (c->out_off < c->out_len) {
-		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = send_out(c);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -534,8 +563,9 @@ static void flush_out(struct ufd_client *c)
 	set_poll(c, UV_READABLE);
 }
 
-static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value, const void *extra,
-		  size_t extra_len)
+/* A REPLY, with @fd (>= 0: borrowed, sent as SCM_RIGHTS) if there is one. */
+static void reply_fd(struct ufd_client *c, uint32_t seq, int status, uint64_t value,
+		     const void *extra, size_t extra_len, int fd)
 {
 	unsigned char body[UFAULT_PROTO_MAX_BODY];
 	struct ufault_proto_reply r = {.status = status, .value = value};
@@ -546,7 +576,14 @@ static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value
 	c->out_len = ufault__proto_build(c->out, UFAULT_MSG_REPLY, seq, body,
 					 (uint32_t)(sizeof(r) + extra_len));
 	c->out_off = 0;
+	c->out_fd = fd;
 	flush_out(c);
+}
+
+static void reply(struct ufd_client *c, uint32_t seq, int status, uint64_t value, const void *extra,
+		  size_t extra_len)
+{
+	reply_fd(c, seq, status, value, extra, extra_len, -1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -630,7 +667,8 @@ static int do_resume(struct ufd_client *c, const struct ufault_proto_hello *h, u
 		return err < 0 ? err : -ENOMEM;
 	ufd_log(d, UFAULT_LOG_INFO, "client %llu: resumed by pid %d", (unsigned long long)t->id,
 		(int)t->pid);
-	reply(t, seq, 0, t->id, NULL, 0);
+	/* With its removed-ranges log, as a new session's (protocol.h). */
+	reply_fd(t, seq, 0, t->id, NULL, 0, t->zlog.fd);
 	snprintf(why, sizeof(why), "resumed session %llu", (unsigned long long)t->id);
 	ufd_client_close(c, why);
 	return 1;
@@ -834,7 +872,9 @@ static void handle_message(struct ufd_client *c)
 		ufd_log(d, UFAULT_LOG_DEBUG, "client %llu: message of type %u: %s",
 			(unsigned long long)c->id, m.hdr.type, strerror(-err));
 	}
-	reply(c, m.hdr.seq, err, value, &extra, err ? 0 : extra_len);
+	/* A session's answer carries its removed-ranges log (protocol.h). */
+	reply_fd(c, m.hdr.seq, err, value, &extra, err ? 0 : extra_len,
+		 m.hdr.type == UFAULT_MSG_HELLO && !err ? c->zlog.fd : -1);
 }
 
 static void read_messages(struct ufd_client *c)

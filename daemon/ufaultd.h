@@ -128,6 +128,7 @@ struct ufd_client {
 	/* A reply the socket did not take at once; input waits until it is out. */
 	unsigned char *out;
 	size_t out_len, out_off;
+	int out_fd; /* goes with out's first bytes (borrowed: the zlog's); -1 */
 
 	/* Regions (native: registered one by one; Firecracker: the list),
 	 * with a copy of each one's backing fd (-1: zeros) for the store. */

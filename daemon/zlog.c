@@ -11,13 +11,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "zlog_load.h"
 #include "zlog.h"
 
-#define HEAD_SIZE sizeof(struct ufd_zlog_head)
-#define RANGE_SIZE sizeof(struct ufault_zeroed)
+#define HEAD_SIZE sizeof(struct ufault_proto_zlog_head)
+#define RANGE_SIZE sizeof(struct ufault_proto_zlog_range)
 
-_Static_assert(sizeof(struct ufd_zlog_head) == 16 && sizeof(struct ufault_zeroed) == 16,
-	       "the log has no padding");
+_Static_assert(sizeof(struct ufault_proto_zlog_head) == 16 &&
+		   sizeof(struct ufault_proto_zlog_range) == 16 &&
+		   sizeof(struct ufault_zeroed) == 16 &&
+		   offsetof(struct ufault_zeroed, end) ==
+		       offsetof(struct ufault_proto_zlog_range, end),
+	       "the log's ranges are struct ufault_zeroed");
 
 void ufd_zlog_init(struct ufd_zlog *z)
 {
@@ -58,7 +63,7 @@ static int pread_all(int fd, void *buf, size_t len, off_t off)
 
 int ufd_zlog_create(struct ufd_zlog *z)
 {
-	struct ufd_zlog_head h = {.magic = UFD_ZLOG_MAGIC};
+	struct ufault_proto_zlog_head h = {.magic = UFAULT_PROTO_ZLOG_MAGIC};
 	int fd = memfd_create("ufaultd-zeroed", MFD_CLOEXEC), err;
 
 	if (fd < 0)
@@ -77,33 +82,27 @@ int ufd_zlog_create(struct ufd_zlog *z)
 
 int ufd_zlog_adopt(struct ufd_zlog *z, int fd, uint64_t sys_page, uint64_t va_end, const char **why)
 {
-	struct ufd_zlog_head h;
-	struct ufault_zeroed r = {0};
-	struct stat st;
+	struct ufault_proto_zlog_range *v;
+	unsigned int n;
+	int err;
 
-	*why = NULL;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
-		*why = "the removed-ranges log is not a file open for writing";
-	else if (st.st_size < (off_t)HEAD_SIZE || pread_all(fd, &h, sizeof(h), 0))
-		*why = "the removed-ranges log is shorter than its head";
-	else if (h.magic != UFD_ZLOG_MAGIC || h.reserved)
-		*why = "the removed-ranges log has a bad head";
-	else if (h.count > UFD_ZLOG_MAX ||
-		 st.st_size < (off_t)(HEAD_SIZE + (uint64_t)h.count * RANGE_SIZE))
-		*why = "the removed-ranges log is shorter than its count";
-	for (uint32_t i = 0; !*why && i < h.count; i++) {
-		if (pread_all(fd, &r, sizeof(r), (off_t)(HEAD_SIZE + i * RANGE_SIZE)))
-			*why = "the removed-ranges log cannot be read";
-		else if (r.start >= r.end || r.end > va_end || (r.start | r.end) % sys_page)
-			*why = "the removed-ranges log has a range that is not one";
-	}
-	if (*why)
+	if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+		*why = "the removed-ranges log is not open for writing";
 		return -EINVAL;
+	}
+	err = ufault__zlog_load(fd, sys_page, va_end, &v, &n, why);
+	if (err) {
+		if (!*why)
+			*why = "the removed-ranges log cannot be read";
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&z->lock);
 	z->fd = fd;
-	z->n = h.count;
-	z->last = r;
+	z->n = n;
+	if (n)
+		memcpy(&z->last, &v[n - 1], sizeof(z->last));
 	pthread_mutex_unlock(&z->lock);
+	free(v);
 	return 0;
 }
 
@@ -148,14 +147,14 @@ int ufd_zlog_append(struct ufd_zlog *z, uint64_t start, uint64_t end)
 		    pwrite_all(z->fd, &r, sizeof(r), (off_t)(HEAD_SIZE + (z->n - 1) * RANGE_SIZE));
 		if (!err)
 			z->last = r;
-	} else if (z->n == UFD_ZLOG_MAX) {
+	} else if (z->n == UFAULT_PROTO_ZLOG_MAX) {
 		err = -ENOSPC;
 	} else {
 		count = z->n + 1;
 		err = pwrite_all(z->fd, &r, sizeof(r), (off_t)(HEAD_SIZE + z->n * RANGE_SIZE));
 		if (!err)
 			err = pwrite_all(z->fd, &count, sizeof(count),
-					 offsetof(struct ufd_zlog_head, count));
+					 offsetof(struct ufault_proto_zlog_head, count));
 		if (!err) {
 			z->n = count;
 			z->last = r;

@@ -16,8 +16,10 @@
  * zeros there yet. A range that touches the last one extends it in place
  * (one pwrite(2) of the merged range).
  *
- * Layout, host order: a head (magic, count), then count ranges
- * {start, end}, page-aligned, start < end. Read back as untrusted input.
+ * The layout is the protocol's (include/ufault/protocol.h): the REPLY to a
+ * native client's HELLO carries the log too, so that a client that takes
+ * over in-process knows its removed ranges. Read back as untrusted input
+ * (lib/zlog_load.h).
  */
 #ifndef UFAULTD_ZLOG_H
 #define UFAULTD_ZLOG_H
@@ -27,15 +29,6 @@
 #include <stdint.h>
 
 #include <ufault/ufault.h>
-
-#define UFD_ZLOG_MAGIC 0x5a444655u /* "UFDZ" */
-#define UFD_ZLOG_MAX 65536u	   /* ranges: 1 MiB of log */
-
-struct ufd_zlog_head {
-	uint32_t magic;
-	uint32_t count;
-	uint64_t reserved; /* 0: ranges start 16-byte aligned */
-};
 
 struct ufd_zlog {
 	pthread_mutex_t lock;
@@ -59,11 +52,11 @@ int ufd_zlog_adopt(struct ufd_zlog *z, int fd, uint64_t sys_page, uint64_t va_en
 		   const char **why);
 
 /* The ranges logged so far, in a malloc'd array (*out NULL when none);
- * 0 or -errno. */
+ * 0 or -errno. (struct ufault_zeroed has the log's range layout.) */
 int ufd_zlog_read(struct ufd_zlog *z, struct ufault_zeroed **out, unsigned int *nr);
 
 /*
- * Log [start, end): 0, -ENOSPC when the log is full (UFD_ZLOG_MAX), or the
+ * Log [start, end): 0, -ENOSPC when the log is full (UFAULT_PROTO_ZLOG_MAX), or the
  * write's -errno (the log is unchanged then). Any thread.
  */
 int ufd_zlog_append(struct ufd_zlog *z, uint64_t start, uint64_t end);

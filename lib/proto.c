@@ -242,6 +242,39 @@ int ufault__proto_overlaps(const struct ufault_proto_region *have, unsigned int 
 	return 0;
 }
 
+long ufault__proto_zlog_check(const void *buf, size_t n, uint64_t sys_page, uint64_t va_end,
+			      const char **why)
+{
+	const unsigned char *p = buf;
+	struct ufault_proto_zlog_head h;
+
+	*why = NULL;
+	if (n < sizeof(h)) {
+		*why = "the removed-ranges log is shorter than its head";
+		return -EINVAL;
+	}
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != UFAULT_PROTO_ZLOG_MAGIC || h.reserved) {
+		*why = "the removed-ranges log has a bad head";
+		return -EINVAL;
+	}
+	if (h.count > UFAULT_PROTO_ZLOG_MAX ||
+	    (n - sizeof(h)) / sizeof(struct ufault_proto_zlog_range) < h.count) {
+		*why = "the removed-ranges log is shorter than its count";
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < h.count; i++) {
+		struct ufault_proto_zlog_range r;
+
+		memcpy(&r, p + sizeof(h) + i * sizeof(r), sizeof(r));
+		if (r.start >= r.end || r.end > va_end || r.start % sys_page || r.end % sys_page) {
+			*why = "the removed-ranges log has a range that is not one";
+			return -EINVAL;
+		}
+	}
+	return h.count;
+}
+
 size_t ufault__proto_build(void *buf, uint16_t type, uint32_t seq, const void *body, uint32_t len)
 {
 	struct ufault_proto_hdr hdr = {

@@ -48,6 +48,15 @@ int ufault__proto_check(const void *buf, size_t n, unsigned int nfds, uint64_t s
 int ufault__proto_overlaps(const struct ufault_proto_region *have, unsigned int nr, uint64_t start,
 			   uint64_t len);
 
+/*
+ * Check a removed-ranges log (protocol.h) read into @buf (@n bytes, the
+ * whole file): its head, its count against @n and UFAULT_PROTO_ZLOG_MAX,
+ * every range page-aligned (@sys_page), start < end <= @va_end. The count,
+ * or -EINVAL with *why set. The ranges follow the head in @buf.
+ */
+long ufault__proto_zlog_check(const void *buf, size_t n, uint64_t sys_page, uint64_t va_end,
+			      const char **why);
+
 /* Build a message: header (@type, @seq, body @len) + body into @buf (room
  * for sizeof(hdr) + len); returns the total. */
 size_t ufault__proto_build(void *buf, uint16_t type, uint32_t seq, const void *body, uint32_t len);

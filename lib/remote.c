@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@
 #include "stats.h"
 #include "uffd.h"
 #include "util.h"
+#include "zlog_load.h"
+
+_Static_assert(sizeof(struct ufault_proto_zlog_range) == sizeof(struct ufault_zeroed) &&
+		   offsetof(struct ufault_proto_zlog_range, end) ==
+		       offsetof(struct ufault_zeroed, end),
+	       "the removed-ranges log's ranges are struct ufault_zeroed");
 
 #define DEFAULT_TAKEOVER_MS 2000
 #define RETRY_MS 20
@@ -79,6 +86,7 @@ struct ufault_remote {
 	unsigned int nr_gone, cap_gone;
 	struct sockaddr_un addr;
 	unsigned int takeover_ms, nr_workers;
+	int zlog_fd; /* the daemon's removed-ranges log for us (protocol.h); -1 */
 	int stop_fd; /* eventfd: the monitor stops */
 	pthread_t monitor;
 	bool monitor_started;
@@ -131,17 +139,41 @@ static int send_msg(int sock, uint16_t type, uint32_t seq, const void *body, uin
 	}
 }
 
-static int read_full(int sock, void *buf, size_t len)
+/* Read @len bytes; an fd that comes with them goes to *fd (if *fd is
+ * still -1; any other is closed). */
+static int read_full(int sock, void *buf, size_t len, int *fd)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = read(sock, (char *)buf + done, len - done);
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * UFAULT_PROTO_MAX_FDS)];
+		} control;
+		struct iovec iov = {.iov_base = (char *)buf + done, .iov_len = len - done};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = control.buf,
+				    .msg_controllen = sizeof(control.buf)};
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return n ? -errno : -ECONNRESET;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int got;
+
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (*fd < 0)
+					*fd = got;
+				else
+					close(got);
+			}
+		}
 		done += (size_t)n;
 	}
 	return 0;
@@ -158,29 +190,40 @@ static int request(struct ufault_remote *rm, uint16_t type, const void *body, ui
 	struct ufault_proto_hdr h;
 	const char *why;
 	uint32_t seq = ++rm->seq;
-	int ret;
+	int ret, rfd = -1;
 
 	if (rm->sock < 0)
 		return -ENOTCONN;
 	ret = send_msg(rm->sock, type, seq, body, len, fd);
 	if (!ret)
-		ret = read_full(rm->sock, &h, sizeof(h));
-	if (ret)
-		return ret;
-	memcpy(buf, &h, sizeof(h));
-	if (ufault__proto_frame(buf, sizeof(h), &why) <= 0)
-		return -EPROTO;
-	ret = read_full(rm->sock, buf + sizeof(h), h.len);
-	if (ret)
-		return ret;
-	if (ufault__proto_check(buf, sizeof(h) + h.len, 0, ufault__sys_page(), &m, &why) ||
-	    m.hdr.type != UFAULT_MSG_REPLY || m.hdr.seq != seq)
-		return -EPROTO;
-	if (value)
-		*value = m.u.reply.value;
-	if (data)
-		memcpy(data, m.extra, m.extra_len < data_len ? m.extra_len : data_len);
-	return m.u.reply.status;
+		ret = read_full(rm->sock, &h, sizeof(h), &rfd);
+	if (!ret) {
+		memcpy(buf, &h, sizeof(h));
+		if (ufault__proto_frame(buf, sizeof(h), &why) <= 0)
+			ret = -EPROTO;
+	}
+	if (!ret)
+		ret = read_full(rm->sock, buf + sizeof(h), h.len, &rfd);
+	if (!ret && (ufault__proto_check(buf, sizeof(h) + h.len, 0, ufault__sys_page(), &m, &why) ||
+		     m.hdr.type != UFAULT_MSG_REPLY || m.hdr.seq != seq))
+		ret = -EPROTO;
+	if (!ret) {
+		if (value)
+			*value = m.u.reply.value;
+		if (data)
+			memcpy(data, m.extra, m.extra_len < data_len ? m.extra_len : data_len);
+		ret = m.u.reply.status;
+	}
+	/* A session's answer carries its removed-ranges log: the newest is
+	 * the one (a resumed session's is the one the daemon kept). */
+	if (rfd >= 0 && !ret && type == UFAULT_MSG_HELLO) {
+		if (rm->zlog_fd >= 0)
+			close(rm->zlog_fd);
+		rm->zlog_fd = rfd;
+	} else if (rfd >= 0) {
+		close(rfd);
+	}
+	return ret;
 }
 
 static int dial(struct ufault_remote *rm)
@@ -284,14 +327,26 @@ static int local_register(struct ufault_remote *rm, struct remote_region *r)
 /* Serve in-process: a foreign context on our own uffd. Under lock. */
 static int take_over(struct ufault_remote *rm)
 {
+	struct ufault_proto_zlog_range *zeroed = NULL;
+	unsigned int nr_zeroed = 0;
 	struct ufault_config cfg;
+	const char *why;
 	int ret;
 
 	ufault_config_init(&cfg);
 	cfg.nr_workers = rm->nr_workers;
 	cfg.foreign_uffd = rm->uffd;
 	cfg.foreign_features = rm->features;
+	/* What we removed while the daemon served us reads as zeros still.
+	 * A log that cannot be read costs that, never the takeover (faults
+	 * would wait for ever). */
+	if (rm->zlog_fd >= 0 && !ufault__zlog_load(rm->zlog_fd, ufault__sys_page(), UINT64_MAX,
+						   &zeroed, &nr_zeroed, &why)) {
+		cfg.zeroed = (const struct ufault_zeroed *)(const void *)zeroed;
+		cfg.nr_zeroed = nr_zeroed;
+	}
 	ret = ufault_ctx_create(&rm->local, &cfg);
+	free(zeroed);
 	if (ret)
 		return ret;
 	for (unsigned int i = 0; i < rm->nr && !ret; i++)
@@ -426,7 +481,7 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 	rm = calloc(1, sizeof(*rm));
 	if (!rm)
 		return -ENOMEM;
-	rm->sock = rm->uffd = rm->stop_fd = -1;
+	rm->sock = rm->uffd = rm->stop_fd = rm->zlog_fd = -1;
 	rm->pid = getpid();
 	rm->addr.sun_family = AF_UNIX;
 	strcpy(rm->addr.sun_path, path);
@@ -614,6 +669,8 @@ static void child_close(struct ufault_remote *rm)
 		close(rm->uffd);
 	if (rm->stop_fd >= 0)
 		close(rm->stop_fd);
+	if (rm->zlog_fd >= 0)
+		close(rm->zlog_fd);
 	free(rm->regions);
 	free(rm->gone);
 	free(rm);
@@ -650,6 +707,8 @@ void ufault_remote_close(struct ufault_remote *rm)
 		close(rm->uffd);
 	if (rm->stop_fd >= 0)
 		close(rm->stop_fd);
+	if (rm->zlog_fd >= 0)
+		close(rm->zlog_fd);
 	pthread_mutex_destroy(&rm->lock);
 	free(rm);
 }

@@ -15,6 +15,7 @@
  *
  * Exchange:
  *   HELLO (+ the client's uffd)      -> REPLY {status, value: client id}
+ *                                       (+ the removed-ranges log, below)
  *   REGISTER (+ backing fd for FILE) -> REPLY {status}
  *   UNREGISTER                       -> REPLY {status}
  *   STATS                            -> REPLY {status} + body ufault_proto_stats
@@ -110,6 +111,31 @@ struct ufault_proto_client {
 	uint64_t faults, regions, errors;
 	uint32_t firecracker; /* 1: a Firecracker-protocol client */
 	uint32_t reserved;
+};
+
+/*
+ * The removed-ranges log (since 0.6). The REPLY to a HELLO, new or resumed,
+ * of a client whose features include UFFD_FEATURE_EVENT_REMOVE or
+ * UFFD_FEATURE_EVENT_UNMAP carries one fd (SCM_RIGHTS): a memfd where the
+ * daemon logs, before it serves a fault there, every range the client
+ * removed or unmapped, which reads as zeros from then on. A client that
+ * serves itself after the daemon went away reads it to know them. A client
+ * that reads replies without a control buffer loses nothing: the kernel
+ * closes the fd. Layout, host order: the head, then @count ranges, each
+ * page-aligned with start < end, sorted by when they were logged (a range
+ * that touches the last one extends it in place).
+ */
+#define UFAULT_PROTO_ZLOG_MAGIC 0x5a444655u /* "UFDZ" */
+#define UFAULT_PROTO_ZLOG_MAX 65536u	    /* ranges */
+
+struct ufault_proto_zlog_head {
+	uint32_t magic; /* UFAULT_PROTO_ZLOG_MAGIC */
+	uint32_t count;
+	uint64_t reserved; /* 0 */
+};
+
+struct ufault_proto_zlog_range {
+	uint64_t start, end;
 };
 
 #endif

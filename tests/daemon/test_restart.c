@@ -500,6 +500,17 @@ static void child_check(const void *p, size_t len, uint64_t off, uint64_t seed, 
 	}
 }
 
+/* @p: the file from @off, but [@at, @at + @gone) zeros (given up). Exit
+ * codes @code to @code + 2. */
+static void check_gone(const unsigned char *p, size_t len, size_t at, size_t gone, uint64_t off,
+		       int code)
+{
+	child_check(p, at, off, PAT_SEED, code);
+	for (size_t i = at; i < at + gone; i++)
+		TU_CHILD_CHECK(!p[i], code + 1);
+	child_check(p + at + gone, len - at - gone, off + at + gone, PAT_SEED, code + 2);
+}
+
 /*
  * The restart pattern, for any client: part A faulted by 2 threads (which
  * report progress and go on), part B by 2 more once the test says so (the
@@ -1066,6 +1077,7 @@ static void test_restart_firecracker(void **state)
 /* ------------------------------------------------------------------ */
 
 #define REMOTE_LEN (32u << 20)
+#define REMOTE_GONE (1u << 20) /* its end, given up before the daemon dies */
 
 enum remote_mode { TAKEOVER, RESUME, RELEASE };
 
@@ -1095,6 +1107,10 @@ static void remote_child(const struct ctl *c, const void *arg)
 	TU_CHILD_CHECK(file >= 0, 3);
 	p = tu_map_anon(REMOTE_LEN, 0);
 	TU_CHILD_CHECK(!ufault_remote_register(rm, p, REMOTE_LEN, file, a->off, 0), 4);
+	/* Its end given up (read zeros from then on), while the first daemon
+	 * serves: a resumed daemon knows it from its store, a takeover from
+	 * the log the daemon passed with its answer to HELLO. */
+	TU_CHILD_CHECK(!madvise(p + REMOTE_LEN - REMOTE_GONE, REMOTE_GONE, MADV_DONTNEED), 16);
 	if (a->mode == RESUME) {
 		r3 = tu_map_anon(q_len, 0);
 		TU_CHILD_CHECK(!ufault_remote_register(rm, r3, q_len, -1, 0, 0), 5);
@@ -1122,7 +1138,7 @@ static void remote_child(const struct ctl *c, const void *arg)
 	} else {
 		fault_in_two_parts(c, p, REMOTE_LEN / 2, p + REMOTE_LEN / 2, REMOTE_LEN / 2);
 	}
-	child_check(p, REMOTE_LEN, a->off, PAT_SEED, 10);
+	check_gone(p, REMOTE_LEN, REMOTE_LEN - REMOTE_GONE, REMOTE_GONE, a->off, 20);
 	TU_CHILD_CHECK(ufault_remote_local(rm) == (a->mode != RESUME), 12);
 	if (a->mode == RELEASE) {
 		/* A daemon comes back with the session in its store: it is
@@ -1234,16 +1250,6 @@ static void test_remote_release(void **state)
  * parent's handle answers ECHILD there and its close in the child leaves
  * the parent's session, monitor and registrations alone.
  */
-/* @p: the file from @off, but [@half, @half + @gone) zeros. */
-static void remote_fork_check(const unsigned char *p, size_t len, size_t half, size_t gone,
-			      uint64_t off, int code)
-{
-	child_check(p, half, off, PAT_SEED, code);
-	for (size_t i = half; i < half + gone; i++)
-		TU_CHILD_CHECK(!p[i], code + 1);
-	child_check(p + half + gone, len - half - gone, off + half + gone, PAT_SEED, code + 2);
-}
-
 static void remote_fork_child(const struct ctl *c, const void *arg)
 {
 	const size_t len = 8u << 20, half = len / 2, gone = 1u << 20;
@@ -1279,13 +1285,13 @@ static void remote_fork_child(const struct ctl *c, const void *arg)
 		ufault_remote_close(rm);
 		/* Read in order by this one thread (a child of a threaded
 		 * process starts none: TSan refuses). */
-		remote_fork_check(p, len, half, gone, off, 23);
+		check_gone(p, len, half, gone, off, 23);
 		_exit(0);
 	}
 	TU_CHILD_CHECK(tc_wait_exit(kid) == 0, 7);
 	/* The parent's session is whole: its other half, a new region. */
 	tu_touch_spread(p + half, half / ps, ps, 2);
-	remote_fork_check(p, len, half, gone, off, 13);
+	check_gone(p, len, half, gone, off, 13);
 	TU_CHILD_CHECK(!ufault_remote_register(rm, q, len, file, q_off, 0), 9);
 	tu_touch_spread(q, len / ps, ps, 2);
 	child_check(q, len, q_off, PAT_SEED, 10);
@@ -1481,7 +1487,7 @@ static void test_store_entries(void **state)
 	memcpy(rec, &h, sizeof(h));
 	put(&st, "c10", rec, len, fds, 2); /* the backing file as the removed-ranges log */
 	{
-		struct ufd_zlog_head zh = {.magic = UFD_ZLOG_MAGIC, .count = 1};
+		struct ufault_proto_zlog_head zh = {.magic = UFAULT_PROTO_ZLOG_MAGIC, .count = 1};
 		struct ufault_zeroed zr = {.start = 2 * ps, .end = ps}; /* not a range */
 
 		zfd = memfd_create("zlog", MFD_CLOEXEC);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_proto.c - libFuzzer target for lib/proto.c: every byte string goes
- * through the native framer and checker and through the Firecracker region
- * list parser. Beyond ASan/UBSan finding a bad read, it aborts when an
+ * through the native framer and checker, the Firecracker region list
+ * parser and the removed-ranges log checker. Beyond ASan/UBSan finding a bad read, it aborts when an
  * accepted input breaks what proto.h promises (alignment, no wrap, no
  * overlap, the counts), or when a refusal comes without a reason. test_proto
  * links this file too and replays the seed corpus through fuzz_proto_one().
@@ -220,6 +220,29 @@ static void overlaps(const uint8_t *data, size_t size)
 	must(!ufault__proto_overlaps(have, 0, s, l));
 }
 
+/* The removed-ranges log checker: an accepted log's ranges are ranges,
+ * page-aligned, under the bound, all within @size; a refusal says why. */
+static int zlog(const uint8_t *data, size_t size)
+{
+	const char *why = NULL;
+	long n = ufault__proto_zlog_check(data, size, FUZZ_PROTO_SYS_PAGE, USER_VA_END, &why);
+
+	if (n < 0) {
+		must(n == -EINVAL && why != NULL);
+		return 0;
+	}
+	must(why == NULL && n <= (long)UFAULT_PROTO_ZLOG_MAX);
+	must(sizeof(struct ufault_proto_zlog_head) + (size_t)n * 16 <= size);
+	for (long i = 0; i < n; i++) {
+		const uint8_t *r = data + sizeof(struct ufault_proto_zlog_head) + i * 16;
+		uint64_t start = get64(r), end = get64(r + 8);
+
+		must(start < end && end <= USER_VA_END);
+		must(!(start % FUZZ_PROTO_SYS_PAGE) && !(end % FUZZ_PROTO_SYS_PAGE));
+	}
+	return 1;
+}
+
 unsigned int fuzz_proto_one(const uint8_t *data, size_t size)
 {
 	unsigned int ok = 0;
@@ -228,6 +251,8 @@ unsigned int fuzz_proto_one(const uint8_t *data, size_t size)
 		ok |= FUZZ_PROTO_NATIVE_OK;
 	if (fc(data, size))
 		ok |= FUZZ_PROTO_FC_OK;
+	if (zlog(data, size))
+		ok |= FUZZ_PROTO_ZLOG_OK;
 	overlaps(data, size);
 	return ok;
 }

@@ -11,13 +11,15 @@
 
 #define FUZZ_PROTO_NATIVE_OK 1u /* data[1..] passed ufault__proto_check() */
 #define FUZZ_PROTO_FC_OK 2u	/* data passed ufault__fc_parse() */
+#define FUZZ_PROTO_ZLOG_OK 4u	/* data passed ufault__proto_zlog_check() */
 
 /* The system page both parsers are run against. */
 #define FUZZ_PROTO_SYS_PAGE 4096u
 
 /*
  * Feed @data to the native checker (data[0] & 1: the fd count; the rest:
- * the message) and, whole, to the Firecracker parser. Aborts if either
+ * the message) and, whole, to the Firecracker parser and the removed-ranges
+ * log checker. Aborts if either
  * breaks a promise of lib/proto.h; returns the FUZZ_PROTO_* that accepted.
  */
 unsigned int fuzz_proto_one(const uint8_t *data, size_t size);

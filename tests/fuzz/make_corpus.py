@@ -5,7 +5,8 @@
 File names say what a file is and what must happen to it:
   native-ok-*.bin / native-bad-*.bin: byte 0 & 1 is the fd count that came
       with the message, the rest is the message (include/ufault/protocol.h);
-  fc-ok-*.json / fc-bad-*.json: a Firecracker region list, whole.
+  fc-ok-*.json / fc-bad-*.json: a Firecracker region list, whole;
+  zlog-ok-*.bin / zlog-bad-*.bin: a removed-ranges log, whole.
 test_proto replays every file and checks ok/bad. Integers are written in
 host order, as ufaultd reads them, so regenerate on the machine that runs
 the tests if it is not little-endian. Files this script does not write
@@ -210,6 +211,35 @@ FC = {
                                  for i in range(129)]),
 }
 
+ZLOG_MAGIC = 0x5A444655
+ZLOG_MAX = 65536
+
+
+def zlog(ranges, count=None, magic=ZLOG_MAGIC, reserved=0):
+    n = len(ranges) if count is None else count
+    return struct.pack("=IIQ", magic, n, reserved) + b"".join(
+        struct.pack("=QQ", s, e) for s, e in ranges)
+
+
+ZLOG = {
+    "ok-empty": zlog([]),
+    "ok-one": zlog([(0x10000, 0x20000)]),
+    "ok-two-overlapping": zlog([(0x10000, 0x30000), (0x20000, 0x40000)]),
+    "ok-top": zlog([(VA_END - P4K, VA_END)]),
+    "ok-tail-bytes": zlog([(0x10000, 0x20000)]) + b"\x01\x02\x03",
+    "bad-short-head": zlog([])[:15],
+    "bad-magic": zlog([(0x10000, 0x20000)], magic=ZLOG_MAGIC ^ 1),
+    "bad-reserved": zlog([(0x10000, 0x20000)], reserved=1),
+    "bad-count-past-end": zlog([(0x10000, 0x20000)], count=2),
+    "bad-count-over-max": zlog([], count=ZLOG_MAX + 1),
+    "bad-empty-range": zlog([(0x10000, 0x10000)]),
+    "bad-reversed": zlog([(0x20000, 0x10000)]),
+    "bad-unaligned-start": zlog([(0x10001, 0x20000)]),
+    "bad-unaligned-end": zlog([(0x10000, 0x20001)]),
+    "bad-past-va-end": zlog([(VA_END - P4K, VA_END + P4K)]),
+    "bad-second-range": zlog([(0x10000, 0x20000), (U64 - P4K + 1, 0)]),
+}
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -217,6 +247,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     files = {"native-%s.bin" % k: v for k, v in NATIVE.items()}
     files.update({"fc-%s.json" % k: v.encode("ascii") for k, v in FC.items()})
+    files.update({"zlog-%s.bin" % k: v for k, v in ZLOG.items()})
     for name, data in sorted(files.items()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)

@@ -61,9 +61,10 @@ static void test_corpus(void **state)
 		/* A file named for neither kind or verdict would test nothing. */
 		want_bit = has_prefix(name, "native-") ? FUZZ_PROTO_NATIVE_OK
 			   : has_prefix(name, "fc-")   ? FUZZ_PROTO_FC_OK
+			   : has_prefix(name, "zlog-") ? FUZZ_PROTO_ZLOG_OK
 						       : 0;
 		if (!want_bit)
-			fail_msg("corpus file %s: not native-* or fc-*", name);
+			fail_msg("corpus file %s: not native-*, fc-* or zlog-*", name);
 		rest = strchr(name, '-') + 1;
 		want_ok = has_prefix(rest, "ok-") ? 1 : has_prefix(rest, "bad-") ? 0 : -1;
 		if (want_ok < 0)
