@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev libuv1-dev libcmocka-dev libjemalloc-dev gnuplot-nox clang libclang-rt-14-dev
 	libnbd-dev nbdkit # the NBD source; nbdkit serves exports to its test
-	man-db groff-base) # man-db, groff-base: tests/man_check.sh renders the man pages
+	man-db groff-base # man-db, groff-base: tests/man_check.sh renders the man pages
+	systemd) # tests/daemon/test_systemd runs ufaultd under a systemd manager of its own
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,14 +23,20 @@
  *  tc_hello / tc_register / tc_unregister / tc_list: the requests; each
  *                            returns the reply status, or the transport
  *                            error if there was no reply.
+ *  tc_uffd_count(pid, what)  fault messages in @pid's userfaultfds, from
+ *                            /proc/PID/fdinfo: "pending:" (unread) or
+ *                            "total:" (read or not), or -1.
  */
 #ifndef UFAULT_TEST_DAEMON_CLIENT_H
 #define UFAULT_TEST_DAEMON_CLIENT_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -342,6 +348,56 @@ static inline int tc_wait_exit(pid_t pid)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/*
+ * Fault messages waiting in @pid's userfaultfds (/proc/PID/fdinfo):
+ * "pending" not read yet, "total" read or not, so total - pending were
+ * read and not answered (their threads wait for a wake); @what NULL: the
+ * userfaultfds themselves. -1 if @pid's fds cannot be listed.
+ */
+static inline long tc_uffd_count(pid_t pid, const char *what)
+{
+	char dir[64], link[320], target[64], info[320], buf[512];
+	struct dirent *e;
+	long total = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		ssize_t n;
+		char *p;
+		int fd;
+
+		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n < 0)
+			continue;
+		target[n] = 0;
+		if (strcmp(target, "anon_inode:[userfaultfd]"))
+			continue;
+		if (!what) {
+			total++;
+			continue;
+		}
+		snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+		fd = open(info, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		p = strstr(buf, what);
+		if (p)
+			total += strtol(p + strlen(what), NULL, 10);
+	}
+	closedir(d);
+	return total;
 }
 
 #endif /* UFAULT_TEST_DAEMON_CLIENT_H */

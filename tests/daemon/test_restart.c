@@ -3,9 +3,9 @@
  * test_restart.c - ufaultd killed with SIGKILL while its clients fault, and
  * started again: clients outlive the daemon through the fd store
  * (ufaultd-keeper here; systemd's store is test_fdstore's and
- * test_ufaultd's), native clients take over in-process when no daemon
- * comes back, and a forked child of a client is served through its own
- * uffd.
+ * test_ufaultd's, and the real systemd's test_systemd's), native clients
+ * take over in-process when no daemon comes back, and a forked child of
+ * a client is served through its own uffd.
  *
  * Every client is a real process that faults with several threads over a
  * pattern file (tests/testutil.h, never a 0 byte) and checks every byte;
@@ -32,7 +32,8 @@
  *    back as LISTEN_FDS/LISTEN_FDNAMES): killed mid-fault and started
  *    again, then stopped with SIGTERM (systemctl restart: the entries stay
  *    in the store) and started again; the clients finish byte-exact and
- *    their entries leave the store when they exit.
+ *    their entries leave the store when they exit. test_systemd does the
+ *    same under the real systemd.
  *  - restart_firecracker: the same for a Firecracker-protocol client (two
  *    regions of the memory file), which never reconnects.
  *  - remote_takeover: ufault_remote_* (libufault) with takeover_ms 300 and
@@ -223,51 +224,6 @@ static void keeper_holds_nothing(const char *path)
 }
 
 /*
- * Fault messages waiting in @pid's userfaultfds (/proc/PID/fdinfo):
- * "pending" not read yet, "total" read or not, so total - pending were
- * read and not answered (their threads wait for a wake).
- */
-static long uffd_count(pid_t pid, const char *what)
-{
-	char dir[64], link[320], target[64], info[320], buf[512];
-	struct dirent *e;
-	long total = 0;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		ssize_t n;
-		char *p;
-		int fd;
-
-		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-		n = readlink(link, target, sizeof(target) - 1);
-		if (n < 0)
-			continue;
-		target[n] = 0;
-		if (strcmp(target, "anon_inode:[userfaultfd]"))
-			continue;
-		snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
-		fd = open(info, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = 0;
-		p = strstr(buf, what);
-		if (p)
-			total += strtol(p + strlen(what), NULL, 10);
-	}
-	closedir(d);
-	return total;
-}
-
-/*
  * Kill -9 the daemon at a moment it read a fault of one of @pids and had
  * not answered it: stopped (SIGSTOP, which it cannot see), it is looked
  * at, and killed where it stands if so, or let go on and stopped again.
@@ -283,7 +239,7 @@ static void daemon_kill9_mid_fault(const pid_t *pids, unsigned int n, bool must)
 		assert_int_equal(waitpid(daemon_pid, &st, WUNTRACED), daemon_pid);
 		assert_true(WIFSTOPPED(st));
 		for (unsigned int k = 0; k < n; k++) {
-			if (uffd_count(pids[k], "total:") > uffd_count(pids[k], "pending:")) {
+			if (tc_uffd_count(pids[k], "total:") > tc_uffd_count(pids[k], "pending:")) {
 				daemon_kill9();
 				return;
 			}
@@ -302,7 +258,7 @@ static void daemon_kill9_mid_fault(const pid_t *pids, unsigned int n, bool must)
 static void wait_pending(pid_t pid)
 {
 	for (int i = 0; i < WAIT_MS; i++) {
-		if (uffd_count(pid, "pending:") > 0)
+		if (tc_uffd_count(pid, "pending:") > 0)
 			return;
 		usleep(1000);
 	}
@@ -652,27 +608,7 @@ static void test_restart_native(void **state)
 /* Userfaultfds @pid holds. */
 static int count_uffds(pid_t pid)
 {
-	char dir[64], link[320], target[64];
-	struct dirent *e;
-	int n = 0;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		ssize_t len;
-
-		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-		len = readlink(link, target, sizeof(target) - 1);
-		if (len < 0)
-			continue;
-		target[len] = 0;
-		n += !strcmp(target, "anon_inode:[userfaultfd]");
-	}
-	closedir(d);
-	return n;
+	return (int)tc_uffd_count(pid, NULL);
 }
 
 static void test_keeper_killed(void **state)

@@ -7,7 +7,8 @@
 # Usage: run_fuzz.sh FUZZER [RUNS] [CORPUS]   (RUNS: 1000000; CORPUS: corpus/ here)
 # Extra libFuzzer flags: FUZZ_FLAGS="-max_len=70000 -seed=1" run_fuzz.sh ...
 # A crash leaves its input as crash-* in the current directory: fix it, then
-# add it to corpus/ as native-bad-*.bin or fc-bad-*.json (or ok-).
+# add it to corpus/ as native-bad-*.bin, fc-bad-*.json or zlog-bad-*.bin
+# (or ok-).
 set -euo pipefail
 
 fuzzer=${1:?usage: run_fuzz.sh FUZZER [RUNS] [CORPUS]}
