@@ -674,6 +674,25 @@ static int do_resume(struct ufd_client *c, const struct ufault_proto_hello *h, u
 	return 1;
 }
 
+/*
+ * A client registers a range with the kernel before it sends REGISTER: a
+ * fork in between gives the child that registration, and the child its
+ * copy of the client's regions without this one, so its faults there would
+ * wait for ever. Each forked child of @c gets @r too. Where a child's
+ * memory is not registered with its uffd there no fault ever comes for it;
+ * one that overlaps a region the child has is not the child's (skipped).
+ */
+static void share_with_children(struct ufd_client *c, const struct ufault_proto_region *r, int fd)
+{
+	for (struct ufd_client *k = c->d->clients; k; k = k->next) {
+		if (k->parent_id != c->id || !k->ctx ||
+		    ufault__proto_overlaps(k->regs, k->nr_regs, r->start, r->len))
+			continue;
+		if (!ufd_client_region(k, r, fd))
+			ufd_persist_put(k);
+	}
+}
+
 static int do_register(struct ufd_client *c, const struct ufault_proto_region *r)
 {
 	int fd = -1, err, fl;
@@ -696,8 +715,10 @@ static int do_register(struct ufd_client *c, const struct ufault_proto_region *r
 			return -EBADF;
 	}
 	err = ufd_client_region(c, r, fd);
-	if (!err)
+	if (!err) {
 		ufd_persist_put(c);
+		share_with_children(c, r, fd);
+	}
 	return err;
 }
 

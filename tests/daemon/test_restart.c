@@ -1482,25 +1482,39 @@ struct fork_arg {
 /* A forked child the test took in (its parent was killed), or -1. */
 static pid_t fork_orphan = -1;
 
+/*
+ * A session with UFFD_FEATURE_EVENT_FORK: @p (@len bytes) and @q (@q_len,
+ * may be 0) registered with the kernel, only @p with the daemon (the
+ * pattern file from @off, open in *@file). Its connection.
+ */
+static int fork_session(void *p, size_t len, void *q, size_t q_len, uint64_t off, uint64_t *id,
+			int *file)
+{
+	int uffd = tc_uffd(UFFD_FEATURE_EVENT_FORK), fd;
+
+	TU_CHILD_CHECK(uffd >= 0, 2);
+	TU_CHILD_CHECK(!tc_uffd_register(uffd, p, len), 3);
+	TU_CHILD_CHECK(!q_len || !tc_uffd_register(uffd, q, q_len), 3);
+	fd = tc_connect(sock_path);
+	TU_CHILD_CHECK(fd >= 0, 4);
+	TU_CHILD_CHECK(!tc_hello(fd, uffd, UFFD_FEATURE_EVENT_FORK, id) && *id, 5);
+	*file = open(pat_path, O_RDONLY | O_CLOEXEC);
+	TU_CHILD_CHECK(*file >= 0, 6);
+	TU_CHILD_CHECK(!tc_register(fd, p, len, off, 0, *file), 7);
+	return fd;
+}
+
 static void fork_child(const struct ctl *c, const void *arg)
 {
 	const struct fork_arg *a = arg;
 	const size_t half = FORK_LEN / 2;
 	unsigned char *p;
 	uint64_t id = 0;
-	int uffd, fd, file, st;
+	int fd, file, st;
 	pid_t child;
 
-	uffd = tc_uffd(UFFD_FEATURE_EVENT_FORK);
-	TU_CHILD_CHECK(uffd >= 0, 2);
 	p = tu_map_anon(FORK_LEN, 0);
-	TU_CHILD_CHECK(!tc_uffd_register(uffd, p, FORK_LEN), 3);
-	fd = tc_connect(sock_path);
-	TU_CHILD_CHECK(fd >= 0, 4);
-	TU_CHILD_CHECK(!tc_hello(fd, uffd, UFFD_FEATURE_EVENT_FORK, &id) && id, 5);
-	file = open(pat_path, O_RDONLY | O_CLOEXEC);
-	TU_CHILD_CHECK(file >= 0, 6);
-	TU_CHILD_CHECK(!tc_register(fd, p, FORK_LEN, a->off, 0, file), 7);
+	fd = fork_session(p, FORK_LEN, NULL, 0, a->off, &id, &file);
 	close(file);
 	up(c, id);
 	tu_touch_spread(p, half / ps, ps, 2);
@@ -1532,6 +1546,68 @@ static void fork_child(const struct ctl *c, const void *arg)
 	/* The parent's own missing half, after all that. */
 	tu_touch_spread(p + half, half / ps, ps, 2);
 	child_check(p, FORK_LEN, a->off, PAT_SEED, 11);
+}
+
+/*
+ * A client registers its second region with the kernel, forks, and tells
+ * the daemon of that region only once the child is served (LIST has it,
+ * with the first region alone): the child inherited the registration and
+ * reads that region through its own uffd all the same.
+ */
+static void fork_late_child(const struct ctl *c, const void *arg)
+{
+	struct ufault_proto_client e[TC_LIST_MAX];
+	const struct fork_arg *a = arg;
+	const size_t len = FORK_LEN / 4;
+	const struct ufault_proto_client *k = NULL;
+	unsigned char *p, *q;
+	uint64_t id = 0;
+	int fd, file, go[2];
+	pid_t child;
+	char b;
+
+	TU_CHILD_CHECK(!pipe2(go, O_CLOEXEC), 2);
+	p = tu_map_anon(len, 0);
+	q = tu_map_anon(len, 0);
+	fd = fork_session(p, len, q, len, a->off, &id, &file);
+	child = fork();
+	TU_CHILD_CHECK(child >= 0, 8);
+	if (!child) {
+		tu_watchdog(CHILD_WATCHDOG_S);
+		close(fd);
+		while (read(go[0], &b, 1) < 0 && errno == EINTR)
+			;
+		child_check(q, len, a->off + len, PAT_SEED, 20);
+		child_check(p, len, a->off, PAT_SEED, 21);
+		tu_child_exit(0);
+	}
+	for (int i = 0; i < WAIT_MS && !k; i++) {
+		long n = tc_list_clients(sock_path, e);
+
+		k = n > 0 ? tc_find_pid(e, n, 0) : NULL;
+		if (!k)
+			usleep(1000);
+	}
+	TU_CHILD_CHECK(k && k->regions == 1, 9);
+	TU_CHILD_CHECK(!tc_register(fd, q, len, a->off + len, 0, file), 10);
+	TU_CHILD_CHECK(write(go[1], "g", 1) == 1, 11);
+	TU_CHILD_CHECK(tc_wait_exit(child) == 0, 12);
+	close(file);
+	up(c, UP_DONE);
+}
+
+static void test_fork_late_register(void **state)
+{
+	struct fork_arg a = {.off = 33 * ps};
+	struct kid k;
+
+	daemon_start(NULL, NULL);
+	kid_spawn(&k, fork_late_child, &a);
+	kid_expect(&k, UP_DONE);
+	kid_finish(&k);
+	wait_unlisted(0);
+	daemon_kill9();
+	keeper_holds_nothing(keeper_path);
 }
 
 /* Poll (bounded) until LIST has a forked child (pid 0) with one region
@@ -1759,6 +1835,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_store_entries, test_teardown),
 	    cmocka_unit_test_teardown(test_fork, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_restart, test_teardown),
+	    cmocka_unit_test_teardown(test_fork_late_register, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_child_exit_freed, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_outlives_parent, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_outlives_restart, test_teardown),
