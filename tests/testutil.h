@@ -80,6 +80,8 @@
  *  Files and processes
  *    tu_pattern_file(path, len, seed)  write a file of @len bytes whose byte
  *                        o is tu_pattern(o, seed), synced; exits 1 on failure.
+ *    tu_read_all(fd, buf, len) / tu_write_all(fd, buf, len)  all @len
+ *                        bytes (EINTR retried): 0, or -1 (an error or EOF).
  *    tu_count_fds()      open file descriptors of this process.
  *    tu_count_threads()  threads of this process.
  *    tu_wait_fds(n)      poll (bounded: 2 s) until tu_count_fds() is @n;
@@ -441,6 +443,32 @@ static inline void tu_watchdog(unsigned int secs)
 /* ------------------------------------------------------------------ */
 /* Files and processes                                                  */
 /* ------------------------------------------------------------------ */
+
+/* All @len bytes through read(2) (@wr false) or write(2): 0, or -1. */
+static inline int tu_io_all(int fd, void *buf, size_t len, bool wr)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
+			       : read(fd, (char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static inline int tu_read_all(int fd, void *buf, size_t len)
+{
+	return tu_io_all(fd, buf, len, false);
+}
+
+static inline int tu_write_all(int fd, const void *buf, size_t len)
+{
+	return tu_io_all(fd, (void *)buf, len, true);
+}
 
 static inline void tu_pattern_file(const char *path, size_t len, uint64_t seed)
 {
