@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "zlog_load.h"
 #include "ufaultd.h"
 
 #define HDR_SIZE sizeof(struct ufault_proto_hdr)
@@ -598,6 +599,28 @@ bool ufd_same_file(int a, int b)
 	return syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
 }
 
+/*
+ * The removed-ranges log a client got with its last session (HELLO with
+ * UFAULT_HELLO_ZEROED), checked as any input: the new session's log starts
+ * with its ranges. -EINVAL if it is not one.
+ */
+static int zlog_from_client(struct ufd_client *c, int fd)
+{
+	struct ufault_proto_zlog_range *v;
+	const char *why;
+	unsigned int n;
+	int err = ufault__zlog_load(fd, c->d->sys_page, UFD_USER_VA_END, &v, &n, &why);
+
+	if (err) {
+		ufd_log(c->d, UFAULT_LOG_INFO, "client %llu: HELLO's removed-ranges log: %s",
+			(unsigned long long)c->id, why ? why : strerror(-err));
+		return -EINVAL;
+	}
+	err = ufd_zlog_create_from(&c->zlog, v, n);
+	free(v);
+	return err;
+}
+
 static int do_hello(struct ufd_client *c, const struct ufault_proto_hello *h, uint64_t *value)
 {
 	struct ufd_daemon *d = c->d;
@@ -610,6 +633,13 @@ static int do_hello(struct ufd_client *c, const struct ufault_proto_hello *h, ui
 		ufd_log(d, UFAULT_LOG_INFO, "client %llu: HELLO's fd is not a userfaultfd",
 			(unsigned long long)c->id);
 		return -EBADF;
+	}
+	/* What a failed HELLO before this one left. */
+	ufd_zlog_reset(&c->zlog);
+	if (h->flags & UFAULT_HELLO_ZEROED) {
+		err = zlog_from_client(c, c->in_fds[1]);
+		if (err)
+			return err;
 	}
 	/* One session per uffd: two contexts reading one would each get
 	 * faults in regions only the other knows, which never come back.

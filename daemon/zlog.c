@@ -164,6 +164,28 @@ int ufd_zlog_append(struct ufd_zlog *z, uint64_t start, uint64_t end)
 	return err;
 }
 
+void ufd_zlog_reset(struct ufd_zlog *z)
+{
+	pthread_mutex_lock(&z->lock);
+	if (z->fd >= 0)
+		close(z->fd);
+	z->fd = -1;
+	z->n = 0;
+	pthread_mutex_unlock(&z->lock);
+}
+
+int ufd_zlog_create_from(struct ufd_zlog *z, const struct ufault_proto_zlog_range *v,
+			 unsigned int n)
+{
+	int err = ufd_zlog_create(z);
+
+	for (unsigned int i = 0; !err && i < n; i++)
+		err = ufd_zlog_append(z, v[i].start, v[i].end);
+	if (err)
+		ufd_zlog_reset(z);
+	return err;
+}
+
 int ufd_zlog_fork(struct ufd_zlog *to, struct ufd_zlog *from)
 {
 	struct ufault_zeroed *v;
@@ -171,15 +193,9 @@ int ufd_zlog_fork(struct ufd_zlog *to, struct ufd_zlog *from)
 	int err = ufd_zlog_read(from, &v, &n);
 
 	if (!err)
-		err = ufd_zlog_create(to);
-	for (unsigned int i = 0; !err && i < n; i++)
-		err = ufd_zlog_append(to, v[i].start, v[i].end);
+		err =
+		    ufd_zlog_create_from(to, (const struct ufault_proto_zlog_range *)(void *)v, n);
 	free(v);
-	if (err && to->fd >= 0) {
-		close(to->fd);
-		to->fd = -1;
-		to->n = 0;
-	}
 	return err;
 }
 

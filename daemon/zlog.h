@@ -65,6 +65,15 @@ int ufd_zlog_append(struct ufd_zlog *z, uint64_t start, uint64_t end);
  * is its parent's copy); 0 or -errno (@to has none then). */
 int ufd_zlog_fork(struct ufd_zlog *to, struct ufd_zlog *from);
 
+/* A new log holding @v[0..@n) (a client's last session's); 0 or -errno
+ * (@z has none then). */
+int ufd_zlog_create_from(struct ufd_zlog *z, const struct ufault_proto_zlog_range *v,
+			 unsigned int n);
+
+/* No log any more (the file closed); @z stays usable. Not while a context
+ * may append. */
+void ufd_zlog_reset(struct ufd_zlog *z);
+
 /* Close the file (the store may keep its own copy). */
 void ufd_zlog_close(struct ufd_zlog *z);
 

@@ -67,14 +67,21 @@ static int check_fds(unsigned int nfds, unsigned int need, const char **why)
 
 static int check_hello(const struct ufault_proto_hello *h, unsigned int nfds, const char **why)
 {
-	if (h->flags)
-		return refuse(why, -EINVAL, "hello flags not 0");
+	if (h->flags & ~UFAULT_HELLO_ZEROED)
+		return refuse(why, -EINVAL, "unknown hello flags");
+	if (h->resume_id && h->flags)
+		return refuse(why, -EINVAL, "a resume takes no removed-ranges log");
 	if (h->reserved)
 		return refuse(why, -EINVAL, "hello reserved not 0");
-	/* A new client hands over its uffd; one resuming after a daemon
-	 * restart has none to give (protocol.h), and an fd we did not ask for
-	 * would only leak. */
-	return check_fds(nfds, h->resume_id ? 0 : 1, why);
+	/* A new client hands over its uffd (and its last log if it says so);
+	 * one resuming after a daemon restart has none to give (protocol.h),
+	 * and an fd we did not ask for would only leak. */
+	if (h->resume_id)
+		return check_fds(nfds, 0, why);
+	if (nfds == (h->flags & UFAULT_HELLO_ZEROED ? 2u : 1u))
+		return 0;
+	return refuse(why, -EBADF,
+		      h->flags ? "hello with its log needs two fds" : "hello needs one fd");
 }
 
 static int check_region(const struct ufault_proto_region *r, unsigned int nfds, uint64_t sys_page,

@@ -107,26 +107,31 @@ void ufault_remote_config_init(struct ufault_remote_config *cfg)
 	cfg->size = sizeof(*cfg);
 }
 
-/* Send one message (+ @fd if >= 0); 0 or -errno. */
-static int send_msg(int sock, uint16_t type, uint32_t seq, const void *body, uint32_t len, int fd)
+/* Send one message (+ @fds[0..@nfds), at most UFAULT_PROTO_MAX_FDS);
+ * 0 or -errno. */
+static int send_msg(int sock, uint16_t type, uint32_t seq, const void *body, uint32_t len,
+		    const int *fds, unsigned int nfds)
 {
 	unsigned char buf[sizeof(struct ufault_proto_hdr) + UFAULT_PROTO_MAX_BODY];
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * UFAULT_PROTO_MAX_FDS)];
+	} control;
 	struct iovec iov = {.iov_base = buf};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
 	iov.iov_len = ufault__proto_build(buf, type, seq, body, len);
-	if (fd >= 0) {
+	if (nfds) {
 		struct cmsghdr *c;
 
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	for (;;) {
 		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -179,11 +184,12 @@ static int read_full(int sock, void *buf, size_t len, int *fd)
 	return 0;
 }
 
-/* One request and its reply (status, value; @data: what follows it, up to
- * @data_len bytes). Under rm->lock. 0 or -errno: the reply's status, or a
- * broken connection (-ECONNRESET, -EPIPE, -EPROTO). */
-static int request(struct ufault_remote *rm, uint16_t type, const void *body, uint32_t len, int fd,
-		   uint64_t *value, void *data, size_t data_len)
+/* One request with @nfds fds and its reply (status, value; @data: what
+ * follows it, up to @data_len bytes). Under rm->lock. 0 or -errno: the
+ * reply's status, or a broken connection (-ECONNRESET, -EPIPE, -EPROTO). */
+static int request_fds(struct ufault_remote *rm, uint16_t type, const void *body, uint32_t len,
+		       const int *fds, unsigned int nfds, uint64_t *value, void *data,
+		       size_t data_len)
 {
 	unsigned char buf[sizeof(struct ufault_proto_hdr) + UFAULT_PROTO_MAX_BODY];
 	struct ufault__proto_msg m;
@@ -194,7 +200,7 @@ static int request(struct ufault_remote *rm, uint16_t type, const void *body, ui
 
 	if (rm->sock < 0)
 		return -ENOTCONN;
-	ret = send_msg(rm->sock, type, seq, body, len, fd);
+	ret = send_msg(rm->sock, type, seq, body, len, fds, nfds);
 	if (!ret)
 		ret = read_full(rm->sock, &h, sizeof(h), &rfd);
 	if (!ret) {
@@ -226,6 +232,13 @@ static int request(struct ufault_remote *rm, uint16_t type, const void *body, ui
 	return ret;
 }
 
+/* request_fds() with one fd (@fd >= 0) or none. */
+static int request(struct ufault_remote *rm, uint16_t type, const void *body, uint32_t len, int fd,
+		   uint64_t *value, void *data, size_t data_len)
+{
+	return request_fds(rm, type, body, len, &fd, fd >= 0, value, data, data_len);
+}
+
 static int dial(struct ufault_remote *rm)
 {
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -254,11 +267,23 @@ static int send_region(struct ufault_remote *rm, const struct remote_region *r)
 	return request(rm, UFAULT_MSG_REGISTER, &body, sizeof(body), r->fd, NULL, NULL, 0);
 }
 
-/* A new session: HELLO with the uffd, then every region. Under lock. */
+/*
+ * A new session: HELLO with the uffd, then every region. Under lock. A
+ * client that had a session gives its removed-ranges log too (a daemon that
+ * lost the session starts from it); one the daemon refuses is dropped.
+ */
 static int hello(struct ufault_remote *rm)
 {
 	struct ufault_proto_hello h = {.features = rm->features};
-	int ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), rm->uffd, &rm->id, NULL, 0);
+	int fds[2] = {rm->uffd, rm->zlog_fd}, ret = -EINVAL;
+
+	if (rm->zlog_fd >= 0) {
+		h.flags = UFAULT_HELLO_ZEROED;
+		ret = request_fds(rm, UFAULT_MSG_HELLO, &h, sizeof(h), fds, 2, &rm->id, NULL, 0);
+		h.flags = 0;
+	}
+	if (ret == -EINVAL)
+		ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), rm->uffd, &rm->id, NULL, 0);
 
 	for (unsigned int i = 0; !ret && i < rm->nr; i++)
 		ret = send_region(rm, &rm->regions[i]);
@@ -300,6 +325,15 @@ static int resync(struct ufault_remote *rm)
 		rm->regions[i].unsent = false;
 	}
 	return 0;
+}
+
+/* A fault the daemon that went away read and never resolved left its
+ * thread parked, and no message for it will come again: woken, it faults
+ * anew (a resumed daemon wakes them itself). Under lock. */
+static void wake_regions(struct ufault_remote *rm)
+{
+	for (unsigned int i = 0; i < rm->nr; i++)
+		ufault__uffd_wake(rm->uffd, rm->regions[i].start, rm->regions[i].len);
 }
 
 /* @r in the in-process context. */
@@ -356,10 +390,7 @@ static int take_over(struct ufault_remote *rm)
 		rm->local = NULL;
 		return ret;
 	}
-	/* A fault the daemon read and never resolved left its thread parked,
-	 * and no message for it will come again: woken, it faults anew. */
-	for (unsigned int i = 0; i < rm->nr; i++)
-		ufault__uffd_wake(rm->uffd, rm->regions[i].start, rm->regions[i].len);
+	wake_regions(rm);
 	rm->nr_gone = 0;
 	return 0;
 }
@@ -403,10 +434,14 @@ static void recover(struct ufault_remote *rm)
 		if (s >= 0) {
 			rm->sock = s;
 			ret = request(rm, UFAULT_MSG_HELLO, &h, sizeof(h), -1, NULL, NULL, 0);
-			if (ret == -ENOENT)
-				ret = hello(rm); /* it does not know us: everything again */
-			else if (!ret)
+			if (ret == -ENOENT) {
+				/* It does not know us: everything again. */
+				ret = hello(rm);
+				if (!ret)
+					wake_regions(rm);
+			} else if (!ret) {
 				ret = resync(rm);
+			}
 			if (!ret)
 				return;
 			close(rm->sock);

@@ -14,8 +14,8 @@
  * opens a path on a client's behalf: backing files come as fds.
  *
  * Exchange:
- *   HELLO (+ the client's uffd)      -> REPLY {status, value: client id}
- *                                       (+ the removed-ranges log, below)
+ *   HELLO (+ the client's uffd [+ its  -> REPLY {status, value: client id}
+ *          last removed-ranges log])    (+ the removed-ranges log, below)
  *   REGISTER (+ backing fd for FILE) -> REPLY {status}
  *   UNREGISTER                       -> REPLY {status}
  *   STATS                            -> REPLY {status} + body ufault_proto_stats
@@ -35,7 +35,7 @@
 #define UFAULT_PROTO_MAGIC 0x544c4655u /* "UFLT" */
 #define UFAULT_PROTO_VERSION 1
 #define UFAULT_PROTO_MAX_BODY 4096u	 /* bytes of body, any message */
-#define UFAULT_PROTO_MAX_FDS 1u		 /* fds with one message */
+#define UFAULT_PROTO_MAX_FDS 2u		 /* fds with one message */
 #define UFAULT_PROTO_MAX_REGIONS 1024u	 /* regions of one client */
 #define UFAULT_PROTO_MAX_PAGE (1u << 30) /* the largest region page size */
 #define UFAULT_PROTO_DEFAULT_PATH "/run/ufaultd/ufaultd.sock"
@@ -63,9 +63,18 @@ struct ufault_proto_hello {
 	uint64_t features;  /* UFFD_FEATURE_* the client's UFFDIO_API enabled */
 	uint64_t resume_id; /* 0: a new client; else the id a daemon gave it before
 			     * (reconnecting after a daemon restart: no fd then) */
-	uint32_t flags;	    /* 0 */
+	uint32_t flags;	    /* UFAULT_HELLO_* */
 	uint32_t reserved;  /* 0 */
 };
+
+/*
+ * HELLO flag (since 0.6): a second fd follows the uffd, the removed-ranges
+ * log the client got with its last session's REPLY (below): a daemon that
+ * does not know the client any more (restarted with no fd store) starts
+ * the new session's log from it, so those ranges still read as zeros. Not
+ * with a resume_id (a resumed session has its log).
+ */
+#define UFAULT_HELLO_ZEROED 1u
 
 enum ufault_proto_source {
 	UFAULT_PROTO_SRC_ZERO = 0, /* no fd */

@@ -1015,7 +1015,7 @@ static void test_restart_firecracker(void **state)
 #define REMOTE_LEN (32u << 20)
 #define REMOTE_GONE (1u << 20) /* its end, given up before the daemon dies */
 
-enum remote_mode { TAKEOVER, RESUME, RELEASE };
+enum remote_mode { TAKEOVER, RESUME, RELEASE, AFRESH };
 
 struct remote_arg {
 	enum remote_mode mode;
@@ -1036,7 +1036,7 @@ static void remote_child(const struct ctl *c, const void *arg)
 	cfg.socket_path = sock_path;
 	/* Resume: far longer than a restart takes, so that the daemon, not
 	 * the clock, decides. */
-	cfg.takeover_ms = a->mode == RESUME ? 100000 : 300;
+	cfg.takeover_ms = a->mode == RESUME || a->mode == AFRESH ? 100000 : 300;
 	cfg.nr_workers = 2;
 	TU_CHILD_CHECK(!ufault_remote_connect(&rm, &cfg), 2);
 	file = open(pat_path, O_RDONLY | O_CLOEXEC);
@@ -1075,7 +1075,7 @@ static void remote_child(const struct ctl *c, const void *arg)
 		fault_in_two_parts(c, p, REMOTE_LEN / 2, p + REMOTE_LEN / 2, REMOTE_LEN / 2);
 	}
 	check_gone(p, REMOTE_LEN, REMOTE_LEN - REMOTE_GONE, REMOTE_GONE, a->off, 20);
-	TU_CHILD_CHECK(ufault_remote_local(rm) == (a->mode != RESUME), 12);
+	TU_CHILD_CHECK(ufault_remote_local(rm) == (a->mode != RESUME && a->mode != AFRESH), 12);
 	if (a->mode == RELEASE) {
 		/* A daemon comes back with the session in its store: it is
 		 * told to let go; this process goes on serving itself. */
@@ -1093,6 +1093,16 @@ static void remote_child(const struct ctl *c, const void *arg)
 	close(file);
 }
 
+/* A remote_child as @a says, the daemon killed -9 while its part A faults. */
+static void remote_kill9_mid_fault(struct kid *k, const struct remote_arg *a)
+{
+	kid_spawn(k, remote_child, a);
+	kid_expect(k, 0);
+	kid_send(k);
+	kid_expect(k, UP_PROGRESS);
+	daemon_kill9_mid_fault(&k->pid, 1, false);
+}
+
 static void test_remote_takeover(void **state)
 {
 	struct remote_arg a = {.mode = TAKEOVER, .off = 9 * ps};
@@ -1100,11 +1110,7 @@ static void test_remote_takeover(void **state)
 
 	/* No store: nothing could ever resume the session. */
 	daemon_start("--no-keeper", NULL);
-	kid_spawn(&k, remote_child, &a);
-	kid_expect(&k, 0);
-	kid_send(&k);
-	kid_expect(&k, UP_PROGRESS);
-	daemon_kill9_mid_fault(&k.pid, 1, false);
+	remote_kill9_mid_fault(&k, &a);
 	kid_send(&k);
 	/* Not restarted: served in-process, every byte. */
 	kid_expect(&k, UP_DONE);
@@ -1154,17 +1160,42 @@ static void test_remote_resume(void **state)
 	keeper_holds_nothing(keeper_path);
 }
 
+/*
+ * A daemon restarted with no fd store does not know the client: it starts
+ * a new session (HELLO with the uffd and every region again), and the
+ * ranges the client gave up under the first daemon still read as zeros:
+ * the HELLO carries the log the first daemon's answer gave it.
+ */
+static void test_remote_afresh(void **state)
+{
+	struct remote_arg a = {.mode = AFRESH, .off = 21 * ps};
+	struct ufault_proto_client e[TC_LIST_MAX];
+	struct kid k;
+	long n;
+
+	daemon_start("--no-keeper", NULL);
+	remote_kill9_mid_fault(&k, &a);
+	daemon_start("--no-keeper", NULL);
+	kid_send(&k);
+	kid_expect(&k, UP_DONE);
+	/* A new session, served by the new daemon (the client says it is not
+	 * serving itself), with its region. */
+	n = tc_list_clients(sock_path, e);
+	assert_int_equal(count_pid(e, n, k.pid), 1);
+	assert_int_equal(tc_find_pid(e, n, k.pid)->regions, 1);
+	kid_send(&k);
+	kid_finish(&k);
+	wait_unlisted(0);
+	daemon_kill9();
+}
+
 static void test_remote_release(void **state)
 {
 	struct remote_arg a = {.mode = RELEASE, .off = 17 * ps};
 	struct kid k;
 
 	daemon_start(NULL, NULL);
-	kid_spawn(&k, remote_child, &a);
-	kid_expect(&k, 0);
-	kid_send(&k);
-	kid_expect(&k, UP_PROGRESS);
-	daemon_kill9_mid_fault(&k.pid, 1, false);
+	remote_kill9_mid_fault(&k, &a);
 	kid_send(&k);
 	/* Taken over. The keeper still holds the session. */
 	kid_expect(&k, UP_DONE);
@@ -1831,6 +1862,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_remote_takeover, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_resume, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_release, test_teardown),
+	    cmocka_unit_test_teardown(test_remote_afresh, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_fork, test_teardown),
 	    cmocka_unit_test_teardown(test_store_entries, test_teardown),
 	    cmocka_unit_test_teardown(test_fork, test_teardown),

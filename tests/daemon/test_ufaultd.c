@@ -663,11 +663,28 @@ static void test_malicious(void **state)
 	expect_status(fd, UFAULT_MSG_HELLO, &hello, sizeof(hello), NULL, 0, -ENOENT,
 		      "HELLO resuming an unknown id");
 	hello.resume_id = 0;
-	hello.flags = 1;
+	hello.flags = 2;
 	uffd = tc_uffd(0);
 	assert_true(uffd >= 0);
 	expect_status(fd, UFAULT_MSG_HELLO, &hello, sizeof(hello), &uffd, 1, -EINVAL,
-		      "HELLO with flags");
+		      "HELLO with an unknown flag");
+	/* A removed-ranges log from a last session: it must be one. */
+	hello.flags = UFAULT_HELLO_ZEROED;
+	expect_status(fd, UFAULT_MSG_HELLO, &hello, sizeof(hello), &uffd, 1, -EBADF,
+		      "HELLO saying it has a log, without it");
+	{
+		struct ufault_proto_zlog_head zh = {.magic = UFAULT_PROTO_ZLOG_MAGIC, .count = 2};
+		int log[2] = {uffd, pfd[0]}, zfd = memfd_create("zlog", MFD_CLOEXEC);
+
+		expect_status(fd, UFAULT_MSG_HELLO, &hello, sizeof(hello), log, 2, -EINVAL,
+			      "HELLO with a pipe for its log");
+		assert_true(zfd >= 0);
+		assert_int_equal(pwrite(zfd, &zh, sizeof(zh), 0), (ssize_t)sizeof(zh));
+		log[1] = zfd;
+		expect_status(fd, UFAULT_MSG_HELLO, &hello, sizeof(hello), log, 2, -EINVAL,
+			      "HELLO with a log shorter than its count");
+		close(zfd);
+	}
 	hello.flags = 0;
 
 	/* A proper session from here on (our own uffd and memory, never

@@ -86,8 +86,11 @@ static void native_accepted(const uint8_t *msg, size_t n, unsigned int nfds,
 
 	switch (m->hdr.type) {
 	case UFAULT_MSG_HELLO:
-		must(!m->u.hello.flags && !m->u.hello.reserved);
-		must(nfds == (m->u.hello.resume_id ? 0u : 1u));
+		must(!(m->u.hello.flags & ~UFAULT_HELLO_ZEROED) && !m->u.hello.reserved);
+		must(!m->u.hello.resume_id || !m->u.hello.flags);
+		must(nfds == (m->u.hello.resume_id		       ? 0u
+			      : m->u.hello.flags & UFAULT_HELLO_ZEROED ? 2u
+								       : 1u));
 		break;
 	case UFAULT_MSG_REGISTER: {
 		const struct ufault_proto_region *r = &m->u.region;
@@ -136,7 +139,7 @@ static int native(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
-	nfds = data[0] & 1;
+	nfds = data[0] % (UFAULT_PROTO_MAX_FDS + 1);
 	data++;
 	size--;
 

@@ -17,7 +17,7 @@
 #define FUZZ_PROTO_SYS_PAGE 4096u
 
 /*
- * Feed @data to the native checker (data[0] & 1: the fd count; the rest:
+ * Feed @data to the native checker (data[0] % 3: the fd count; the rest:
  * the message) and, whole, to the Firecracker parser and the removed-ranges
  * log checker. Aborts if either
  * breaks a promise of lib/proto.h; returns the FUZZ_PROTO_* that accepted.

@@ -3,7 +3,7 @@
 """Write the seed corpus of tests/fuzz/fuzz_proto.c into tests/fuzz/corpus/.
 
 File names say what a file is and what must happen to it:
-  native-ok-*.bin / native-bad-*.bin: byte 0 & 1 is the fd count that came
+  native-ok-*.bin / native-bad-*.bin: byte 0 % 3 is the fd count that came
       with the message, the rest is the message (include/ufault/protocol.h);
   fc-ok-*.json / fc-bad-*.json: a Firecracker region list, whole;
   zlog-ok-*.bin / zlog-bad-*.bin: a removed-ranges log, whole.
@@ -62,6 +62,7 @@ NATIVE = {
     # accepted
     "ok-hello": msg(HELLO, hello(features=0x1FF), nfds=1),
     "ok-hello-resume": msg(HELLO, hello(resume=42), nfds=0),
+    "ok-hello-zeroed": msg(HELLO, hello(features=0x1FF, flags=1), nfds=2),
     "ok-register-zero": msg(REGISTER, region(BASE, 16 * P4K)),
     "ok-register-file": msg(REGISTER, region(BASE, 16 * P4K, 8 * P4K, P4K, FILE), nfds=1),
     "ok-register-2m": msg(REGISTER, region(BASE, 4 * P2M, P2M, P2M, FILE), nfds=1),
@@ -89,6 +90,9 @@ NATIVE = {
     "bad-hello-no-fd": msg(HELLO, hello(), nfds=0),
     "bad-hello-resume-fd": msg(HELLO, hello(resume=3), nfds=1),
     "bad-hello-flags": msg(HELLO, hello(flags=1), nfds=1),
+    "bad-hello-flags-2": msg(HELLO, hello(flags=2), nfds=1),
+    "bad-hello-zeroed-resume": msg(HELLO, hello(resume=3, flags=1), nfds=0),
+    "bad-hello-two-fds": msg(HELLO, hello(), nfds=2),
     "bad-hello-reserved": msg(HELLO, hello(reserved=1), nfds=1),
     "bad-register-len0": msg(REGISTER, region(BASE, 0)),
     "bad-register-misaligned": msg(REGISTER, region(BASE + 512, P4K)),
