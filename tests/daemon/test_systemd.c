@@ -456,10 +456,14 @@ static void write_units(void)
 	/* PrivateTmp= would hide a daemon built under /tmp from itself (and
 	 * the manager would not have that /tmp either: manager_exec()). */
 	/* An ASan build's daemon checks for leaks at exit in its other tests
-	 * (test_ufaultd, test_restart): here LeakSanitizer's stop-the-world
-	 * at exit hung now and then (about 1 run in 15 under load: the main
-	 * thread in ptrace_stop, the tracer in wait4, the pool threads never
-	 * stopped), and the stop job with it. Address errors still abort. */
+	 * (test_ufaultd, test_restart), not here: LeakSanitizer stops the
+	 * daemon's threads from a tracer process of its own, which a stop
+	 * job's kill of the whole cgroup (SIGTERM, then SIGCONT) can reach as
+	 * it starts: the SIGCONT cancels the SIGSTOP of a thread it is
+	 * attaching, and the tracer waits for that thread for ever (seen 1 run
+	 * in 15 under load: one pool thread traced but sleeping, the tracer
+	 * in wait4 on it with SIGTERM and SIGCONT pending). Address errors
+	 * still abort. */
 	write_file(UNIT_DIR "/ufaultd.service.d/test.conf",
 		   "# The daemon built here; a quick restart; its output in a file\n"
 		   "# (the user manager has no journal to give it).\n"
