@@ -270,7 +270,8 @@ static int send_region(struct ufault_remote *rm, const struct remote_region *r)
 /*
  * A new session: HELLO with the uffd, then every region. Under lock. A
  * client that had a session gives its removed-ranges log too (a daemon that
- * lost the session starts from it); one the daemon refuses is dropped.
+ * lost the session starts from it); a daemon that refuses it (-EINVAL: one
+ * older than 0.6, or a log it cannot read) gets the HELLO again without.
  */
 static int hello(struct ufault_remote *rm)
 {
@@ -686,42 +687,19 @@ int ufault_remote_local(const struct ufault_remote *rm)
 	return local;
 }
 
-/*
- * A child's copy: the monitor, the connection's session and the uffd's
- * registrations are the parent's (the uffd is the parent's mm). Close this
- * process's fds and free its memory only; take no lock.
- */
-static void child_close(struct ufault_remote *rm)
-{
-	if (rm->local)
-		ufault_ctx_destroy(rm->local); /* its own child path, as this */
-	for (unsigned int i = 0; i < rm->nr; i++)
-		if (rm->regions[i].fd >= 0)
-			close(rm->regions[i].fd);
-	if (rm->sock >= 0)
-		close(rm->sock);
-	if (rm->uffd >= 0)
-		close(rm->uffd);
-	if (rm->stop_fd >= 0)
-		close(rm->stop_fd);
-	if (rm->zlog_fd >= 0)
-		close(rm->zlog_fd);
-	free(rm->regions);
-	free(rm->gone);
-	free(rm);
-}
-
 void ufault_remote_close(struct ufault_remote *rm)
 {
 	uint64_t one = 1;
+	bool own;
 
 	if (!rm)
 		return;
-	if (forked(rm)) {
-		child_close(rm);
-		return;
-	}
-	if (rm->monitor_started) {
+	/* In a child of the process that connected, the monitor, the
+	 * session and the uffd's registrations are the parent's (the uffd is
+	 * the parent's mm): only this process's fds and memory go, and no
+	 * lock is taken (a parent thread may have held it at the fork). */
+	own = !forked(rm);
+	if (own && rm->monitor_started) {
 		if (write(rm->stop_fd, &one, sizeof(one)) < 0)
 			abort(); /* an eventfd write of 1 cannot fail */
 		pthread_join(rm->monitor, NULL);
@@ -729,10 +707,11 @@ void ufault_remote_close(struct ufault_remote *rm)
 	if (rm->sock >= 0)
 		close(rm->sock);
 	if (rm->local)
-		ufault_ctx_destroy(rm->local);
+		ufault_ctx_destroy(rm->local); /* in a child, its child path */
 	for (unsigned int i = 0; i < rm->nr; i++) {
 		/* Ordinary memory again (pages never filled read zeros). */
-		ufault__uffd_unregister(rm->uffd, rm->regions[i].start, rm->regions[i].len);
+		if (own)
+			ufault__uffd_unregister(rm->uffd, rm->regions[i].start, rm->regions[i].len);
 		if (rm->regions[i].fd >= 0)
 			close(rm->regions[i].fd);
 	}
@@ -744,6 +723,7 @@ void ufault_remote_close(struct ufault_remote *rm)
 		close(rm->stop_fd);
 	if (rm->zlog_fd >= 0)
 		close(rm->zlog_fd);
-	pthread_mutex_destroy(&rm->lock);
+	if (own)
+		pthread_mutex_destroy(&rm->lock);
 	free(rm);
 }
