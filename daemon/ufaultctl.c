@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,29 +53,13 @@ static int ctl_connect(void)
 	return fd;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len)
+/* All @len bytes sent (@wr) or received: 0, or -1 (an error or EOF). */
+static int xfer_all(int fd, void *buf, size_t len, bool wr)
 {
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
+		ssize_t n = wr ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -99,14 +84,15 @@ static int request(int fd, uint16_t type, const void *body, uint32_t len, unsign
 	long total;
 
 	n = ufault__proto_build(buf, type, ++seq, body, len);
-	if (write_all(fd, buf, n) || read_all(fd, buf, sizeof(struct ufault_proto_hdr))) {
+	if (xfer_all(fd, buf, n, true) ||
+	    xfer_all(fd, buf, sizeof(struct ufault_proto_hdr), false)) {
 		fprintf(stderr, "ufaultctl: the daemon closed the connection\n");
 		return -1;
 	}
 	total = ufault__proto_frame(buf, sizeof(struct ufault_proto_hdr), &why);
 	if (total <= 0 ||
-	    read_all(fd, buf + sizeof(struct ufault_proto_hdr),
-		     (size_t)total - sizeof(struct ufault_proto_hdr)) ||
+	    xfer_all(fd, buf + sizeof(struct ufault_proto_hdr),
+		     (size_t)total - sizeof(struct ufault_proto_hdr), false) ||
 	    ufault__proto_check(buf, (size_t)total, 0, (uint64_t)sysconf(_SC_PAGESIZE), m, &why) ||
 	    m->hdr.type != UFAULT_MSG_REPLY || m->hdr.seq != seq) {
 		fprintf(stderr, "ufaultctl: bad reply from the daemon (%s)\n", why);
