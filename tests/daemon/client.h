@@ -400,4 +400,22 @@ static inline long tc_uffd_count(pid_t pid, const char *what)
 	return total;
 }
 
+/*
+ * The start of a daemon test program's main() (it includes cmocka.h and
+ * testutil.h first): exit 77 where this process gets no userfaultfd;
+ * $UFAULTD_TEST (a glob, e.g. test_fork*) runs only the tests it matches;
+ * a watchdog of @secs.
+ */
+static inline void tc_main_start(unsigned int secs)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd < 0)
+		tu_skip("userfaultfd is not available to this process");
+	close(fd);
+	if (getenv("UFAULTD_TEST"))
+		cmocka_set_test_filter(getenv("UFAULTD_TEST"));
+	tu_watchdog(secs);
+}
+
 #endif /* UFAULT_TEST_DAEMON_CLIENT_H */

@@ -1872,14 +1872,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_fork_outlives_parent, test_teardown),
 	    cmocka_unit_test_teardown(test_fork_outlives_restart, test_teardown),
 	};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 
-	if (fd < 0)
-		tu_skip("userfaultfd is not available to this process");
-	close(fd);
-	/* UFAULTD_TEST=test_fork* (a glob) runs only what matches. */
-	if (getenv("UFAULTD_TEST"))
-		cmocka_set_test_filter(getenv("UFAULTD_TEST"));
-	tu_watchdog(600);
+	tc_main_start(600);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

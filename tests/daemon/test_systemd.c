@@ -1171,13 +1171,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_systemd_restart, teardown),
 	};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 
-	if (fd < 0)
-		tu_skip("userfaultfd is not available to this process");
-	close(fd);
+	tc_main_start(100);
 	ps = tu_page_size();
 	signal(SIGPIPE, SIG_IGN);
-	tu_watchdog(100);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
