@@ -128,7 +128,7 @@ static int fc_serve(struct ufd_client *c, const struct ufault__fc_region *r, uns
 		    .source = UFAULT_PROTO_SRC_FILE,
 		};
 
-		err = ufd_client_region(c, &pr, d->mem_fd);
+		err = ufd_client_region(c, &pr, d->mem_fd, -1);
 		if (err) {
 			ufd_log(d, UFAULT_LOG_WARN, "client %llu: region %u at %#llx: %s",
 				(unsigned long long)c->id, i, (unsigned long long)r[i].base,

@@ -59,7 +59,8 @@
 #define REC_MAX_REGIONS                                                                            \
 	((UFD_STORE_MAX_BLOB - sizeof(struct ufd_rec_head)) / sizeof(struct ufd_rec_region))
 _Static_assert(REC_MAX_REGIONS >= UFAULT_PROTO_MAX_REGIONS, "a native client's regions fit");
-_Static_assert(sizeof(struct ufd_rec_head) == 64 && sizeof(struct ufd_rec_region) == 40,
+_Static_assert(sizeof(struct ufd_rec_head) == 72 && UFD_REC_HEAD_V1 == 64 &&
+		   sizeof(struct ufd_rec_region) == 40,
 	       "record.h has no padding");
 
 /* A child's uffd from on_fork, on its way to the loop. */
@@ -272,6 +273,12 @@ static long record_build(const struct ufd_client *c, void *buf, int *fds, unsign
 			}
 		}
 		rr[i] = (struct ufd_rec_region){.r = c->regs[i], .fd = idx};
+		if (c->reg_mems[i] >= 0) { /* its own: never shared */
+			if (n == UFD_STORE_MAX_FDS)
+				return -E2BIG;
+			fds[n] = c->reg_mems[i];
+			rr[i].mem = n++;
+		}
 	}
 	if (c->zlog.fd >= 0) {
 		if (n == UFD_STORE_MAX_FDS)
@@ -292,6 +299,7 @@ static long record_build(const struct ufd_client *c, void *buf, int *fds, unsign
 	    .nr_regions = c->nr_regs,
 	    .nr_fds = n,
 	    .zlog = c->zlog.fd >= 0 ? n - 1 : 0,
+	    .budget = c->budget,
 	};
 	*nr = n;
 	return (long)(sizeof(*h) + c->nr_regs * sizeof(*rr));
@@ -471,24 +479,30 @@ static bool readable_file(int fd)
 	       S_ISREG(st.st_mode);
 }
 
-/* Everything the record claims, checked against itself and the fds. NULL,
- * or why not. */
+/* Everything the record claims, checked against itself and the fds (the
+ * head into @h, its size, by version, into *@hsz). NULL, or why not. */
 static const char *record_check(struct ufd_daemon *d, const char *name, const void *blob,
-				size_t len, const int *fds, unsigned int nr, struct ufd_rec_head *h)
+				size_t len, const int *fds, unsigned int nr, struct ufd_rec_head *h,
+				size_t *hsz)
 {
-	const struct ufd_rec_region *rr =
-	    (const struct ufd_rec_region *)((const char *)blob + sizeof(*h));
+	const struct ufd_rec_region *rr;
 	struct ufault_proto_region *seen;
 	bool used[UFD_STORE_MAX_FDS] = {false};
 	char want[UFD_STORE_MAX_NAME];
 	const char *why = NULL;
 	unsigned int i, max_regions;
 
-	if (len < sizeof(*h))
+	if (len < UFD_REC_HEAD_V1)
 		return "record shorter than its header";
-	memcpy(h, blob, sizeof(*h));
-	if (h->magic != UFD_REC_MAGIC || h->version != UFD_REC_VERSION)
-		return "not a record of this version";
+	memset(h, 0, sizeof(*h));
+	memcpy(h, blob, UFD_REC_HEAD_V1);
+	if (h->magic != UFD_REC_MAGIC || (h->version != 1 && h->version != UFD_REC_VERSION))
+		return "not a record of a known version";
+	*hsz = h->version == 1 ? UFD_REC_HEAD_V1 : sizeof(*h);
+	if (len < *hsz)
+		return "record shorter than its header";
+	memcpy(h, blob, *hsz);
+	rr = (const struct ufd_rec_region *)((const char *)blob + *hsz);
 	if (h->kind != UFD_NATIVE && h->kind != UFD_FIRECRACKER)
 		return "unknown client kind";
 	if (h->zlog && h->zlog >= nr)
@@ -496,7 +510,7 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 	max_regions = h->kind == UFD_NATIVE ? UFAULT_PROTO_MAX_REGIONS : UFAULT__FC_MAX_REGIONS;
 	if (h->nr_regions > max_regions)
 		return "too many regions";
-	if (len != sizeof(*h) + (size_t)h->nr_regions * sizeof(*rr))
+	if (len != *hsz + (size_t)h->nr_regions * sizeof(*rr))
 		return "record size does not match its region count";
 	entry_name(want, sizeof(want), h->id);
 	if (!h->id || h->id >= UINT64_MAX / 2 || strcmp(name, want))
@@ -523,14 +537,17 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 		bool file;
 
 		memcpy(&r, rr + i, sizeof(r));
-		file = r.r.source == UFAULT_PROTO_SRC_FILE;
+		file = r.r.source != UFAULT_PROTO_SRC_ZERO;
 		/* The region as a REGISTER message: the protocol's own check
 		 * (page size, alignment, wrap, source), nothing less. */
 		n = ufault__proto_build(msg, UFAULT_MSG_REGISTER, 0, &r.r, sizeof(r.r));
-		if (ufault__proto_check(msg, n, file, d->sys_page, &m, &why))
+		if (ufault__proto_check(msg, n, r.r.source, d->sys_page, &m, &why))
 			break;
-		if (r.reserved)
-			why = "region reserved field not 0";
+		if (r.r.source == UFAULT_PROTO_SRC_SHARED
+			? (r.mem < 1 || r.mem >= nr || used[r.mem] || r.mem == h->zlog ||
+			   (int)r.mem == r.fd)
+			: r.mem != 0)
+			why = "region memfd index out of range or shared";
 		else if (file ? (r.fd < 1 || (unsigned int)r.fd >= nr ||
 				 (h->zlog && (unsigned int)r.fd == h->zlog))
 			      : r.fd != -1)
@@ -541,6 +558,8 @@ static const char *record_check(struct ufd_daemon *d, const char *name, const vo
 			why = "regions overlap";
 		if (file && !why)
 			used[r.fd] = true;
+		if (r.mem && !why)
+			used[r.mem] = true;
 		seen[i] = r.r;
 	}
 	free(seen);
@@ -559,7 +578,8 @@ static void on_entry(void *arg, const char *name, const void *blob, size_t len, 
 	struct ufd_daemon *d = ls->d;
 	struct loaded *l;
 	struct ufd_rec_head h;
-	const char *why = record_check(d, name, blob, len, fds, nr, &h);
+	size_t hsz = 0;
+	const char *why = record_check(d, name, blob, len, fds, nr, &h, &hsz);
 
 	l = why ? NULL : calloc(1, sizeof(*l));
 	if (l) {
@@ -577,7 +597,7 @@ static void on_entry(void *arg, const char *name, const void *blob, size_t len, 
 		return;
 	}
 	l->h = h;
-	memcpy(l->regs, (const char *)blob + sizeof(h), h.nr_regions * sizeof(*l->regs));
+	memcpy(l->regs, (const char *)blob + hsz, h.nr_regions * sizeof(*l->regs));
 	memcpy(l->fds, fds, nr * sizeof(int));
 	l->next = ls->list;
 	ls->list = l;
@@ -631,7 +651,10 @@ static int adopt_zlog(struct ufd_client *c, int fd)
 /*
  * Serve @l as a detached client: one of a process, watched through a
  * pidfd, or a forked child, whose uffd says when its process is gone
- * (child_probe()), whether its parent is still there or not.
+ * (child_probe()), whether its parent is still there or not. A process
+ * that exited while no daemon ran is dropped, once what its write-back
+ * mappings (SHARED) held is stored: their memfds are here, and the context
+ * built for them stores it as it goes, as a client's that dies does.
  */
 static int rebuild(struct ufd_daemon *d, struct loaded *l)
 {
@@ -640,17 +663,20 @@ static int rebuild(struct ufd_daemon *d, struct loaded *l)
 	uint64_t max_page = 0;
 	unsigned int i;
 	int pidfd = -1, err;
-	bool gone = false;
+	bool gone = false, shared = false;
 	char child[48] = "";
 
+	for (i = 0; i < h->nr_regions; i++)
+		shared = shared || l->regs[i].r.source == UFAULT_PROTO_SRC_SHARED;
 	if (!h->parent) {
 		pidfd = open_process((pid_t)h->pid, h->start_time);
-		if (pidfd < 0) {
+		if (pidfd < 0 && !shared) {
 			ufd_log(d, UFAULT_LOG_INFO,
 				"fd store: client %llu (pid %u) is gone; its entry is dropped",
 				(unsigned long long)h->id, h->pid);
 			return pidfd;
 		}
+		gone = pidfd < 0;
 	}
 	c = ufd_client_alloc(d, h->id, (enum ufd_kind)h->kind, (pid_t)h->pid, (uid_t)h->uid,
 			     (gid_t)h->gid);
@@ -669,12 +695,21 @@ static int rebuild(struct ufd_daemon *d, struct loaded *l)
 		err = ufd_client_serve(c, l->fds[0], h->features, max_page);
 	for (i = 0; !err && i < h->nr_regions; i++)
 		err = ufd_client_region(c, &l->regs[i].r,
-					l->regs[i].fd >= 0 ? l->fds[l->regs[i].fd] : -1);
+					l->regs[i].fd >= 0 ? l->fds[l->regs[i].fd] : -1,
+					l->regs[i].mem ? l->fds[l->regs[i].mem] : -1);
+	if (!err && h->budget && !gone)
+		err = ufd_client_budget(c, h->budget);
 	/* A child that exited while no daemon ran goes as a process does. */
 	if (!err && c->parent_id)
 		gone = child_probe(c) == -ESRCH;
 	if (err || gone) {
-		if (gone)
+		if (gone && !c->parent_id)
+			ufd_log(
+			    d, UFAULT_LOG_INFO,
+			    "fd store: client %llu (pid %u) is gone; its write-back mappings are "
+			    "stored and its entry dropped",
+			    (unsigned long long)h->id, h->pid);
+		else if (gone)
 			ufd_log(d, UFAULT_LOG_INFO,
 				"fd store: client %llu (fork child of %llu) is gone; its entry is "
 				"dropped",
@@ -818,8 +853,10 @@ static void fork_child(struct ufd_client *p, int fd)
 	}
 	if (!err)
 		err = ufd_client_serve(c, fd, p->features, max_page);
+	/* A SHARED mapping is MADV_DONTFORK: the child has none. */
 	for (i = 0; !err && i < p->nr_regs; i++)
-		err = ufd_client_region(c, &p->regs[i], p->reg_fds[i]);
+		if (p->regs[i].source != UFAULT_PROTO_SRC_SHARED)
+			err = ufd_client_region(c, &p->regs[i], p->reg_fds[i], -1);
 	close(fd); /* the context and c->uffd are dups */
 	if (err) {
 		ufd_log(d, UFAULT_LOG_WARN,

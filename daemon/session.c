@@ -162,9 +162,12 @@ void ufd_client_free(struct ufd_client *c)
 
 	if (c->uffd >= 0)
 		close(c->uffd);
-	for (i = 0; i < c->nr_regs; i++)
+	for (i = 0; i < c->nr_regs; i++) {
 		if (c->reg_fds[i] >= 0)
 			close(c->reg_fds[i]);
+		if (c->reg_mems[i] >= 0)
+			close(c->reg_mems[i]);
+	}
 	ufd_close_fds(c->in_fds, &c->nr_in_fds);
 	ufd_zlog_close(&c->zlog);
 	free(c->in);
@@ -172,6 +175,7 @@ void ufd_client_free(struct ufd_client *c)
 	free(c->regs);
 	free(c->handles);
 	free(c->reg_fds);
+	free(c->reg_mems);
 	free(c->json);
 	free(c);
 }
@@ -431,14 +435,21 @@ int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t
  * Region @r of the client, from @fd (FILE; checked by the caller) or zeros
  * (@fd < 0): registered in the context, and kept with a dup of @fd.
  */
-int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd)
+/* A dup of @fd (-1: none): 0, or -errno. */
+static int keep_fd(int fd, int *keep)
+{
+	*keep = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+	return fd >= 0 && *keep < 0 ? -errno : 0;
+}
+
+int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd, int mem_fd)
 {
 	struct ufd_daemon *d = c->d;
 	uint64_t ps = r->page_size ? r->page_size : d->sys_page;
 	unsigned int flags = 0;
 	struct ufault_source src;
 	struct ufault_region *h;
-	int err, keep = -1;
+	int err, keep = -1, keep_mem = -1;
 
 	if (c->nr_regs == c->cap_regs) {
 		unsigned int cap = c->cap_regs ? 2 * c->cap_regs : 8;
@@ -458,31 +469,57 @@ int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r,
 		if (!fds)
 			return -ENOMEM;
 		c->reg_fds = fds;
+		fds = realloc(c->reg_mems, cap * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		c->reg_mems = fds;
 		c->cap_regs = cap;
 	}
 	if (ps > d->sys_page)
 		flags |= UFAULT_REGION_PAGE_SHIFT(__builtin_ctzll(ps));
+	err = keep_fd(fd, &keep);
+	if (!err)
+		err = keep_fd(mem_fd, &keep_mem);
+	if (err)
+		goto fail;
 	if (fd >= 0) {
-		keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		if (keep < 0)
-			return -errno;
 		ufault_source_init(&src, UFAULT_SOURCE_FILE);
 		src.file.fd = fd; /* ufault keeps its own dup */
 		src.offset = r->offset;
 	} else {
 		ufault_source_init(&src, UFAULT_SOURCE_ZERO);
 	}
-	err = ufault_region_register(c->ctx, (void *)(uintptr_t)r->start, r->len, &src, flags, &h);
-	if (err) {
-		if (keep >= 0)
-			close(keep);
-		return err;
-	}
+	if (r->source == UFAULT_PROTO_SRC_SHARED)
+		err =
+		    ufault_region_register_shared(c->ctx, (void *)(uintptr_t)r->start, r->len, &src,
+						  flags | UFAULT_REGION_WRITEBACK, mem_fd, 0, &h);
+	else
+		err = ufault_region_register(c->ctx, (void *)(uintptr_t)r->start, r->len, &src,
+					     flags, &h);
+	if (err)
+		goto fail;
 	c->regs[c->nr_regs] = *r;
 	c->handles[c->nr_regs] = h;
 	c->reg_fds[c->nr_regs] = keep;
+	c->reg_mems[c->nr_regs] = keep_mem;
 	c->nr_regs++;
 	return 0;
+fail:
+	if (keep >= 0)
+		close(keep);
+	if (keep_mem >= 0)
+		close(keep_mem);
+	return err;
+}
+
+int ufd_client_budget(struct ufd_client *c, uint64_t bytes)
+{
+	struct ufault_budget b = {.size = sizeof(b), .bytes = bytes};
+	int err = ufault_ctx_set_budget(c->ctx, &b);
+
+	if (!err)
+		c->budget = bytes;
+	return err;
 }
 
 struct ufd_client *ufd_client_find(struct ufd_daemon *d, uint64_t id)
@@ -718,13 +755,14 @@ static void share_with_children(struct ufd_client *c, const struct ufault_proto_
 		if (k->parent_id != c->id || !k->ctx ||
 		    ufault__proto_overlaps(k->regs, k->nr_regs, r->start, r->len))
 			continue;
-		if (!ufd_client_region(k, r, fd))
+		if (!ufd_client_region(k, r, fd, -1))
 			ufd_persist_put(k);
 	}
 }
 
 static int do_register(struct ufd_client *c, const struct ufault_proto_region *r)
 {
+	bool shared = r->source == UFAULT_PROTO_SRC_SHARED;
 	int fd = -1, err, fl;
 	struct stat st;
 
@@ -734,20 +772,24 @@ static int do_register(struct ufd_client *c, const struct ufault_proto_region *r
 		return -ENOSPC;
 	if (ufault__proto_overlaps(c->regs, c->nr_regs, r->start, r->len))
 		return -EEXIST;
-	if (r->source == UFAULT_PROTO_SRC_FILE) {
+	if (r->source != UFAULT_PROTO_SRC_ZERO) {
 		fd = c->in_fds[0];
 		/* Only what a read at an offset means the same every time:
-		 * no pipe, socket or device whose bytes change under us. */
+		 * no pipe, socket or device whose bytes change under us.
+		 * SHARED writes back to it. (The memfd: libufault checks.) */
 		if (fstat(fd, &st) || !S_ISREG(st.st_mode))
 			return -EINVAL;
 		fl = fcntl(fd, F_GETFL);
-		if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY ||
+		    (shared && (fl & O_ACCMODE) != O_RDWR))
 			return -EBADF;
 	}
-	err = ufd_client_region(c, r, fd);
+	err = ufd_client_region(c, r, fd, shared ? c->in_fds[1] : -1);
 	if (!err) {
 		ufd_persist_put(c);
-		share_with_children(c, r, fd);
+		/* A SHARED mapping is MADV_DONTFORK: no child has it. */
+		if (!shared)
+			share_with_children(c, r, fd);
 	}
 	return err;
 }
@@ -771,10 +813,13 @@ static int do_unregister(struct ufd_client *c, const struct ufault_proto_range *
 		return err;
 	if (c->reg_fds[i] >= 0)
 		close(c->reg_fds[i]);
+	if (c->reg_mems[i] >= 0)
+		close(c->reg_mems[i]);
 	c->nr_regs--;
 	c->regs[i] = c->regs[c->nr_regs];
 	c->handles[i] = c->handles[c->nr_regs];
 	c->reg_fds[i] = c->reg_fds[c->nr_regs];
+	c->reg_mems[i] = c->reg_mems[c->nr_regs];
 	ufd_persist_put(c);
 	return 0;
 }
@@ -796,6 +841,10 @@ static int do_stats(struct ufd_client *c, struct ufault_proto_stats *ps)
 	    .regions = c->nr_regs,
 	    .p50_ns = st.latency_p50_ns,
 	    .p99_ns = st.latency_p99_ns,
+	    .budget = c->budget,
+	    .resident = st.resident,
+	    .evicted = st.evicted,
+	    .evicted_written = st.evicted_dirty,
 	};
 	return 0;
 }
@@ -821,29 +870,39 @@ static size_t do_list(struct ufd_daemon *d, struct ufault_proto_client *out, siz
 		    .regions = c->nr_regs,
 		    .errors = st.source_errors,
 		    .firecracker = c->kind == UFD_FIRECRACKER,
+		    .budget = c->budget,
+		    .resident = st.resident,
+		    .evicted = st.evicted,
 		};
 	}
 	return n;
 }
 
 /*
- * SET_BUDGET is recorded (ufaultctl shows it was received) but has no
- * effect: a foreign context cannot evict (ufault.h: no budget on a foreign
- * context), so the answer says so with -EOPNOTSUPP.
+ * SET_BUDGET: client @b->client_id's SHARED regions keep at most
+ * @b->bytes resident (libufault's evictor on its context; kept in its
+ * fd-store record). A Firecracker client has no write-back memory:
+ * -EOPNOTSUPP.
  */
 static int do_set_budget(struct ufd_client *c, const struct ufault_proto_budget *b)
 {
 	struct ufd_daemon *d = c->d;
 	struct ufd_client *t = ufd_client_find(d, b->client_id);
+	int err;
 
 	if (!t)
 		return -ENOENT;
 	if (c->uid != d->euid && c->uid != 0 && c->uid != t->uid)
 		return -EPERM;
-	t->budget = b->bytes;
-	ufd_log(d, UFAULT_LOG_INFO, "client %llu: budget %llu bytes recorded (not enforced)",
-		(unsigned long long)t->id, (unsigned long long)b->bytes);
-	return -EOPNOTSUPP;
+	if (t->kind == UFD_FIRECRACKER)
+		return -EOPNOTSUPP;
+	err = ufd_client_budget(t, b->bytes);
+	if (err)
+		return err;
+	ufd_persist_put(t);
+	ufd_log(d, UFAULT_LOG_INFO, "client %llu: budget %llu bytes", (unsigned long long)t->id,
+		(unsigned long long)b->bytes);
+	return 0;
 }
 
 static void handle_message(struct ufd_client *c)

@@ -146,10 +146,15 @@ static void print_entry(const struct ufault_proto_client *e)
 	       "uid:      %u\n"
 	       "regions:  %llu\n"
 	       "faults:   %llu\n"
-	       "errors:   %llu\n",
+	       "errors:   %llu\n"
+	       "budget:   %llu bytes%s\n"
+	       "resident: %llu pages (write-back mappings)\n"
+	       "evicted:  %llu pages\n",
 	       (unsigned long long)e->id, e->firecracker ? "firecracker" : "native", e->pid, e->uid,
 	       (unsigned long long)e->regions, (unsigned long long)e->faults,
-	       (unsigned long long)e->errors);
+	       (unsigned long long)e->errors, (unsigned long long)e->budget,
+	       e->budget ? "" : " (none)", (unsigned long long)e->resident,
+	       (unsigned long long)e->evicted);
 }
 
 int main(int argc, char **argv)
@@ -221,9 +226,10 @@ int main(int argc, char **argv)
 		if (request(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), buf, &m)) {
 			rc = 1;
 		} else if (m.u.reply.status == -EOPNOTSUPP) {
-			printf("client %llu: budget %llu bytes recorded; this ufaultd does not "
-			       "enforce budgets\n",
-			       (unsigned long long)b.client_id, (unsigned long long)b.bytes);
+			fprintf(stderr,
+				"ufaultctl: budget for client %llu: not supported (a Firecracker "
+				"client: its memory is the VMM's, use its balloon)\n",
+				(unsigned long long)b.client_id);
 			rc = 1;
 		} else if (m.u.reply.status) {
 			fprintf(stderr, "ufaultctl: budget for client %llu: %s\n",

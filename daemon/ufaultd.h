@@ -113,7 +113,7 @@ struct ufd_client {
 	struct ufault_ctx *ctx;
 	int uffd; /* our own copy, for the fd store; -1 until served */
 	uint64_t features;
-	uint64_t budget; /* SET_BUDGET, stored (no effect: see ufaultd(8)) */
+	uint64_t budget; /* SET_BUDGET: its SHARED regions' resident bytes */
 	bool stored;	 /* its entry is in the fd store */
 	/* The ranges it removed or unmapped, kept in the store (zlog.h);
 	 * written by the context's workers. */
@@ -131,10 +131,11 @@ struct ufd_client {
 	int out_fd; /* goes with out's first bytes (borrowed: the zlog's); -1 */
 
 	/* Regions (native: registered one by one; Firecracker: the list),
-	 * with a copy of each one's backing fd (-1: zeros) for the store. */
+	 * with a copy of each one's backing fd (-1: zeros) and memfd (SHARED;
+	 * else -1) for the store. */
 	struct ufault_proto_region *regs;
 	struct ufault_region **handles;
-	int *reg_fds;
+	int *reg_fds, *reg_mems;
 	unsigned int nr_regs, cap_regs;
 
 	/* Firecracker: the region list being received, then its uffd. */
@@ -229,7 +230,12 @@ bool ufd_client_listed(const struct ufd_client *c);
 bool ufd_same_file(int a, int b);
 struct ufd_client *ufd_client_find(struct ufd_daemon *d, uint64_t id);
 int ufd_client_serve(struct ufd_client *c, int uffd, uint64_t features, uint64_t max_page);
-int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd);
+/* Serve @r from @fd (-1: zeros) and, for SHARED, in the memfd @mem_fd
+ * (-1 otherwise); dups of both kept. 0 or -errno, nothing kept then. */
+int ufd_client_region(struct ufd_client *c, const struct ufault_proto_region *r, int fd,
+		      int mem_fd);
+/* Apply @bytes as @c's budget (its SHARED regions'); 0 or -errno. */
+int ufd_client_budget(struct ufd_client *c, uint64_t bytes);
 int ufd_client_attach(struct ufd_client *c, int fd);
 void ufd_native_io(uv_poll_t *poll, int status, int events);
 

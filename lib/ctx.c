@@ -517,8 +517,6 @@ int ufault_ctx_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "set_budget"))
 		return -ECHILD;
-	if (ufault__ctx_local_only(ctx, "set_budget"))
-		return -EOPNOTSUPP;
 	return ufault__evict_set_budget(ctx, b);
 }
 
@@ -528,7 +526,5 @@ int ufault_region_set_budget(struct ufault_ctx *ctx, void *addr, const struct uf
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "region_set_budget"))
 		return -ECHILD;
-	if (ufault__ctx_local_only(ctx, "region_set_budget"))
-		return -EOPNOTSUPP;
 	return ufault__evict_set_region_budget(ctx, (uint64_t)(uintptr_t)addr, b);
 }

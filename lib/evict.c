@@ -138,6 +138,58 @@ static void record(struct ufault__evict *ev, uint64_t a)
 	__atomic_store_n(&ev->seq, s + 1, __ATOMIC_RELEASE);
 }
 
+/* The end of an eviction: not busy, the faults deferred on it retried. */
+static void done(struct ufault_ctx *ctx)
+{
+	__atomic_store_n(&ctx->evict.busy, 0, __ATOMIC_RELEASE);
+	ufault__workers_poke(ctx);
+}
+
+/* evict_one() in a foreign owner's shared memory (shared.h), under the mm
+ * write lock: frozen by write-protection while it is compared and stored. */
+static enum outcome evict_shared(struct ufault_ctx *ctx, struct ufault_region *r, uint64_t a)
+{
+	struct ufault__evict *ev = &ctx->evict;
+	const struct ufault__source *s = r->src;
+	uint64_t sys = ufault__sys_page();
+	int uffd = ufault__region_uffd(r), ret;
+
+	ufault__region_write_lock(r);
+	if (!ufault__shared_resident(&s->shared, a)) {
+		ufault__region_write_unlock(r);
+		return GONE;
+	}
+	/* busy before the protection: its write-protect faults wait. */
+	__atomic_store_n(&ev->busy, a, __ATOMIC_SEQ_CST);
+	ufault__region_write_unlock(r);
+	ret = ufault__uffd_writeprotect(uffd, a, sys, true, true);
+	if (!ret) {
+		ret = ufault__shared_store(&s->shared, s, a, ufault__region_offset(r, a), ev->buf);
+		if (ret > 0) {
+			__atomic_fetch_add(&ev->evicted_dirty, 1, __ATOMIC_RELAXED);
+			ufault__source_of(&s->user)->unsynced = true;
+		}
+	}
+	if (ret >= 0) {
+		/* Recorded before the hole: a fill that read the source
+		 * before the store fills again. */
+		record(ev, a);
+		ret = ufault__shared_punch(&s->shared, a, sys);
+	}
+	/* Unprotected either way (a page kept stays writable), waking the
+	 * writers; a page gone meanwhile (unmapped) has nothing to wake. */
+	if (ufault__uffd_writeprotect(uffd, a, sys, false, true) == -EAGAIN)
+		ufault__uffd_wake(uffd, a, sys);
+	done(ctx);
+	if (ret < 0) {
+		ufault__warn(&ctx->log, "evicting %#llx: %s", (unsigned long long)a,
+			     ufault_strerror(ret));
+		return KEPT;
+	}
+	__atomic_fetch_add(&ev->evicted, 1, __ATOMIC_RELAXED);
+	return EVICTED;
+}
+
 /* Take page @a out of its region, writing it back if it was written. */
 static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 {
@@ -154,6 +206,10 @@ static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 	/* The write side: no flush (a reader) stores the page meanwhile. */
 	ufault__mm_write_lock(&ctx->mm, &held, a, a + sys);
 	r = ufault__regions_first(&ctx->regions, a, a + sys);
+	if (r && (r->flags & UFAULT_REGION_WRITEBACK) && r->src->shared.on) {
+		out = evict_shared(ctx, r, a);
+		goto unlock;
+	}
 	if (!r || !(r->flags & UFAULT_REGION_WRITEBACK) || !ufault__writeback_mapped(&ctx->wb, a))
 		goto unlock;
 	s = r->src;
@@ -221,8 +277,7 @@ static enum outcome evict_one(struct ufault_ctx *ctx, uint64_t a)
 		}
 	}
 	madvise(scratch, sys, MADV_DONTNEED);
-	__atomic_store_n(&ev->busy, 0, __ATOMIC_RELEASE);
-	ufault__workers_poke(ctx); /* the installs deferred on it */
+	done(ctx); /* the installs deferred on it */
 	if (out == EVICTED)
 		__atomic_fetch_add(&ev->evicted, 1, __ATOMIC_RELAXED);
 unlock:
@@ -442,13 +497,22 @@ static int start(struct ufault_ctx *ctx)
 	for (unsigned int i = 0; i < ev->nr_logs; i++)
 		ev->logs[i].ring =
 		    (uint64_t *)(ev->logs + ev->nr_logs) + (size_t)i * UFAULT__EVICT_LOG;
-	ev->scratch =
-	    mmap(NULL, scratch_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (ev->scratch == MAP_FAILED) {
-		ret = -errno;
+	ev->buf = ufault__pages_map(2 * sys);
+	if (!ev->buf) {
+		ret = -ENOMEM;
 		goto free_logs;
 	}
-	for (unsigned int i = 0; i < ctx->nr_uffds; i++) {
+	/* A foreign context's uffd is its owner's: no scratch page there
+	 * (its shared memory is evicted without one). */
+	ev->scratch = ctx->foreign ? NULL
+				   : mmap(NULL, scratch_len, PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ev->scratch == MAP_FAILED) {
+		ret = -errno;
+		ev->scratch = NULL;
+		goto free_buf;
+	}
+	for (unsigned int i = 0; ev->scratch && i < ctx->nr_uffds; i++) {
 		ret =
 		    ufault__uffd_register(ctx->uffds[i], (uint64_t)(uintptr_t)ev->scratch + i * sys,
 					  sys, UFFDIO_REGISTER_MODE_MISSING, NULL);
@@ -461,11 +525,15 @@ static int start(struct ufault_ctx *ctx)
 	ev->started = true;
 	return 0;
 unmap:
-	munmap(ev->scratch, scratch_len);
+	if (ev->scratch)
+		munmap(ev->scratch, scratch_len);
+free_buf:
+	ufault__pages_unmap(ev->buf, 2 * sys);
 free_logs:
 	ufault__pages_unmap(ev->logs, ev->logs_bytes);
 	ev->logs = NULL;
 	ev->scratch = NULL;
+	ev->buf = NULL;
 	return ret;
 }
 
@@ -491,6 +559,8 @@ static int check_budget(struct ufault_ctx *ctx, const char *what, const struct u
 			     what, nb->high_pct, nb->low_pct, (int)nb->policy);
 		return -EINVAL;
 	}
+	if (nb->bytes && ctx->foreign) /* shared memory only: no MOVE, no pagemap */
+		return 0;
 	if (nb->bytes && !(ctx->features & UFFD_FEATURE_MOVE)) {
 		ufault__warn(&ctx->log,
 			     "%s: eviction needs UFFDIO_MOVE (Linux 6.8), which this kernel lacks",
@@ -636,6 +706,9 @@ void ufault__evict_destroy(struct ufault_ctx *ctx)
 
 	if (ev->scratch)
 		munmap(ev->scratch, (size_t)ctx->nr_uffds * ufault__sys_page());
+	if (ev->buf)
+		ufault__pages_unmap(ev->buf, 2 * ufault__sys_page());
+	ev->buf = NULL;
 	if (ev->logs)
 		ufault__pages_unmap(ev->logs, ev->logs_bytes);
 	ev->logs = NULL;

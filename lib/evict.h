@@ -23,6 +23,12 @@
  *      freed; busy cleared; the deferred faults retried.
  * So a fault waits for at most one write-back, and no write is lost.
  *
+ * A foreign owner's shared memory (shared.h) is evicted without a scratch
+ * page: under the same locks the page is marked busy, write-protected in
+ * the owner (a write waits: worker.c defers it while busy), compared with
+ * the source and stored if it differs, recorded, punched out of the memfd
+ * and unprotected; then busy is cleared and the deferred faults retried.
+ *
  * Budgets are groups: group 0 is the context's (every write-back region's
  * pages together), groups 1.. belong to registrations given their own
  * (ufault_region_set_budget: the source object names its group, so the
@@ -84,7 +90,8 @@ struct ufault__evict {
 	struct ufault__evict_log *logs; /* one per worker */
 	unsigned int nr_logs;
 	size_t logs_bytes;
-	void *scratch; /* one page per uffd, registered MISSING */
+	void *scratch; /* one page per uffd, registered MISSING; NULL: foreign */
+	void *buf;     /* two pages: the evictor's, for shared memory (shared.h) */
 	uint64_t busy; /* atomic: the page being evicted, or 0 */
 	/* Evictions, by seq (atomic), for installs that began before them. */
 	uint64_t seq;

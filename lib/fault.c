@@ -53,7 +53,7 @@ static int apply_error_policy(struct ufault__fault_env *env, struct ufault_regio
 	if (r->flags & UFAULT_REGION_ON_ERROR_ZERO) {
 		/* A write-back region's zeros are installed clean (protected):
 		 * the shared zero page would read as written and be stored. */
-		if (r->flags & UFAULT_REGION_WRITEBACK)
+		if (ufault__region_wp_tracked(r))
 			ret = ufault__uffd_copy_wp(fd, page, env->ctx->zero_buf, len, true, done);
 		else
 			ret = ufault__uffd_zeropage(fd, page, len, true, done);
@@ -113,7 +113,7 @@ static int install_range(struct ufault__fault_env *env, struct ufault_region *r,
 		ret = apply_error_policy(env, r, fd, page, len, &done);
 	} else if (r->src->ops->cache_run) {
 		ret = install_cached(env, r, fd, page, len, skip, f, &done);
-	} else if (r->flags & UFAULT_REGION_WRITEBACK) {
+	} else if (ufault__region_wp_tracked(r)) {
 		/* Installed write-protected (clean): the first write is what
 		 * marks it written (writeback.h). Never the zero page. */
 		ret = ufault__uffd_copy_wp(fd, page,
@@ -413,6 +413,13 @@ static bool fill(struct ufault__fault_env *env, struct ufault__req *req, bool *p
 
 enum step { STEP_DONE, STEP_RESTART };
 
+/* Does what a foreign owner removes read as zeros in @r? Not in its shared
+ * memory: the memfd keeps the pages, a hole reads the source (shared.h). */
+static bool removals_zero(const struct ufault_ctx *ctx, const struct ufault_region *r)
+{
+	return ctx->foreign && !r->src->shared.on;
+}
+
 /*
  * Install, in a budgeted write-back region (@budget) under the region's
  * lock, which the evictor takes to take pages out (evict.h): not over a
@@ -435,7 +442,7 @@ static enum step guarded_install(struct ufault__fault_env *env, struct ufault__r
 		return STEP_DONE;
 	}
 	/* Removed by a foreign owner while it filled: zeros now. */
-	if (env->ctx->foreign && !req->zero &&
+	if (removals_zero(env->ctx, req->r) && !req->zero &&
 	    ufault__zeroed_since(z, req->zseq, req->page, req->page + req->len)) {
 		ufault__zeroed_install_end(z);
 		return STEP_RESTART;
@@ -611,8 +618,10 @@ static enum ufault__fault_result lookup_step(struct ufault__fault_env *env, stru
 	req->r = r;
 	req->page = ufault__region_page(r, req->addr);
 	req->len = fault_around(env, r, req->page, &req->cached);
-	if (ctx->foreign)
+	if (removals_zero(ctx, r))
 		zeroed_window(ctx, req);
+	else
+		req->zero = false;
 	req->evict_seq = ufault__evict_seq(&ctx->evict);
 	/* Not while a page of the window is being evicted: the fill would
 	 * read the source before its write-back (then seq, then busy). */

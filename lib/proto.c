@@ -62,7 +62,7 @@ static int check_fds(unsigned int nfds, unsigned int need, const char **why)
 {
 	if (nfds == need)
 		return 0;
-	return refuse(why, -EBADF, need ? "message needs an fd" : "unexpected fd");
+	return refuse(why, -EBADF, nfds < need ? "message needs more fds" : "unexpected fd");
 }
 
 static int check_hello(const struct ufault_proto_hello *h, unsigned int nfds, const char **why)
@@ -91,11 +91,13 @@ static int check_region(const struct ufault_proto_region *r, unsigned int nfds, 
 	uint64_t end, oend;
 	int err;
 
-	if (r->source != UFAULT_PROTO_SRC_ZERO && r->source != UFAULT_PROTO_SRC_FILE)
+	if (r->source > UFAULT_PROTO_SRC_SHARED)
 		return refuse(why, -EINVAL, "unknown source");
-	err = check_fds(nfds, r->source == UFAULT_PROTO_SRC_FILE, why);
+	err = check_fds(nfds, r->source, why); /* ZERO 0, FILE 1, SHARED 2 */
 	if (err)
 		return err;
+	if (r->source == UFAULT_PROTO_SRC_SHARED && r->page_size && r->page_size != sys_page)
+		return refuse(why, -EINVAL, "shared memory in system pages only");
 	if (!is_pow2(ps))
 		return refuse(why, -EINVAL, "page size not a power of two");
 	if (ps < sys_page)

@@ -99,8 +99,6 @@ int ufault_flush(struct ufault_ctx *ctx, void *addr, size_t len)
 		return -EINVAL;
 	if (ufault__ctx_forked(ctx, "flush"))
 		return -ECHILD;
-	if (ufault__ctx_local_only(ctx, "flush"))
-		return -EOPNOTSUPP;
 	if (!len || page_range(ctx, start, len, &end))
 		return -EINVAL;
 	ufault__mm_read_lock(&ctx->mm, &h, start, end);
@@ -121,11 +119,34 @@ static int writeback_args(struct ufault_ctx *ctx, unsigned int flags, int map_fl
 	return ufault__writeback_usable(&ctx->wb);
 }
 
+/* Shared memory: system pages (a hole is punched per page); a write-back
+ * region freezes a page being evicted by write-protection, synchronous, on
+ * shmem. */
+static int shared_args(struct ufault_ctx *ctx, unsigned int flags, uint64_t ps)
+{
+	if (ps != ufault__sys_page()) {
+		ufault__warn(&ctx->log,
+			     "register_shared: region pages of %llu bytes: only the system page",
+			     (unsigned long long)ps);
+		return -EINVAL;
+	}
+	if ((flags & UFAULT_REGION_WRITEBACK) &&
+	    (!(ctx->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) ||
+	     (ctx->features & UFFD_FEATURE_WP_ASYNC))) {
+		ufault__warn(&ctx->log,
+			     "register_shared: a write-back region needs the uffd set up with "
+			     "UFFD_FEATURE_WP_HUGETLBFS_SHMEM and without UFFD_FEATURE_WP_ASYNC");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 /* --- registration ------------------------------------------------------ */
 
-int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
-			   const struct ufault_source *src, unsigned int flags,
-			   struct ufault_region **out)
+/* Register, in shared memory (@shared: ufault_region_register_shared()) or not. */
+static int do_register(struct ufault_ctx *ctx, const char *what, void *addr, size_t len,
+		       const struct ufault_source *src, unsigned int flags, bool shared, int mem_fd,
+		       uint64_t mem_offset, struct ufault_region **out)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr, ps;
 	struct ufault__source *s;
@@ -134,20 +155,33 @@ int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 
 	if (!ctx)
 		return -EINVAL;
-	if (ufault__ctx_forked(ctx, "register"))
+	if (ufault__ctx_forked(ctx, what))
 		return -ECHILD;
+	if (shared && !ctx->foreign) {
+		ufault__warn(&ctx->log, "%s: only a foreign context's owner's memory", what);
+		return -EOPNOTSUPP;
+	}
 	if (!addr) {
-		ufault__warn(&ctx->log, "register: NULL address");
+		ufault__warn(&ctx->log, "%s: NULL address", what);
 		return -EINVAL;
 	}
 	ret = ufault__region_check_args(&ctx->regions, start, len, src, flags, &ps);
-	if (!ret)
+	if (!ret && shared)
+		ret = shared_args(ctx, flags, ps);
+	else if (!ret)
 		ret = writeback_args(ctx, flags, 0);
 	if (ret)
 		return ret;
 	ret = ufault__source_create(&ctx->regions.source_slab, &ctx->loops, src, &ctx->log, &s);
 	if (ret)
 		return ret;
+	if (shared) {
+		ret = ufault__shared_init(&s->shared, mem_fd, mem_offset, start, len, &ctx->log);
+		if (ret) {
+			ufault__source_abandon(s);
+			return ret;
+		}
+	}
 	ufault__mm_write_lock(&ctx->mm, &h, start, start + len);
 	ret = ufault__region_create(&ctx->regions, start, len, s, flags, ps, out);
 	proxy_unlock(ctx, &h);
@@ -156,6 +190,21 @@ int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 	else
 		ufault__source_commit(s);
 	return ret;
+}
+
+int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
+			   const struct ufault_source *src, unsigned int flags,
+			   struct ufault_region **out)
+{
+	return do_register(ctx, "register", addr, len, src, flags, false, -1, 0, out);
+}
+
+int ufault_region_register_shared(struct ufault_ctx *ctx, void *addr, size_t len,
+				  const struct ufault_source *src, unsigned int flags, int mem_fd,
+				  uint64_t mem_offset, struct ufault_region **out)
+{
+	return do_register(ctx, "register_shared", addr, len, src, flags, true, mem_fd, mem_offset,
+			   out);
 }
 
 int ufault_region_unregister(struct ufault_ctx *ctx, struct ufault_region *region)

@@ -540,9 +540,10 @@ int ufault__region_create(struct ufault__regions *set, uint64_t start, uint64_t 
 	int ret;
 
 	if (set->foreign) {
-		if (src->ops->cache_run || (flags & UFAULT_REGION_WRITEBACK)) {
-			ufault__warn(set->log, "register: a foreign context takes no memfd source "
-					       "and no write-back region");
+		if (src->ops->cache_run || ((flags & UFAULT_REGION_WRITEBACK) && !src->shared.on)) {
+			ufault__warn(set->log, "register: a foreign context takes no memfd source, "
+					       "and write-back regions only in shared memory "
+					       "(ufault_region_register_shared())");
 			return -EOPNOTSUPP;
 		}
 	} else if (range_mapped(start, len)) {

@@ -133,6 +133,14 @@ static inline uint64_t ufault__region_offset(const struct ufault_region *r, uint
 	return r->offset + (addr - r->node.start);
 }
 
+/* Are the region's written pages tracked by write-protection (installed
+ * protected)? Write-back regions, except in a foreign owner's shared memory
+ * (shared.h: written means different from the source there). */
+static inline bool ufault__region_wp_tracked(const struct ufault_region *r)
+{
+	return (r->flags & UFAULT_REGION_WRITEBACK) && !r->src->shared.on;
+}
+
 static inline bool ufault__region_detached(const struct ufault_region *r)
 {
 	return __atomic_load_n(&r->detached, __ATOMIC_ACQUIRE);

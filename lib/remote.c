@@ -65,6 +65,7 @@ struct remote_region {
 	uint64_t start, len, offset;
 	uint32_t page_size;	      /* 0: the system page */
 	int fd;			      /* a dup of the backing file, or -1 (zeros) */
+	int mem_fd;		      /* ufault_remote_map(): the memfd mapped; else -1 */
 	struct ufault_region *handle; /* in the in-process context */
 	bool unsent;		      /* its REGISTER's answer never came */
 };
@@ -261,10 +262,14 @@ static int send_region(struct ufault_remote *rm, const struct remote_region *r)
 	    .len = r->len,
 	    .offset = r->offset,
 	    .page_size = r->page_size,
-	    .source = r->fd >= 0 ? UFAULT_PROTO_SRC_FILE : UFAULT_PROTO_SRC_ZERO,
+	    .source = r->mem_fd >= 0 ? UFAULT_PROTO_SRC_SHARED
+		      : r->fd >= 0   ? UFAULT_PROTO_SRC_FILE
+				     : UFAULT_PROTO_SRC_ZERO,
 	};
+	int fds[2] = {r->fd, r->mem_fd};
 
-	return request(rm, UFAULT_MSG_REGISTER, &body, sizeof(body), r->fd, NULL, NULL, 0);
+	return request_fds(rm, UFAULT_MSG_REGISTER, &body, sizeof(body), fds, body.source,
+			   /* ZERO 0, FILE 1, SHARED 2 */ NULL, NULL, 0);
 }
 
 /*
@@ -355,6 +360,10 @@ static int local_register(struct ufault_remote *rm, struct remote_region *r)
 	 * loses that). */
 	if (r->fd >= 0)
 		madvise((void *)(uintptr_t)r->start, r->len, MADV_DONTFORK);
+	if (r->mem_fd >= 0) /* written back from here, as the daemon did */
+		return ufault_region_register_shared(rm->local, (void *)(uintptr_t)r->start, r->len,
+						     &src, flags | UFAULT_REGION_WRITEBACK,
+						     r->mem_fd, 0, &r->handle);
 	return ufault_region_register(rm->local, (void *)(uintptr_t)r->start, r->len, &src, flags,
 				      &r->handle);
 }
@@ -535,10 +544,13 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 		/* POISON: a source error is a SIGBUS, not zeros; REMOVE and
 		 * UNMAP: memory given up reads as zeros, as anonymous memory
 		 * does (the daemon sees the events); FORK: a child is served
-		 * through its own uffd. */
+		 * through its own uffd; WP_HUGETLBFS_SHMEM: mappings of
+		 * ufault_remote_map() (never WP_ASYNC: a page being evicted
+		 * is protected until it is done). */
 		ret = ufault__uffd_api(rm->uffd,
 				       UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE |
-					   UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_FORK,
+					   UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_FORK |
+					   UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
 				       &caps);
 		rm->features = caps.features;
 	}
@@ -560,24 +572,14 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 	return 0;
 }
 
-int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int fd,
-			   uint64_t offset, unsigned int page_shift)
+/* Register @r (its fds ours now, closed on failure) with the uffd in
+ * @mode, then with the daemon or the in-process context. */
+static int add_region(struct ufault_remote *rm, struct remote_region *rr, uint64_t mode)
 {
-	uint64_t start = (uint64_t)(uintptr_t)addr;
-	struct remote_region r = {.start = start, .len = len, .offset = offset, .fd = -1};
+	struct remote_region r = *rr;
+	uint64_t start = r.start, len = r.len;
 	int ret;
 
-	if (!rm || !addr || !len || page_shift >= 31 ||
-	    (page_shift && (1ull << page_shift) < ufault__sys_page()))
-		return -EINVAL;
-	if (forked(rm))
-		return -ECHILD;
-	r.page_size = page_shift ? 1u << page_shift : 0;
-	if (fd >= 0) {
-		r.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		if (r.fd < 0)
-			return -errno;
-	}
 	pthread_mutex_lock(&rm->lock);
 	ret = rm->nr >= UFAULT_PROTO_MAX_REGIONS ? -ENOSPC : 0;
 	if (!ret && rm->nr == rm->cap) {
@@ -591,8 +593,7 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 		}
 	}
 	if (!ret)
-		ret =
-		    ufault__uffd_register(rm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+		ret = ufault__uffd_register(rm->uffd, start, len, mode, NULL);
 	if (!ret) {
 		if (rm->local) {
 			ret = local_register(rm, &r);
@@ -614,7 +615,74 @@ int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int
 	pthread_mutex_unlock(&rm->lock);
 	if (ret && r.fd >= 0)
 		close(r.fd);
+	if (ret && r.mem_fd >= 0)
+		close(r.mem_fd);
 	return ret;
+}
+
+int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int fd,
+			   uint64_t offset, unsigned int page_shift)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr;
+	struct remote_region r = {
+	    .start = start, .len = len, .offset = offset, .fd = -1, .mem_fd = -1};
+
+	if (!rm || !addr || !len || page_shift >= 31 ||
+	    (page_shift && (1ull << page_shift) < ufault__sys_page()))
+		return -EINVAL;
+	if (forked(rm))
+		return -ECHILD;
+	r.page_size = page_shift ? 1u << page_shift : 0;
+	if (fd >= 0) {
+		r.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (r.fd < 0)
+			return -errno;
+	}
+	return add_region(rm, &r, UFFDIO_REGISTER_MODE_MISSING);
+}
+
+int ufault_remote_map(struct ufault_remote *rm, size_t len, int fd, uint64_t offset, void **out)
+{
+	uint64_t sys = ufault__sys_page();
+	struct remote_region r = {.len = len, .offset = offset, .fd = -1, .mem_fd = -1};
+	void *p;
+	int ret, fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+
+	if (!rm || !len || len % sys || offset % sys || !out || fd < 0)
+		return -EINVAL;
+	if (forked(rm))
+		return -ECHILD;
+	if (fl < 0 || (fl & O_ACCMODE) != O_RDWR)
+		return -EBADF;
+	if (!(rm->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return -EOPNOTSUPP;
+	r.mem_fd = memfd_create("ufault_remote_map", MFD_CLOEXEC);
+	if (r.mem_fd < 0)
+		return -errno;
+	if (ftruncate(r.mem_fd, (off_t)len)) {
+		ret = -errno;
+		close(r.mem_fd);
+		return ret;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, r.mem_fd, 0);
+	r.fd = p == MAP_FAILED ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r.fd < 0) {
+		ret = -errno;
+		if (p != MAP_FAILED)
+			munmap(p, len);
+		close(r.mem_fd);
+		return ret;
+	}
+	/* A child would share the pages with no one to fill its holes. */
+	madvise(p, len, MADV_DONTFORK);
+	r.start = (uint64_t)(uintptr_t)p;
+	ret = add_region(rm, &r, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+	if (ret) {
+		munmap(p, len);
+		return ret;
+	}
+	*out = p;
+	return 0;
 }
 
 static int remember_gone(struct ufault_remote *rm, const struct ufault_proto_range *r)
@@ -632,11 +700,26 @@ static int remember_gone(struct ufault_remote *rm, const struct ufault_proto_ran
 	return 0;
 }
 
+/* Free region @i's own resources; a mapping of ufault_remote_map() goes,
+ * with its registration. */
+static void region_drop(struct ufault_remote *rm, const struct remote_region *r, bool own)
+{
+	if (r->mem_fd >= 0 && own) {
+		ufault__uffd_unregister(rm->uffd, r->start, r->len);
+		munmap((void *)(uintptr_t)r->start, r->len);
+	}
+	if (r->fd >= 0)
+		close(r->fd);
+	if (r->mem_fd >= 0)
+		close(r->mem_fd);
+}
+
 int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr;
 	struct ufault_proto_range body = {.start = start, .len = len};
 	unsigned int i;
+	bool shared;
 	int ret = 0;
 
 	if (!rm)
@@ -651,8 +734,13 @@ int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 		pthread_mutex_unlock(&rm->lock);
 		return -ENOENT;
 	}
-	/* The kernel first: from then on faults there are ordinary. */
-	ufault__uffd_unregister(rm->uffd, start, len);
+	/* The kernel first: from then on faults there are ordinary. Not
+	 * for a mapping of ufault_remote_map(): a hole touched then would be
+	 * a page of zeros in the memfd, stored over the file. Its pages are
+	 * written back first (an error keeps it registered), then it goes. */
+	shared = rm->regions[i].mem_fd >= 0;
+	if (!shared)
+		ufault__uffd_unregister(rm->uffd, start, len);
 	if (rm->local) {
 		ret = ufault_region_unregister(rm->local, rm->regions[i].handle);
 	} else {
@@ -665,8 +753,11 @@ int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 			ret = 0;
 		}
 	}
-	if (rm->regions[i].fd >= 0)
-		close(rm->regions[i].fd);
+	if (shared && ret) {
+		pthread_mutex_unlock(&rm->lock);
+		return ret;
+	}
+	region_drop(rm, &rm->regions[i], true);
 	rm->regions[i] = rm->regions[--rm->nr];
 	pthread_mutex_unlock(&rm->lock);
 	return ret;
@@ -709,11 +800,11 @@ void ufault_remote_close(struct ufault_remote *rm)
 	if (rm->local)
 		ufault_ctx_destroy(rm->local); /* in a child, its child path */
 	for (unsigned int i = 0; i < rm->nr; i++) {
-		/* Ordinary memory again (pages never filled read zeros). */
-		if (own)
+		/* Ordinary memory again (pages never filled read zeros);
+		 * the mappings of ufault_remote_map() unmapped. */
+		if (own && rm->regions[i].mem_fd < 0)
 			ufault__uffd_unregister(rm->uffd, rm->regions[i].start, rm->regions[i].len);
-		if (rm->regions[i].fd >= 0)
-			close(rm->regions[i].fd);
+		region_drop(rm, &rm->regions[i], own);
 	}
 	free(rm->regions);
 	free(rm->gone);

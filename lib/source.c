@@ -119,6 +119,7 @@ void ufault__source_put(struct ufault__source *s)
 		s->ops->fini(&s->user);
 	if (__atomic_load_n(&s->group, __ATOMIC_ACQUIRE))
 		s->group_gone(s->group_arg, s->group);
+	ufault__shared_fini(&s->shared);
 	ufault__slab_free(s->slab, s);
 }
 

@@ -24,6 +24,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "shared.h"
 #include "watch.h"
 
 /* fill() result meaning "install zeros" (UFFDIO_ZEROPAGE, no copy). */
@@ -101,6 +102,9 @@ struct ufault__source_ops {
 	void (*write_batch)(const struct ufault_source *src, struct ufault__wb_io *io,
 			    unsigned int n);
 	int (*sync)(const struct ufault_source *src);
+	/* Optional: read @len bytes at @off now (0 or -errno), for what
+	 * compares memory with the source (shared.h). */
+	int (*read)(const struct ufault_source *src, uint64_t off, void *buf, size_t len);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;
@@ -126,6 +130,9 @@ struct ufault__source {
 	unsigned int group; /* atomic */
 	void (*group_gone)(void *arg, unsigned int group);
 	void *group_arg;
+	/* A foreign owner's shared memory (ufault_region_register_shared()),
+	 * set before the registration is made; released with the source. */
+	struct ufault__shared shared;
 };
 
 /* The source object whose caller's struct is @src (the ops get &s->user). */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -183,6 +184,26 @@ static void file_write_batch(const struct ufault_source *src, struct ufault__wb_
 	io_uring_queue_exit(&ring);
 }
 
+static int file_read(const struct ufault_source *src, uint64_t off, void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = pread(src->file.fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) { /* past the end reads as zeros, as a fill does */
+			memset(buf, 0, len);
+			break;
+		}
+		buf = (char *)buf + n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int file_sync(const struct ufault_source *src)
 {
 	return fdatasync(src->file.fd) ? -errno : 0;
@@ -198,4 +219,5 @@ const struct ufault__source_ops ufault__source_file = {
     .write = file_write,
     .write_batch = file_write_batch,
     .sync = file_sync,
+    .read = file_read,
 };

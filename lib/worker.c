@@ -74,12 +74,22 @@ static void settle(struct ufault__worker *w, struct ufault__req *req, enum ufaul
 /*
  * A write to a clean page of a write-back region (SYNC dirty tracking,
  * writeback.h): unprotecting it is what records it as written, and wakes
- * the writer. Events pending: deferred like a fault.
+ * the writer. Events pending: deferred like a fault. A page the evictor
+ * froze (a foreign owner's shared memory, shared.h) stays protected until
+ * its eviction is done: deferred too, or, the list full, the writer woken
+ * to fault again.
  */
 static void handle_wp(struct ufault__worker *w, uint64_t addr, unsigned int flags, uint64_t t0)
 {
-	int ret = ufault__uffd_writeprotect(w->uffd, addr, ufault__sys_page(), false, true);
+	int ret;
 
+	if (ufault__evict_busy(&w->env.ctx->evict, addr, addr + ufault__sys_page())) {
+		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
+		if (!ufault__defer_add(&w->defer, addr, flags, t0))
+			ufault__uffd_wake(w->uffd, addr, ufault__sys_page());
+		return;
+	}
+	ret = ufault__uffd_writeprotect(w->uffd, addr, ufault__sys_page(), false, true);
 	if (ret == -EAGAIN && ufault__defer_add(&w->defer, addr, flags, t0)) {
 		ufault__stat_add(&w->env.stats, UFAULT__STAT_DEFERRED, 1);
 		return;

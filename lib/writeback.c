@@ -194,16 +194,15 @@ static void store(const struct ufault__source *s, struct ufault__wb_io *io, unsi
 		io[i].result = s->ops->write(&s->user, io[i].off, io[i].buf, io[i].len);
 }
 
-int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
-			    uint64_t end)
+/* Store the written pages of [start, end) of @r, tracked by protection
+ * (writeback.h); the pages stored added to *@pages; 0 or the first -errno. */
+static int store_written(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
+			 uint64_t end, uint64_t *pages)
 {
 	const struct ufault__source *s = r->src;
 	int uffd = ufault__region_uffd(r), first = 0;
 	struct page_region vec[RUNS];
 	struct ufault__wb_io io[RUNS];
-	struct ufault__source *so = ufault__source_of(&s->user);
-	uint64_t pages = 0;
-	bool unsynced;
 
 	while (start < end) {
 		uint64_t walk_end = end;
@@ -231,12 +230,28 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 					first = io[i].result;
 				continue;
 			}
-			pages += io[i].len / ufault__sys_page();
+			*pages += io[i].len / ufault__sys_page();
 		}
 		if (walk_end <= start)
 			break;
 		start = walk_end;
 	}
+	return first;
+}
+
+int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *r, uint64_t start,
+			    uint64_t end)
+{
+	const struct ufault__source *s = r->src;
+	struct ufault__source *so = ufault__source_of(&s->user);
+	int uffd = ufault__region_uffd(r), first;
+	uint64_t pages = 0;
+	bool unsynced;
+
+	/* In a foreign owner's shared memory, written means different. */
+	first = s->shared.on ? ufault__shared_store_range(&s->shared, s, start, end,
+							  ufault__region_offset(r, start), &pages)
+			     : store_written(wb, r, start, end, &pages);
 	/* Also what the evictor wrote back since the last sync. */
 	unsynced = __atomic_exchange_n(&so->unsynced, false, __ATOMIC_ACQ_REL);
 	if ((pages || unsynced) && !first && s->ops->sync) {
@@ -245,8 +260,9 @@ int ufault__writeback_range(struct ufault__writeback *wb, struct ufault_region *
 			/* Which pages are durable is unknown: the resident
 			 * ones are written again, the evicted ones synced
 			 * again next time. */
-			protect(uffd, ufault__region_start(r),
-				ufault__region_end(r) - ufault__region_start(r), false);
+			if (!s->shared.on) /* there: compared again */
+				protect(uffd, ufault__region_start(r),
+					ufault__region_end(r) - ufault__region_start(r), false);
 			__atomic_store_n(&so->unsynced, true, __ATOMIC_RELEASE);
 		}
 	} else if (unsynced && first) {

@@ -16,13 +16,15 @@
  * Exchange:
  *   HELLO (+ the client's uffd [+ its  -> REPLY {status, value: client id}
  *          last removed-ranges log])    (+ the removed-ranges log, below)
- *   REGISTER (+ backing fd for FILE) -> REPLY {status}
+ *   REGISTER (+ backing fd for FILE; -> REPLY {status}
+ *     file and memfd for SHARED)
  *   UNREGISTER                       -> REPLY {status}
  *   STATS                            -> REPLY {status} + body ufault_proto_stats
  *   LIST (ufaultctl)                 -> REPLY {status, value: n} + n ufault_proto_client
  *   SET_BUDGET (ufaultctl)           -> REPLY {status}
  * The client registers its ranges with its own uffd (UFFDIO_REGISTER, mode
- * MISSING) before it sends REGISTER, and keeps its own copy of the uffd.
+ * MISSING; MISSING | WP for SHARED) before it sends REGISTER, and keeps its
+ * own copy of the uffd.
  *
  * Firecracker mode is a different protocol on its own socket: see
  * ufaultd(8).
@@ -79,6 +81,18 @@ struct ufault_proto_hello {
 enum ufault_proto_source {
 	UFAULT_PROTO_SRC_ZERO = 0, /* no fd */
 	UFAULT_PROTO_SRC_FILE = 1, /* fd: a regular file or memfd, read at offset */
+	/*
+	 * Since 0.7, write-back: fds: a regular file open read-write, then the
+	 * memfd the client maps MAP_SHARED over the range from its offset 0.
+	 * Pages are filled from the file into the memfd; a page that differs
+	 * from the file is written back when the daemon evicts it (the
+	 * client's budget, SET_BUDGET), at UNREGISTER (answered once written)
+	 * and when the client goes. System pages only (page_size 0). The
+	 * client's uffd has UFFD_FEATURE_WP_HUGETLBFS_SHMEM and not
+	 * UFFD_FEATURE_WP_ASYNC, and the range is registered MISSING | WP (a
+	 * page being evicted is write-protected meanwhile).
+	 */
+	UFAULT_PROTO_SRC_SHARED = 2,
 };
 
 /* REGISTER: [start, start + len) of the client, page-aligned (region page). */
@@ -95,7 +109,8 @@ struct ufault_proto_range {
 	uint64_t start, len;
 };
 
-/* SET_BUDGET (ufaultctl): the client @client_id's fault concurrency. */
+/* SET_BUDGET (ufaultctl): the most memory client @client_id's SHARED
+ * regions keep resident (since 0.7 enforced: the rest is evicted). */
 struct ufault_proto_budget {
 	uint64_t client_id;
 	uint64_t bytes; /* 0: none */
@@ -111,6 +126,9 @@ struct ufault_proto_reply {
 struct ufault_proto_stats {
 	uint64_t faults, pages, errors, regions;
 	uint64_t p50_ns, p99_ns; /* fault latency */
+	/* Since 0.7: the budget (0: none), the SHARED regions' resident
+	 * pages, the pages evicted and, of those, written back. */
+	uint64_t budget, resident, evicted, evicted_written;
 };
 
 /* LIST reply data, one per client (at most what fits the body). */
@@ -120,6 +138,7 @@ struct ufault_proto_client {
 	uint64_t faults, regions, errors;
 	uint32_t firecracker; /* 1: a Firecracker-protocol client */
 	uint32_t reserved;
+	uint64_t budget, resident, evicted; /* since 0.7: as in ufault_proto_stats */
 };
 
 /*

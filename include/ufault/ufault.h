@@ -174,10 +174,14 @@ struct ufault_config {
 	 * @foreign_features) and registered itself; the context keeps a
 	 * dup(2) of it (the caller's fd stays the caller's) as its only uffd.
 	 * Its regions (ufault_region_register()) describe ranges of that
-	 * process: nothing is registered with the kernel, no write-back,
-	 * budget or proxy call is available (-EOPNOTSUPP). Events the
+	 * process: nothing is registered with the kernel, and no proxy call
+	 * is available (-EOPNOTSUPP). Write-back regions, flushes and budgets
+	 * work in the owner's shared memory only
+	 * (ufault_region_register_shared(), since 0.7; elsewhere a
+	 * write-back region is -EOPNOTSUPP). Events the
 	 * creator enabled are handled: UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP
-	 * make the range read as zeros from then on (a balloon); with
+	 * make the range read as zeros from then on (a balloon; not in
+	 * shared memory, where the memfd keeps the pages); with
 	 * UFFD_EVENT_FORK, @on_fork gets the child's uffd (which it owns:
 	 * without @on_fork it is closed, and the child's faults on it fall
 	 * back to the kernel); UFFD_EVENT_REMAP moves no region: the moved
@@ -549,6 +553,44 @@ UFAULT_API void ufault_source_init(struct ufault_source *src, enum ufault_source
 UFAULT_API int ufault_region_register(struct ufault_ctx *ctx, void *addr, size_t len,
 				      const struct ufault_source *src, unsigned int flags,
 				      struct ufault_region **out);
+
+/**
+ * ufault_region_register_shared() - (since 0.7) ufault_region_register() for
+ * a foreign context (ufault_config.foreign_uffd) whose owner maps
+ * [@addr, @addr + @len) MAP_SHARED from @mem_fd at @mem_offset: a memfd or
+ * tmpfs file open read-write, at least @mem_offset + @len bytes long, of
+ * which the context keeps a dup. Pages are the system page. Filled pages
+ * go into @mem_fd's page cache (UFFDIO_COPY), so holding it is holding the
+ * owner's memory: with UFAULT_REGION_WRITEBACK, the region is written back
+ * and evicted under ufault_ctx_set_budget() and ufault_region_set_budget()
+ * without any access to the owner's address space.
+ *
+ * Written, there, means different from the source: a page's bytes (read
+ * from @mem_fd) are compared with the source's (FILE sources; others are
+ * always stored) and stored if they differ. Eviction write-protects the
+ * page in the owner (a write waits, never lost), stores it, punches it out
+ * of @mem_fd, which unmaps it in the owner, and unprotects it: the next
+ * touch is a missing fault, filled from the source. ufault_flush(),
+ * ufault_region_unregister() and ufault_ctx_destroy() store every resident
+ * page that differs (a page written during the flush may be stored either
+ * way; the next flush or eviction compares it again). For that the owner
+ * registers the range with UFFDIO_REGISTER_MODE_MISSING |
+ * UFFDIO_REGISTER_MODE_WP on a uffd set up with
+ * UFFD_FEATURE_WP_HUGETLBFS_SHMEM and without UFFD_FEATURE_WP_ASYNC (both
+ * checked here: -EOPNOTSUPP). Without UFAULT_REGION_WRITEBACK the region is
+ * filled as any other. UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP do not make
+ * it read zeros: a page the owner dropped is still in @mem_fd, and a hole
+ * (MADV_REMOVE) is filled from the source again, as a MAP_SHARED file
+ * mapping would read it.
+ *
+ * Errors: as ufault_region_register(), and -EOPNOTSUPP (not a foreign
+ * context; the uffd's features), -EINVAL (@mem_fd, @mem_offset, a region
+ * page other than the system page).
+ */
+UFAULT_API int ufault_region_register_shared(struct ufault_ctx *ctx, void *addr, size_t len,
+					     const struct ufault_source *src, unsigned int flags,
+					     int mem_fd, uint64_t mem_offset,
+					     struct ufault_region **out);
 
 /**
  * ufault_region_unregister() - stop handling @region. Threads parked on it
@@ -990,8 +1032,32 @@ UFAULT_API int ufault_remote_connect(struct ufault_remote **out,
 UFAULT_API int ufault_remote_register(struct ufault_remote *rm, void *addr, size_t len, int fd,
 				      uint64_t offset, unsigned int page_shift);
 
+/**
+ * ufault_remote_map() - (since 0.7) map @len bytes (a multiple of the
+ * system page) of @fd (a regular file open read-write) from @offset
+ * (page-aligned), served by the daemon with write-back: *@out receives
+ * the address. The mapping is MAP_SHARED memory of a memfd the daemon
+ * holds too (ufault_region_register_shared()): a page is filled from @fd
+ * on first touch, and a page whose bytes differ from @fd's is written back
+ * when the daemon evicts it (under this client's budget: `ufaultctl budget`),
+ * when the region is unregistered, and when this process disconnects or
+ * dies (the daemon still holds the memory then). A child made by fork(2)
+ * does not get the mapping (MADV_DONTFORK). Served in-process after a
+ * takeover, it is written back the same way, without a budget.
+ * ufault_remote_unregister(@out, @len) writes it back, then unmaps it;
+ * ufault_remote_close() unmaps it (the daemon writes it back). Errors:
+ * -EINVAL, -EBADF (@fd not open read-write), -EOPNOTSUPP (no
+ * UFFD_FEATURE_WP_HUGETLBFS_SHMEM: Linux 5.19), -ENOMEM, -ENOSPC, the
+ * daemon's refusal (-EINVAL: @fd not a regular file...); nothing is mapped
+ * then.
+ */
+UFAULT_API int ufault_remote_map(struct ufault_remote *rm, size_t len, int fd, uint64_t offset,
+				 void **out);
+
 /** ufault_remote_unregister() - the region registered exactly as
- * [@addr, @addr + @len) becomes ordinary memory. -ENOENT if there is none. */
+ * [@addr, @addr + @len) becomes ordinary memory. -ENOENT if there is none.
+ * A mapping of ufault_remote_map() is written back first (an error, the
+ * region staying, is returned), then unmapped. */
 UFAULT_API int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len);
 
 /** 1 once the client serves its faults itself (the daemon stayed away). */
@@ -1000,7 +1066,9 @@ UFAULT_API int ufault_remote_local(const struct ufault_remote *rm);
 /**
  * ufault_remote_close() - disconnect (the daemon frees what it held for the
  * client), unregister every region (pages never filled then read zeros:
- * close once the regions are no longer used), close the uffd, free @rm.
+ * close once the regions are no longer used), unmap the mappings of
+ * ufault_remote_map() (the daemon writes them back after: unregister them
+ * first to know when that is done), close the uffd, free @rm.
  */
 UFAULT_API void ufault_remote_close(struct ufault_remote *rm);
 

@@ -315,7 +315,9 @@ static inline long tc_list(int fd, struct ufault_proto_client *out, size_t max)
 }
 
 /* Room for LIST's entries (as many as fit one reply's body). */
-#define TC_LIST_MAX 85
+#define TC_LIST_MAX                                                                                \
+	((UFAULT_PROTO_MAX_BODY - sizeof(struct ufault_proto_reply)) /                             \
+	 sizeof(struct ufault_proto_client))
 
 /* LIST over a connection of its own; the count, or -errno. */
 static inline long tc_list_clients(const char *path, struct ufault_proto_client *e)

@@ -48,13 +48,30 @@
  *  - remote_release: taken over in-process, then a daemon comes back with
  *    the session in its store: the client tells it to let go (LIST
  *    empties while the client lives) and goes on serving itself.
+ *  - remote_budget: ufault_remote_map() (write-back, MAP_SHARED memfd)
+ *    under a budget set with SET_BUDGET: two passes check and write every
+ *    page's generation while the daemon evicts (LIST and the client's smaps
+ *    stay within the budget's limit); ufaultd is killed -9 during the
+ *    second and started again: the session resumes with its budget and
+ *    eviction goes on; at the end the file holds every page's last
+ *    generation.
+ *  - remote_map_orphan: a client with a written ufault_remote_map()
+ *    mapping exits while no daemon runs; the next daemon stores the pages
+ *    from the memfd in its fd store before it drops the entry: the file
+ *    holds them all.
+ *  - remote_map_takeover: half a ufault_remote_map() mapping written
+ *    through a daemon without a store, which is then killed: the client
+ *    takes over, reads that half from the memfd and fills the other from
+ *    the file in-process, writes every page, and its unregister writes
+ *    them all back.
  *  - store_entries: entries put into a keeper by hand, as a store that
  *    cannot be trusted might hold them: a truncated record, a pipe for a
  *    uffd or for a file, an unaligned region, a name that is not the
  *    record's id, an fd index out of range, an fd no region uses, a
- *    fork child on the good entry's uffd (two clients on one uffd),
- *    a process that is gone; and one good entry of a live
- *    process. The daemon serves only the good one (which its process then
+ *    memfd index on a FILE region, a SHARED region whose memfd is its
+ *    file, a fork child on the good entry's uffd (two clients on one
+ *    uffd), a process that is gone; and one good entry of a live process,
+ *    in version 1 (as 0.5 and 0.6 wrote it: no budget). The daemon serves only the good one (which its process then
  *    faults through, byte-exact), drops the rest and deletes them (the
  *    keeper holds nothing in the end), and gives new clients ids above
  *    every id it loaded.
@@ -1424,7 +1441,13 @@ static void test_store_entries(void **state)
 	/* No daemon runs: this process is the keeper's daemon for now. */
 	assert_int_equal(ufd_store_open(&st, 0, keeper_path, UFAULTD_KEEPER_BIN), 0);
 	len = record(rec, 7, k.pid, start, addr, 1, 2);
-	put(&st, "c7", rec, len, fds, 2); /* the good one */
+	/* The good one, as ufaultd 0.5 and 0.6 wrote it: version 1, its head
+	 * without the budget. */
+	memcpy(&h, rec, sizeof(h));
+	h.version = 1;
+	memcpy(rec, &h, UFD_REC_HEAD_V1);
+	memmove(rec + UFD_REC_HEAD_V1, rec + sizeof(h), len - sizeof(h));
+	put(&st, "c7", rec, len - (sizeof(h) - UFD_REC_HEAD_V1), fds, 2);
 	len = record(rec, 40, dead, start, addr, 1, 2);
 	put(&st, "c40", rec, len, fds, 2);	     /* its process is gone */
 	put(&st, "c1", rec, sizeof(h) + 10, fds, 2); /* truncated */
@@ -1453,6 +1476,18 @@ static void test_store_entries(void **state)
 	h.zlog = 1;
 	memcpy(rec, &h, sizeof(h));
 	put(&st, "c10", rec, len, fds, 2); /* the backing file as the removed-ranges log */
+	len = record(rec, 12, k.pid, start, addr, 1, 3);
+	memcpy(&r, rec + sizeof(h), sizeof(r));
+	r.mem = 2;
+	memcpy(rec + sizeof(h), &r, sizeof(r));
+	put(&st, "c12", rec, len, (int[]){uffd, file, file2}, 3); /* a memfd for a FILE region */
+	len = record(rec, 13, k.pid, start, addr, 1, 2);
+	memcpy(&r, rec + sizeof(h), sizeof(r));
+	r.r.source = UFAULT_PROTO_SRC_SHARED;
+	r.r.page_size = 0;
+	r.mem = 1;
+	memcpy(rec + sizeof(h), &r, sizeof(r));
+	put(&st, "c13", rec, len, fds, 2); /* SHARED: its file as its memfd */
 	{
 		struct ufault_proto_zlog_head zh = {.magic = UFAULT_PROTO_ZLOG_MAGIC, .count = 1};
 		struct ufault_zeroed zr = {.start = 2 * ps, .end = ps}; /* not a range */
@@ -1481,6 +1516,7 @@ static void test_store_entries(void **state)
 	assert_int_equal(e[0].id, 7);
 	assert_int_equal(e[0].pid, (uint32_t)k.pid);
 	assert_int_equal(e[0].regions, 1);
+	assert_int_equal(e[0].budget, 0);
 	/* New ids above every one the store had. */
 	fd = tc_connect(sock_path);
 	assert_true(fd >= 0);
@@ -1789,6 +1825,363 @@ static void test_fork_outlives_restart(void **state)
 /* Group                                                                */
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* ufault_remote_map: write-back under a budget, across a restart       */
+/* ------------------------------------------------------------------ */
+
+#define WB_LEN (4u << 20)
+#define WB_OFF_PAGES 5u
+#define WB_BUDGET (256u << 10)
+#define WB_THREADS 2u
+
+static char wb_path[160];
+
+/* Word @k of page @page at generation @gen >= 1. */
+static uint64_t wb_word(uint64_t page, uint64_t gen, uint64_t k)
+{
+	return (page << 40) ^ (gen << 32) ^ (k * 0x9e3779b97f4a7c15ull);
+}
+
+/* Does @p (page @page) hold generation @gen (0: the file's pattern)? */
+static bool wb_holds(const unsigned char *p, uint64_t page, uint64_t gen)
+{
+	const volatile uint64_t *w = (const volatile uint64_t *)p;
+
+	if (!gen)
+		return tu_pattern_check(p, ps, (WB_OFF_PAGES + page) * ps, PAT_SEED) == -1;
+	for (uint64_t k = 0; k < ps / 8; k++)
+		if (w[k] != wb_word(page, gen, k))
+			return false;
+	return true;
+}
+
+/* One thread of a pass: its pages checked at @gen - 1, written at @gen;
+ * thread 0 reports UP_PROGRESS after 64 pages (if @c). */
+struct wb_pass {
+	unsigned char *p;
+	unsigned int id;
+	uint64_t gen, wrong;
+	const struct ctl *c;
+	pthread_t th;
+};
+
+static void *wb_pass_main(void *arg)
+{
+	struct wb_pass *w = arg;
+
+	for (uint64_t pg = w->id, n = 0; pg < WB_LEN / ps; pg += WB_THREADS, n++) {
+		volatile uint64_t *q = (volatile uint64_t *)(w->p + pg * ps);
+
+		if (!wb_holds(w->p + pg * ps, pg, w->gen - 1))
+			w->wrong++;
+		for (uint64_t k = 0; k < ps / 8; k++)
+			q[k] = wb_word(pg, w->gen, k);
+		if (w->c && !w->id && n == 64)
+			up(w->c, UP_PROGRESS);
+	}
+	return NULL;
+}
+
+/* A pass over the whole mapping; the pages that did not hold @gen - 1. */
+static uint64_t wb_pass(unsigned char *p, uint64_t gen, const struct ctl *c)
+{
+	struct wb_pass w[WB_THREADS];
+	uint64_t wrong = 0;
+
+	for (unsigned int i = 0; i < WB_THREADS; i++) {
+		w[i] = (struct wb_pass){.p = p, .id = i, .gen = gen, .c = c};
+		TU_CHILD_CHECK(!pthread_create(&w[i].th, NULL, wb_pass_main, &w[i]), 30);
+	}
+	for (unsigned int i = 0; i < WB_THREADS; i++) {
+		pthread_join(w[i].th, NULL);
+		wrong += w[i].wrong;
+	}
+	return wrong;
+}
+
+static void budget_child(const struct ctl *c, const void *arg)
+{
+	struct ufault_remote_config cfg;
+	struct ufault_remote *rm;
+	unsigned char *buf = malloc(ps);
+	uint64_t wrong = 0;
+	void *p;
+	int fd;
+
+	(void)arg;
+	ufault_remote_config_init(&cfg);
+	cfg.socket_path = sock_path;
+	cfg.takeover_ms = 100000; /* the restarted daemon resumes the session */
+	cfg.nr_workers = 2;
+	TU_CHILD_CHECK(buf && !ufault_remote_connect(&rm, &cfg), 2);
+	fd = open(wb_path, O_RDWR | O_CLOEXEC);
+	TU_CHILD_CHECK(fd >= 0, 3);
+	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	up(c, 0);
+	down(c); /* the budget is set */
+	TU_CHILD_CHECK(wb_pass(p, 1, NULL) == 0, 5);
+	up(c, UP_DONE);
+	down(c); /* the daemon is killed in this pass, and started again */
+	TU_CHILD_CHECK(wb_pass(p, 2, c) == 0, 6);
+	up(c, UP_DONE);
+	down(c);
+	/* Written back, then unmapped: the file has every page's last. */
+	TU_CHILD_CHECK(!ufault_remote_unregister(rm, p, WB_LEN), 7);
+	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
+		TU_CHILD_CHECK(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)) == (ssize_t)ps,
+			       8);
+		wrong += !wb_holds(buf, pg, 2);
+	}
+	TU_CHILD_CHECK(wrong == 0, 9);
+	up(c, UP_DONE);
+	down(c);
+	ufault_remote_close(rm);
+	close(fd);
+	free(buf);
+}
+
+/* The pages of @pid's mapping of ufault_remote_map()'s memfd in its page
+ * tables (smaps Rss), in bytes; -1 if it has none. */
+static long long mapped_rss(pid_t pid)
+{
+	char path[64], line[512];
+	long long rss = -1;
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		long long kb;
+
+		if (strchr(line, '-') && strstr(line, " rw-s "))
+			in = strstr(line, "/memfd:ufault_remote_map") != NULL;
+		else if (in && sscanf(line, "Rss: %lld kB", &kb) == 1)
+			rss = kb << 10;
+	}
+	fclose(f);
+	return rss;
+}
+
+/* LIST's entry of @pid, which must be there. */
+static struct ufault_proto_client listed(pid_t pid)
+{
+	struct ufault_proto_client e[TC_LIST_MAX];
+	long n = tc_list_clients(sock_path, e);
+	const struct ufault_proto_client *c = tc_find_pid(e, n, pid);
+
+	assert_non_null(c);
+	assert_int_equal(count_pid(e, n, pid), 1);
+	return *c;
+}
+
+/*
+ * A budget through SET_BUDGET (as ufaultctl sends it) on a mapping of
+ * ufault_remote_map(), 4 MiB over a 256 KiB budget: two passes of 2
+ * threads check each page's last generation and write the next. The
+ * daemon evicts (LIST: evicted, resident within the budget's limit, and
+ * the client's own page tables, smaps, hold no more); it is killed -9
+ * during the second pass and started again: the session resumes with its
+ * budget from the fd store, and eviction goes on. At the end the client
+ * unregisters the mapping (written back, unmapped) and finds every page's
+ * last generation in the file.
+ */
+static void test_remote_budget(void **state)
+{
+	struct ufault_proto_budget b = {.bytes = WB_BUDGET};
+	/* The evictor's limit: the budget and 1/32 of it, at least 32 pages. */
+	long long limit =
+	    WB_BUDGET + (long long)(WB_BUDGET / 32 / ps > 32 ? WB_BUDGET / 32 : 32 * ps);
+	unsigned char buf[TC_MSG_MAX];
+	struct ufault_proto_client e;
+	struct ufault__proto_msg m;
+	uint64_t evicted;
+	struct kid k;
+	int fd;
+
+	tu_pattern_file(wb_path, WB_LEN + WB_OFF_PAGES * ps, PAT_SEED);
+	daemon_start(NULL, NULL);
+	kid_spawn(&k, budget_child, NULL);
+	kid_expect(&k, 0);
+	b.client_id = listed(k.pid).id;
+	fd = tc_connect(sock_path);
+	assert_true(fd >= 0);
+	assert_int_equal(
+	    tc_status(tc_call(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, &m, buf), &m), 0);
+	close(fd);
+	kid_send(&k);
+	kid_expect(&k, UP_DONE);
+	e = listed(k.pid);
+	assert_int_equal(e.budget, WB_BUDGET);
+	assert_true(e.evicted > 0);
+	assert_true((long long)e.resident * (long long)ps <= limit);
+	assert_true(mapped_rss(k.pid) >= 0 && mapped_rss(k.pid) <= limit);
+	evicted = e.evicted;
+
+	kid_send(&k);
+	kid_expect(&k, UP_PROGRESS);
+	daemon_kill9_mid_fault(&k.pid, 1, false);
+	daemon_start(NULL, NULL);
+	kid_expect(&k, UP_DONE);
+	/* Resumed with its budget; this daemon evicted too. Pages resident
+	 * before the restart are not counted by it (ufaultd(8)). */
+	e = listed(k.pid);
+	assert_int_equal(e.budget, WB_BUDGET);
+	assert_true(e.evicted > 0);
+	assert_true((long long)e.resident * (long long)ps <= limit);
+	print_message("evicted %llu before the restart, %llu after\n", (unsigned long long)evicted,
+		      (unsigned long long)e.evicted);
+	kid_send(&k);
+	kid_expect(&k, UP_DONE);
+	kid_send(&k);
+	kid_finish(&k);
+	wait_unlisted(0);
+	daemon_kill9();
+	keeper_holds_nothing(keeper_path);
+	unlink(wb_path);
+}
+
+/* Pages [@from, @to) of @p: each checked at generation (its index below
+ * @half ? @below : @above), then written at @gen; the pages that were not. */
+static uint64_t wb_sweep(unsigned char *p, uint64_t from, uint64_t to, uint64_t half,
+			 uint64_t below, uint64_t above, uint64_t gen)
+{
+	uint64_t wrong = 0;
+
+	for (uint64_t pg = from; pg < to; pg++) {
+		volatile uint64_t *q = (volatile uint64_t *)(p + pg * ps);
+
+		wrong += !wb_holds(p + pg * ps, pg, pg < half ? below : above);
+		for (uint64_t k = 0; k < ps / 8; k++)
+			q[k] = wb_word(pg, gen, k);
+	}
+	return wrong;
+}
+
+/* Half a ufault_remote_map() mapping written through the daemon, then,
+ * the daemon gone, the whole of it through the takeover context. */
+static void map_takeover_child(const struct ctl *c, const void *arg)
+{
+	struct ufault_remote_config cfg;
+	struct ufault_remote *rm;
+	unsigned char *buf = malloc(ps);
+	uint64_t half = WB_LEN / ps / 2, wrong = 0;
+	void *p;
+	int fd;
+
+	(void)arg;
+	ufault_remote_config_init(&cfg);
+	cfg.socket_path = sock_path;
+	cfg.takeover_ms = 300;
+	TU_CHILD_CHECK(buf && !ufault_remote_connect(&rm, &cfg), 2);
+	fd = open(wb_path, O_RDWR | O_CLOEXEC);
+	TU_CHILD_CHECK(fd >= 0, 3);
+	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	TU_CHILD_CHECK(wb_sweep(p, 0, half, half, 0, 0, 1) == 0, 5);
+	up(c, UP_DONE);
+	down(c); /* the daemon is dead, for good */
+	/* The first half from the memfd, the second filled in-process. */
+	TU_CHILD_CHECK(wb_sweep(p, 0, WB_LEN / ps, half, 1, 0, 2) == 0, 6);
+	TU_CHILD_CHECK(ufault_remote_local(rm) == 1, 7);
+	TU_CHILD_CHECK(!ufault_remote_unregister(rm, p, WB_LEN), 8);
+	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
+		TU_CHILD_CHECK(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)) == (ssize_t)ps,
+			       9);
+		wrong += !wb_holds(buf, pg, 2);
+	}
+	TU_CHILD_CHECK(wrong == 0, 10);
+	up(c, UP_DONE);
+	down(c);
+	ufault_remote_close(rm);
+	close(fd);
+	free(buf);
+}
+
+/*
+ * ufault_remote_map() after a takeover: the daemon (no store) killed -9
+ * once half the mapping was written through it; the client serves itself,
+ * fills the other half from the file, and writes every page back at
+ * unregister, in-process.
+ */
+static void test_remote_map_takeover(void **state)
+{
+	struct kid k;
+
+	tu_pattern_file(wb_path, WB_LEN + WB_OFF_PAGES * ps, PAT_SEED);
+	daemon_start("--no-keeper", NULL);
+	kid_spawn(&k, map_takeover_child, NULL);
+	kid_expect(&k, UP_DONE);
+	daemon_kill9();
+	kid_send(&k);
+	kid_expect(&k, UP_DONE);
+	kid_send(&k);
+	kid_finish(&k);
+	unlink(wb_path);
+}
+
+/* Writes generation 1 into a mapping of ufault_remote_map(), then exits
+ * when told (the daemon dead by then), without closing anything. */
+static void orphan_child(const struct ctl *c, const void *arg)
+{
+	struct ufault_remote_config cfg;
+	struct ufault_remote *rm;
+	void *p;
+	int fd;
+
+	(void)arg;
+	ufault_remote_config_init(&cfg);
+	cfg.socket_path = sock_path;
+	cfg.takeover_ms = 100000;
+	TU_CHILD_CHECK(!ufault_remote_connect(&rm, &cfg), 2);
+	fd = open(wb_path, O_RDWR | O_CLOEXEC);
+	TU_CHILD_CHECK(fd >= 0, 3);
+	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	TU_CHILD_CHECK(wb_pass(p, 1, NULL) == 0, 5);
+	up(c, UP_DONE);
+	down(c);
+	tu_child_exit(0);
+}
+
+/*
+ * A client whose process exits while no daemon runs, its written pages
+ * only in its mapping's memfd (no budget: nothing was evicted): the next
+ * daemon finds the process gone, stores those pages from the memfd kept
+ * in the fd store, and drops the entry. The file then holds them all.
+ */
+static void test_remote_map_orphan(void **state)
+{
+	unsigned char *buf = malloc(ps);
+	uint64_t wrong = 0;
+	struct kid k;
+	int fd;
+
+	assert_non_null(buf);
+	tu_pattern_file(wb_path, WB_LEN + WB_OFF_PAGES * ps, PAT_SEED);
+	daemon_start(NULL, NULL);
+	kid_spawn(&k, orphan_child, NULL);
+	kid_expect(&k, UP_DONE);
+	daemon_kill9();
+	kid_send(&k);
+	kid_finish(&k);
+	daemon_start(NULL, NULL);
+	wait_unlisted(0);
+	fd = open(wb_path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
+		assert_int_equal(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)),
+				 (ssize_t)ps);
+		wrong += !wb_holds(buf, pg, 1);
+	}
+	assert_int_equal(wrong, 0);
+	close(fd);
+	daemon_kill9();
+	keeper_holds_nothing(keeper_path);
+	unlink(wb_path);
+	free(buf);
+}
+
 static int group_setup(void **state)
 {
 	ps = tu_page_size();
@@ -1802,6 +2195,7 @@ static int group_setup(void **state)
 	snprintf(fc_sock_path, sizeof(fc_sock_path), "%s/fc.sock", tmpdir);
 	snprintf(mem_path, sizeof(mem_path), "%s/guest.mem", tmpdir);
 	snprintf(pat_path, sizeof(pat_path), "%s/pattern", tmpdir);
+	snprintf(wb_path, sizeof(wb_path), "%s/writeback", tmpdir);
 	tu_pattern_file(pat_path, PAT_LEN, PAT_SEED);
 	tu_pattern_file(mem_path, MEM_LEN, FC_SEED);
 	return 0;
@@ -1863,6 +2257,9 @@ int main(void)
 	    cmocka_unit_test_teardown(test_remote_resume, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_release, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_afresh, test_teardown),
+	    cmocka_unit_test_teardown(test_remote_budget, test_teardown),
+	    cmocka_unit_test_teardown(test_remote_map_orphan, test_teardown),
+	    cmocka_unit_test_teardown(test_remote_map_takeover, test_teardown),
 	    cmocka_unit_test_teardown(test_remote_fork, test_teardown),
 	    cmocka_unit_test_teardown(test_store_entries, test_teardown),
 	    cmocka_unit_test_teardown(test_fork, test_teardown),

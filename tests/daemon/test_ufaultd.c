@@ -31,7 +31,10 @@
  *    afterwards, 2 MiB hugetlb pages if the machine can have 8 free; bad
  *    handshakes close the connection.
  *  - metrics: GET /metrics has nonzero fault counters for a live client.
- *  - ufaultctl: status, clients, stats ID, budget.
+ *  - ufaultctl: status, clients, stats ID, budget (set, and shown by stats
+ *    ID); SET_BUDGET of a native client is applied, of a Firecracker client
+ *    refused (EOPNOTSUPP), of no client ENOENT. (Eviction under a budget:
+ *    test_restart's remote_budget.)
  *  - systemd: socket activation (LISTEN_FDS on fd 3, LISTEN_PID) and
  *    READY=1 on an abstract $NOTIFY_SOCKET; a client's fd store entry
  *    goes to systemd (FDSTORE=1, FDNAME=c<id>) and leaves with it
@@ -753,8 +756,9 @@ static void test_malicious(void **state)
 	{
 		struct ufault_proto_budget b = {.client_id = victim_id, .bytes = 1 << 20};
 
-		expect_status(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, -EOPNOTSUPP,
-			      "SET_BUDGET (recorded, not enforced)");
+		/* Its own SHARED mappings' budget (it has none: no effect). */
+		expect_status(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, 0,
+			      "SET_BUDGET of a native client");
 		b.client_id = 1ull << 60;
 		expect_status(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, -ENOENT,
 			      "SET_BUDGET of no client");
@@ -983,6 +987,18 @@ static void run_fc(const struct fc_region *r, unsigned int nr, size_t page)
 	assert_int_equal(c->regions, nr);
 	assert_true(c->faults > 0);
 	id = c->id;
+	{
+		/* Its memory is the VMM's (the balloon is its API): no budget. */
+		struct ufault_proto_budget b = {.client_id = id, .bytes = 1 << 20};
+		int fd = tc_connect(sock_path);
+
+		assert_true(fd >= 0);
+		expect_status(fd, UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, -EOPNOTSUPP,
+			      "SET_BUDGET of a Firecracker client");
+		close(fd);
+		n = tc_list_clients(sock_path, e);
+		assert_int_equal(tc_find_pid(e, n, pid)->budget, 0);
+	}
 	write_bytes(go[1], 1);
 	assert_int_equal(tc_wait_exit(pid), 0);
 	/* Firecracker's connection closed: the VM is gone, so is its client. */
@@ -1308,8 +1324,12 @@ static void test_ufaultctl(void **state)
 	assert_int_equal(ctl(args, out, sizeof(out)), 1);
 	snprintf(args, sizeof(args), "--socket '%s' budget %llu 1048576", sock_path,
 		 (unsigned long long)id);
-	assert_int_equal(ctl(args, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "does not enforce"));
+	assert_int_equal(ctl(args, out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "client %llu: budget 1048576 bytes", (unsigned long long)id);
+	assert_non_null(strstr(out, want));
+	snprintf(args, sizeof(args), "--socket '%s' stats %llu", sock_path, (unsigned long long)id);
+	assert_int_equal(ctl(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "budget:   1048576 bytes\n"));
 	snprintf(args, sizeof(args), "--socket '%s/nothing.sock' status", tmpdir);
 	assert_int_equal(ctl(args, out, sizeof(out)), 1);
 	assert_int_equal(ctl("frobnicate", out, sizeof(out)), 2);

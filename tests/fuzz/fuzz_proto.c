@@ -100,8 +100,9 @@ static void native_accepted(const uint8_t *msg, size_t n, unsigned int nfds,
 		must(r->len && !(r->start % ps) && !(r->len % ps) && !(r->offset % ps));
 		must((unsigned __int128)r->start + r->len <= USER_VA_END);
 		must((unsigned __int128)r->offset + r->len <= UINT64_MAX);
-		must(r->source == UFAULT_PROTO_SRC_ZERO || r->source == UFAULT_PROTO_SRC_FILE);
-		must(nfds == (r->source == UFAULT_PROTO_SRC_FILE));
+		must(r->source <= UFAULT_PROTO_SRC_SHARED);
+		must(nfds == r->source); /* ZERO none, FILE the file, SHARED and the memfd */
+		must(r->source != UFAULT_PROTO_SRC_SHARED || ps == FUZZ_PROTO_SYS_PAGE);
 		must(!ufault__proto_overlaps(r, 1, r->start + r->len, ps));
 		must(ufault__proto_overlaps(r, 1, r->start + r->len - 1, ps));
 		break;

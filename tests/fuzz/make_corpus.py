@@ -22,7 +22,7 @@ MAGIC = 0x544C4655
 VERSION = 1
 MAX_BODY = 4096
 HELLO, REGISTER, UNREGISTER, STATS, LIST, SET_BUDGET, REPLY = 1, 2, 3, 4, 5, 6, 0x80
-ZERO, FILE = 0, 1
+ZERO, FILE, SHARED = 0, 1, 2
 P4K, P2M, P1G = 4096, 2 << 20, 1 << 30
 VA_END = 1 << 47
 U64 = (1 << 64) - 1
@@ -66,6 +66,7 @@ NATIVE = {
     "ok-register-zero": msg(REGISTER, region(BASE, 16 * P4K)),
     "ok-register-file": msg(REGISTER, region(BASE, 16 * P4K, 8 * P4K, P4K, FILE), nfds=1),
     "ok-register-2m": msg(REGISTER, region(BASE, 4 * P2M, P2M, P2M, FILE), nfds=1),
+    "ok-register-shared": msg(REGISTER, region(BASE, 16 * P4K, 8 * P4K, 0, SHARED), nfds=2),
     "ok-register-1g": msg(REGISTER, region(1 << 40, P1G, 0, P1G)),
     "ok-register-top": msg(REGISTER, region(VA_END - P4K, P4K)),
     "ok-unregister": msg(UNREGISTER, rng(BASE, 16 * P4K)),
@@ -104,7 +105,9 @@ NATIVE = {
     "bad-register-page-3k": msg(REGISTER, region(BASE, 3 * 4096, 0, 3072)),
     "bad-register-page-2g": msg(REGISTER, region(0, 1 << 31, 0, 1 << 31)),
     "bad-register-page-1k": msg(REGISTER, region(BASE, P4K, 0, 1024)),
-    "bad-register-source": msg(REGISTER, region(BASE, P4K, 0, 0, 2)),
+    "bad-register-source": msg(REGISTER, region(BASE, P4K, 0, 0, 3)),
+    "bad-register-shared-one-fd": msg(REGISTER, region(BASE, P4K, 0, 0, SHARED), nfds=1),
+    "bad-register-shared-2m": msg(REGISTER, region(BASE, P2M, 0, P2M, SHARED), nfds=2),
     "bad-register-file-no-fd": msg(REGISTER, region(BASE, P4K, 0, 0, FILE)),
     "bad-register-zero-fd": msg(REGISTER, region(BASE, P4K), nfds=1),
     "bad-unregister-len0": msg(UNREGISTER, rng(BASE, 0)),

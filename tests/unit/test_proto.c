@@ -298,16 +298,23 @@ static int reg(uint64_t start, uint64_t len, uint64_t offset, uint32_t page, uin
 static void test_register(void **state)
 {
 	const uint64_t base = 0x7f0000000000ULL, va_end = 1ULL << 47;
-	const uint32_t zero = UFAULT_PROTO_SRC_ZERO, file = UFAULT_PROTO_SRC_FILE;
+	const uint32_t zero = UFAULT_PROTO_SRC_ZERO, file = UFAULT_PROTO_SRC_FILE,
+		       shared = UFAULT_PROTO_SRC_SHARED;
 	const char *why;
 
 	assert_int_equal(reg(base, 4096, 0, 0, zero, 0, &why), 0);
 	assert_int_equal(reg(base, 4096, 8192, 4096, file, 1, &why), 0);
 
-	/* fds: FILE needs one, ZERO none. */
+	/* fds: FILE needs one, SHARED two (the file, the memfd), ZERO none. */
 	assert_refused(reg(base, 4096, 0, 0, file, 0, &why), -EBADF, why);
 	assert_refused(reg(base, 4096, 0, 0, zero, 1, &why), -EBADF, why);
-	assert_refused(reg(base, 4096, 0, 0, 2, 0, &why), -EINVAL, why);
+	assert_int_equal(reg(base, 4096, 8192, 0, shared, 2, &why), 0);
+	assert_int_equal(reg(base, 4096, 8192, 4096, shared, 2, &why), 0);
+	assert_refused(reg(base, 4096, 0, 0, shared, 1, &why), -EBADF, why);
+	assert_refused(reg(base, 4096, 0, 0, file, 2, &why), -EBADF, why);
+	/* SHARED: system pages only. */
+	assert_refused(reg(base, 2 << 20, 0, 2 << 20, shared, 2, &why), -EINVAL, why);
+	assert_refused(reg(base, 4096, 0, 0, 3, 0, &why), -EINVAL, why);
 	assert_refused(reg(base, 4096, 0, 0, UINT32_MAX, 1, &why), -EINVAL, why);
 
 	/* Page sizes: powers of two from the system page to 1 GiB. */
