@@ -18,6 +18,13 @@
  * --runs pairs; medians are reported, with the verdict of the issue's
  * target: ufaultd / in-process <= 1.10.
  *
+ * With --budget BYTES (since 0.7), each run also measures two more, after
+ * the pair: "map", the child's pages a mapping of ufault_remote_map()
+ * (MAP_SHARED memfd, filled by ufaultd, written back: here only read),
+ * and "map+budget", the same with the client's budget set to BYTES first
+ * (SET_BUDGET, as ufaultctl sends it): past the budget every fault also
+ * has one page evicted (compared with the file, punched out).
+ *
  * Only the public API is used.
  */
 #include <errno.h>
@@ -38,16 +45,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ufault/protocol.h>
 #include <ufault/ufault.h>
 
 #include "bench_file.h"
 #include "bench_util.h"
 
-enum mode { M_LOCAL, M_DAEMON, M_NR };
-static const char *const mode_names[M_NR] = {"in-process", "ufaultd"};
+enum mode { M_LOCAL, M_DAEMON, M_MAP, M_MAP_BUDGET, M_NR };
+static const char *const mode_names[M_NR] = {"in-process", "ufaultd", "map", "map+budget"};
 
 static struct {
-	size_t size;
+	size_t size, budget;
 	unsigned int runs, workers;
 	const char *ufaultd, *file;
 	char sock[108];
@@ -74,10 +82,73 @@ void usage(FILE *f)
 		"  --size N[KMG]   region size (default 64M)\n"
 		"  --runs N        pairs of measurements (default 5)\n"
 		"  --workers N     workers in-process, and ufaultd's per client (default 1)\n"
+		"  --budget N[KMG] also measure ufault_remote_map() without and with this\n"
+		"                  budget (default: not measured)\n"
 		"  --ufaultd PATH  the daemon (default: ../daemon/ufaultd next to this program)\n"
 		"  --file PATH     the data file (default /var/tmp/ufault_daemon_cost.dat;\n"
 		"                  created or reused)\n"
 		"  --help\n");
+}
+
+/* One request on a connection of its own (no HELLO: LIST and SET_BUDGET
+ * need none); the reply's status, its data into @data. */
+static int ctl_request(uint16_t type, const void *body, uint32_t len, void *data, size_t cap,
+		       uint64_t *value)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	unsigned char buf[sizeof(struct ufault_proto_hdr) + UFAULT_PROTO_MAX_BODY];
+	struct ufault_proto_hdr h = {.magic = UFAULT_PROTO_MAGIC,
+				     .version = UFAULT_PROTO_VERSION,
+				     .type = type,
+				     .len = len,
+				     .seq = 1};
+	struct ufault_proto_reply rep;
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	size_t got = 0;
+	ssize_t n;
+
+	strcpy(a.sun_path, O.sock);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), body, len);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) ||
+	    write(s, buf, sizeof(h) + len) != (ssize_t)(sizeof(h) + len))
+		die("ufaultd control connection: %s", strerror(errno));
+	while ((n = read(s, buf + got, sizeof(buf) - got)) > 0) {
+		got += (size_t)n;
+		memcpy(&h, buf, sizeof(h) < got ? sizeof(h) : got);
+		if (got >= sizeof(h) && got >= sizeof(h) + h.len)
+			break;
+	}
+	close(s);
+	if (got < sizeof(h) + sizeof(rep) || h.type != UFAULT_MSG_REPLY)
+		die("ufaultd control connection: no reply");
+	memcpy(&rep, buf + sizeof(h), sizeof(rep));
+	if (data)
+		memcpy(data, buf + sizeof(h) + sizeof(rep),
+		       h.len - sizeof(rep) < cap ? h.len - sizeof(rep) : cap);
+	if (value)
+		*value = rep.value;
+	return rep.status;
+}
+
+/* This process's budget, as ufaultctl sets one: its id from LIST. */
+static void set_own_budget(size_t bytes)
+{
+	static struct ufault_proto_client
+	    e[(UFAULT_PROTO_MAX_BODY - sizeof(struct ufault_proto_reply)) /
+	      sizeof(struct ufault_proto_client)];
+	struct ufault_proto_budget b = {.bytes = bytes};
+	uint64_t n = 0;
+	int err = ctl_request(UFAULT_MSG_LIST, NULL, 0, e, sizeof(e), &n);
+
+	for (uint64_t i = 0; !err && i < n && i < sizeof(e) / sizeof(e[0]); i++)
+		if (e[i].pid == (uint32_t)getpid())
+			b.client_id = e[i].id;
+	if (err || !b.client_id)
+		die("child: not in ufaultd's LIST");
+	err = ctl_request(UFAULT_MSG_SET_BUDGET, &b, sizeof(b), NULL, 0, NULL);
+	if (err)
+		die("child: SET_BUDGET: %s", ufault_strerror(err));
 }
 
 /* The child: map, have it served (@m), touch every page; writes ns per
@@ -92,8 +163,12 @@ static __attribute__((noreturn)) void child(enum mode m, int wfd)
 	double per;
 	int fd, ret;
 
-	fd = open(O.file, O_RDONLY | O_CLOEXEC);
-	p = mmap(NULL, O.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Read-write for ufault_remote_map() (nothing is written: the pages
+	 * are only read, so none differs from the file). */
+	fd = open(O.file, m >= M_MAP ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+	p = m >= M_MAP
+		? NULL
+		: mmap(NULL, O.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fd < 0 || p == MAP_FAILED)
 		die("child: %s", strerror(errno));
 	if (m == M_LOCAL) {
@@ -114,8 +189,12 @@ static __attribute__((noreturn)) void child(enum mode m, int wfd)
 		rc.socket_path = O.sock;
 		rc.takeover_ms = UINT_MAX; /* measure the daemon, never ourselves */
 		ret = ufault_remote_connect(&rm, &rc);
-		if (!ret)
+		if (!ret && m == M_DAEMON)
 			ret = ufault_remote_register(rm, p, O.size, fd, 0, 0);
+		else if (!ret)
+			ret = ufault_remote_map(rm, O.size, fd, 0, (void **)&p);
+		if (!ret && m == M_MAP_BUDGET)
+			set_own_budget(O.budget);
 	}
 	if (ret)
 		die("child (%s): %s", mode_names[m], ufault_strerror(ret));
@@ -130,6 +209,10 @@ static __attribute__((noreturn)) void child(enum mode m, int wfd)
 	}
 	t1 = now_ns();
 	per = (double)(t1 - t0) / (double)pages;
+	/* Its write-back (a compare per resident page) done before the next
+	 * measurement, not beside it. */
+	if (m >= M_MAP && (ret = ufault_remote_unregister(rm, p, O.size)))
+		die("child (%s): unregister: %s", mode_names[m], ufault_strerror(ret));
 	if (write(wfd, &per, sizeof(per)) != sizeof(per))
 		die("child: write: %s", strerror(errno));
 	_exit(0);
@@ -218,15 +301,13 @@ static char *default_daemon(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"size", required_argument, NULL, 's'},
-	    {"runs", required_argument, NULL, 'r'},
-	    {"workers", required_argument, NULL, 'w'},
-	    {"ufaultd", required_argument, NULL, 'u'},
-	    {"file", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"size", required_argument, NULL, 's'},    {"runs", required_argument, NULL, 'r'},
+	    {"workers", required_argument, NULL, 'w'}, {"budget", required_argument, NULL, 'b'},
+	    {"ufaultd", required_argument, NULL, 'u'}, {"file", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
 	double *v[M_NR], med[M_NR];
+	int nr_modes;
 	const char *how;
 	pid_t daemon;
 	int c;
@@ -248,6 +329,9 @@ int main(int argc, char **argv)
 			break;
 		case 'u':
 			O.ufaultd = optarg;
+			break;
+		case 'b':
+			O.budget = parse_size(optarg, "--budget");
 			break;
 		case 'f':
 			O.file = optarg;
@@ -280,6 +364,7 @@ int main(int argc, char **argv)
 	printf("daemon_cost: %zu MiB region (%zu faults per run), %u worker(s), %u runs, data "
 	       "file %s (%s), daemon %s\n",
 	       O.size >> 20, O.size / ps, O.workers, O.runs, O.file, how, O.ufaultd);
+	nr_modes = O.budget ? M_NR : M_MAP;
 	for (int m = 0; m < M_NR; m++)
 		v[m] = xcalloc(O.runs, sizeof(double));
 	for (unsigned int r = 0; r < O.runs; r++) {
@@ -288,16 +373,25 @@ int main(int argc, char **argv)
 
 		v[first][r] = measure(first);
 		v[!first][r] = measure(!first);
-		printf("  run %u: in-process %.2f us/fault, ufaultd %.2f us/fault\n", r + 1,
+		printf("  run %u: in-process %.2f us/fault, ufaultd %.2f us/fault", r + 1,
 		       v[M_LOCAL][r] / 1e3, v[M_DAEMON][r] / 1e3);
+		for (int m = M_MAP; m < nr_modes; m++) {
+			v[m][r] = measure((enum mode)m);
+			printf(", %s %.2f", mode_names[m], v[m][r] / 1e3);
+		}
+		printf("\n");
 	}
 	kill(daemon, SIGTERM);
 	waitpid(daemon, NULL, 0);
-	for (int m = 0; m < M_NR; m++)
+	for (int m = 0; m < nr_modes; m++)
 		med[m] = median(v[m], (int)O.runs);
 	printf("\n%-12s %14s\n", "mode", "us/fault (med)");
-	for (int m = 0; m < M_NR; m++)
+	for (int m = 0; m < nr_modes; m++)
 		printf("%-12s %14.2f\n", mode_names[m], med[m] / 1e3);
+	if (O.budget)
+		printf("\nmap+budget: %zu KiB budget over %zu MiB: past it, each fault evicts a "
+		       "page; map+budget / map = %.3f\n",
+		       O.budget >> 10, O.size >> 20, med[M_MAP_BUDGET] / med[M_MAP]);
 	printf("\nverdict: ufaultd / in-process = %.3f (target <= 1.10): %s\n",
 	       med[M_DAEMON] / med[M_LOCAL],
 	       med[M_DAEMON] <= 1.10 * med[M_LOCAL] ? "PASS" : "FAIL");
