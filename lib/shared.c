@@ -86,34 +86,16 @@ int ufault__shared_punch(const struct ufault__shared *sh, uint64_t addr, uint64_
 		   : 0;
 }
 
-/* All @len bytes at @off of @fd; a short read past the end is an error. */
-static int pread_all(int fd, void *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		buf = (char *)buf + n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int ufault__shared_store(const struct ufault__shared *sh, const struct ufault__source *s,
 			 uint64_t addr, uint64_t off, void *buf)
 {
 	uint64_t sys = ufault__sys_page();
 	char *mem = buf, *was = mem + sys;
-	int ret = pread_all(sh->fd, mem, sys, at(sh, addr));
+	long n = ufault__pio(sh->fd, mem, sys, (uint64_t)at(sh, addr), false);
+	int ret;
 
-	if (ret)
-		return ret;
+	if (n < 0 || (uint64_t)n < sys) /* the memfd is never shorter */
+		return n < 0 ? (int)n : -EIO;
 	if (s->ops->read && !s->ops->read(&s->user, off, was, sys) && !memcmp(mem, was, sys))
 		return 0;
 	ret = s->ops->write(&s->user, off, mem, sys);

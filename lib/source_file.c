@@ -115,25 +115,13 @@ static int file_can_write(const struct ufault_source *src, bool made, const stru
 /*
  * @buf is the region's memory, which the program may be writing meanwhile:
  * by design (the page is protected again before, so such a write leaves it
- * written for the next flush). The raw system call, so that a race checker
- * does not read the buffer in user space and report it.
+ * written for the next flush).
  */
 static int file_write(const struct ufault_source *src, uint64_t off, const void *buf, size_t len)
 {
-	while (len) {
-		ssize_t n = syscall(SYS_pwrite64, src->file.fd, buf, len, (off_t)off);
+	long n = ufault__pio(src->file.fd, (void *)buf, len, off, true);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		buf = (const char *)buf + n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
 }
 
 /*
@@ -186,21 +174,12 @@ static void file_write_batch(const struct ufault_source *src, struct ufault__wb_
 
 static int file_read(const struct ufault_source *src, uint64_t off, void *buf, size_t len)
 {
-	while (len) {
-		ssize_t n = pread(src->file.fd, buf, len, (off_t)off);
+	long n = ufault__pio(src->file.fd, buf, len, off, false);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0) { /* past the end reads as zeros, as a fill does */
-			memset(buf, 0, len);
-			break;
-		}
-		buf = (char *)buf + n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	if (n < 0)
+		return (int)n;
+	/* Past the end reads as zeros, as a fill does. */
+	memset((char *)buf + n, 0, len - (size_t)n);
 	return 0;
 }
 

@@ -2,13 +2,16 @@
 /*
  * util.h - the few helpers every layer of the library uses: overflow-checked
  * rounding, the system page size (read once), container_of, a spin-wait
- * hint. Header-only, includes nothing of ufault's.
+ * hint, positioned I/O to the end. Header-only, includes nothing of
+ * ufault's.
  */
 #ifndef UFAULT_LIB_UTIL_H
 #define UFAULT_LIB_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +50,32 @@ static inline void ufault__sleep_ns(long ns)
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
 
 	nanosleep(&ts, NULL);
+}
+
+/*
+ * pread(2) or pwrite(2) (@write) of @len bytes at @off of @fd, again after
+ * EINTR and short transfers; the bytes done (fewer than @len only at the
+ * end of the file), or -errno. The raw system calls, so that a race
+ * checker does not read the buffer in user space: a write-back region's
+ * memory may be written meanwhile, by design (writeback.h).
+ */
+static inline long ufault__pio(int fd, void *buf, size_t len, uint64_t off, bool write)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		long n = syscall(write ? SYS_pwrite64 : SYS_pread64, fd, (char *)buf + done,
+				 len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (long)done;
 }
 
 static inline void ufault__cpu_relax(void)

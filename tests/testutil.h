@@ -310,6 +310,38 @@ static inline long tu_zero_check(const void *buf, size_t len)
 }
 
 /* A ufault_fill_fn producing tu_pattern(offset, seed); arg is the seed. */
+/*
+ * Generation oracles (write-back and eviction tests): page @page holds
+ * generation @gen >= 1 when its 64-bit word k is tu_gen_word(page, gen, k);
+ * generation 0 is the pattern file's bytes at @off (seed @seed).
+ */
+static inline uint64_t tu_gen_word(uint64_t page, uint64_t gen, uint64_t k)
+{
+	return (page * 0x9e3779b97f4a7c15ull) ^ (gen << 20) ^ k;
+}
+
+static inline bool tu_gen_holds(const void *p, size_t ps, uint64_t page, uint64_t gen, uint64_t off,
+				uint64_t seed)
+{
+	const volatile uint64_t *w = (const volatile uint64_t *)p;
+
+	if (!gen)
+		return tu_pattern_check(p, ps, off, seed) == -1;
+	for (uint64_t k = 0; k < ps / 8; k++)
+		if (w[k] != tu_gen_word(page, gen, k))
+			return false;
+	return true;
+}
+
+/* Words [@from, @to) of page @page (at @p) written at generation @gen. */
+static inline void tu_gen_write(void *p, uint64_t page, uint64_t gen, uint64_t from, uint64_t to)
+{
+	volatile uint64_t *w = (volatile uint64_t *)p;
+
+	for (uint64_t k = from; k < to; k++)
+		w[k] = tu_gen_word(page, gen, k);
+}
+
 static inline int tu_pattern_fill_cb(void *arg, uint64_t offset, void *buf, size_t len)
 {
 	tu_pattern_fill(buf, len, offset, (uint64_t)(uintptr_t)arg);

@@ -1836,23 +1836,25 @@ static void test_fork_outlives_restart(void **state)
 
 static char wb_path[160];
 
-/* Word @k of page @page at generation @gen >= 1. */
-static uint64_t wb_word(uint64_t page, uint64_t gen, uint64_t k)
-{
-	return (page << 40) ^ (gen << 32) ^ (k * 0x9e3779b97f4a7c15ull);
-}
-
 /* Does @p (page @page) hold generation @gen (0: the file's pattern)? */
 static bool wb_holds(const unsigned char *p, uint64_t page, uint64_t gen)
 {
-	const volatile uint64_t *w = (const volatile uint64_t *)p;
+	return tu_gen_holds(p, ps, page, gen, (WB_OFF_PAGES + page) * ps, PAT_SEED);
+}
 
-	if (!gen)
-		return tu_pattern_check(p, ps, (WB_OFF_PAGES + page) * ps, PAT_SEED) == -1;
-	for (uint64_t k = 0; k < ps / 8; k++)
-		if (w[k] != wb_word(page, gen, k))
-			return false;
-	return true;
+/* The pages of the file's mapped part that do not hold @gen (a read
+ * error counts every page). */
+static uint64_t wb_file_wrong(int fd, uint64_t gen)
+{
+	unsigned char *buf = malloc(ps);
+	uint64_t wrong = 0;
+
+	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++)
+		wrong += !buf ||
+			 pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)) != (ssize_t)ps ||
+			 !wb_holds(buf, pg, gen);
+	free(buf);
+	return wrong;
 }
 
 /* One thread of a pass: its pages checked at @gen - 1, written at @gen;
@@ -1870,12 +1872,9 @@ static void *wb_pass_main(void *arg)
 	struct wb_pass *w = arg;
 
 	for (uint64_t pg = w->id, n = 0; pg < WB_LEN / ps; pg += WB_THREADS, n++) {
-		volatile uint64_t *q = (volatile uint64_t *)(w->p + pg * ps);
-
 		if (!wb_holds(w->p + pg * ps, pg, w->gen - 1))
 			w->wrong++;
-		for (uint64_t k = 0; k < ps / 8; k++)
-			q[k] = wb_word(pg, w->gen, k);
+		tu_gen_write(w->p + pg * ps, pg, w->gen, 0, ps / 8);
 		if (w->c && !w->id && n == 64)
 			up(w->c, UP_PROGRESS);
 	}
@@ -1899,24 +1898,33 @@ static uint64_t wb_pass(unsigned char *p, uint64_t gen, const struct ctl *c)
 	return wrong;
 }
 
-static void budget_child(const struct ctl *c, const void *arg)
+/* A child's session (@takeover_ms, 2 workers) and its mapping of the
+ * write-back file (open read-write in *@fd). */
+static void *wb_map(struct ufault_remote **rm, int *fd, unsigned int takeover_ms)
 {
 	struct ufault_remote_config cfg;
+	void *p;
+
+	ufault_remote_config_init(&cfg);
+	cfg.socket_path = sock_path;
+	cfg.takeover_ms = takeover_ms;
+	cfg.nr_workers = 2;
+	TU_CHILD_CHECK(!ufault_remote_connect(rm, &cfg), 2);
+	*fd = open(wb_path, O_RDWR | O_CLOEXEC);
+	TU_CHILD_CHECK(*fd >= 0, 3);
+	TU_CHILD_CHECK(!ufault_remote_map(*rm, WB_LEN, *fd, WB_OFF_PAGES * ps, &p), 4);
+	return p;
+}
+
+static void budget_child(const struct ctl *c, const void *arg)
+{
 	struct ufault_remote *rm;
-	unsigned char *buf = malloc(ps);
-	uint64_t wrong = 0;
 	void *p;
 	int fd;
 
 	(void)arg;
-	ufault_remote_config_init(&cfg);
-	cfg.socket_path = sock_path;
-	cfg.takeover_ms = 100000; /* the restarted daemon resumes the session */
-	cfg.nr_workers = 2;
-	TU_CHILD_CHECK(buf && !ufault_remote_connect(&rm, &cfg), 2);
-	fd = open(wb_path, O_RDWR | O_CLOEXEC);
-	TU_CHILD_CHECK(fd >= 0, 3);
-	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	/* A restarted daemon, not the clock, decides: it resumes the session. */
+	p = wb_map(&rm, &fd, 100000);
 	up(c, 0);
 	down(c); /* the budget is set */
 	TU_CHILD_CHECK(wb_pass(p, 1, NULL) == 0, 5);
@@ -1927,17 +1935,11 @@ static void budget_child(const struct ctl *c, const void *arg)
 	down(c);
 	/* Written back, then unmapped: the file has every page's last. */
 	TU_CHILD_CHECK(!ufault_remote_unregister(rm, p, WB_LEN), 7);
-	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
-		TU_CHILD_CHECK(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)) == (ssize_t)ps,
-			       8);
-		wrong += !wb_holds(buf, pg, 2);
-	}
-	TU_CHILD_CHECK(wrong == 0, 9);
+	TU_CHILD_CHECK(wb_file_wrong(fd, 2) == 0, 8);
 	up(c, UP_DONE);
 	down(c);
 	ufault_remote_close(rm);
 	close(fd);
-	free(buf);
 }
 
 /* The pages of @pid's mapping of ufault_remote_map()'s memfd in its page
@@ -2051,11 +2053,8 @@ static uint64_t wb_sweep(unsigned char *p, uint64_t from, uint64_t to, uint64_t 
 	uint64_t wrong = 0;
 
 	for (uint64_t pg = from; pg < to; pg++) {
-		volatile uint64_t *q = (volatile uint64_t *)(p + pg * ps);
-
 		wrong += !wb_holds(p + pg * ps, pg, pg < half ? below : above);
-		for (uint64_t k = 0; k < ps / 8; k++)
-			q[k] = wb_word(pg, gen, k);
+		tu_gen_write(p + pg * ps, pg, gen, 0, ps / 8);
 	}
 	return wrong;
 }
@@ -2064,21 +2063,13 @@ static uint64_t wb_sweep(unsigned char *p, uint64_t from, uint64_t to, uint64_t 
  * the daemon gone, the whole of it through the takeover context. */
 static void map_takeover_child(const struct ctl *c, const void *arg)
 {
-	struct ufault_remote_config cfg;
+	uint64_t half = WB_LEN / ps / 2;
 	struct ufault_remote *rm;
-	unsigned char *buf = malloc(ps);
-	uint64_t half = WB_LEN / ps / 2, wrong = 0;
 	void *p;
 	int fd;
 
 	(void)arg;
-	ufault_remote_config_init(&cfg);
-	cfg.socket_path = sock_path;
-	cfg.takeover_ms = 300;
-	TU_CHILD_CHECK(buf && !ufault_remote_connect(&rm, &cfg), 2);
-	fd = open(wb_path, O_RDWR | O_CLOEXEC);
-	TU_CHILD_CHECK(fd >= 0, 3);
-	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	p = wb_map(&rm, &fd, 300);
 	TU_CHILD_CHECK(wb_sweep(p, 0, half, half, 0, 0, 1) == 0, 5);
 	up(c, UP_DONE);
 	down(c); /* the daemon is dead, for good */
@@ -2086,17 +2077,11 @@ static void map_takeover_child(const struct ctl *c, const void *arg)
 	TU_CHILD_CHECK(wb_sweep(p, 0, WB_LEN / ps, half, 1, 0, 2) == 0, 6);
 	TU_CHILD_CHECK(ufault_remote_local(rm) == 1, 7);
 	TU_CHILD_CHECK(!ufault_remote_unregister(rm, p, WB_LEN), 8);
-	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
-		TU_CHILD_CHECK(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)) == (ssize_t)ps,
-			       9);
-		wrong += !wb_holds(buf, pg, 2);
-	}
-	TU_CHILD_CHECK(wrong == 0, 10);
+	TU_CHILD_CHECK(wb_file_wrong(fd, 2) == 0, 9);
 	up(c, UP_DONE);
 	down(c);
 	ufault_remote_close(rm);
 	close(fd);
-	free(buf);
 }
 
 /*
@@ -2125,19 +2110,12 @@ static void test_remote_map_takeover(void **state)
  * when told (the daemon dead by then), without closing anything. */
 static void orphan_child(const struct ctl *c, const void *arg)
 {
-	struct ufault_remote_config cfg;
 	struct ufault_remote *rm;
 	void *p;
 	int fd;
 
 	(void)arg;
-	ufault_remote_config_init(&cfg);
-	cfg.socket_path = sock_path;
-	cfg.takeover_ms = 100000;
-	TU_CHILD_CHECK(!ufault_remote_connect(&rm, &cfg), 2);
-	fd = open(wb_path, O_RDWR | O_CLOEXEC);
-	TU_CHILD_CHECK(fd >= 0, 3);
-	TU_CHILD_CHECK(!ufault_remote_map(rm, WB_LEN, fd, WB_OFF_PAGES * ps, &p), 4);
+	p = wb_map(&rm, &fd, 100000);
 	TU_CHILD_CHECK(wb_pass(p, 1, NULL) == 0, 5);
 	up(c, UP_DONE);
 	down(c);
@@ -2152,12 +2130,9 @@ static void orphan_child(const struct ctl *c, const void *arg)
  */
 static void test_remote_map_orphan(void **state)
 {
-	unsigned char *buf = malloc(ps);
-	uint64_t wrong = 0;
 	struct kid k;
 	int fd;
 
-	assert_non_null(buf);
 	tu_pattern_file(wb_path, WB_LEN + WB_OFF_PAGES * ps, PAT_SEED);
 	daemon_start(NULL, NULL);
 	kid_spawn(&k, orphan_child, NULL);
@@ -2169,17 +2144,11 @@ static void test_remote_map_orphan(void **state)
 	wait_unlisted(0);
 	fd = open(wb_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	for (uint64_t pg = 0; pg < WB_LEN / ps; pg++) {
-		assert_int_equal(pread(fd, buf, ps, (off_t)((WB_OFF_PAGES + pg) * ps)),
-				 (ssize_t)ps);
-		wrong += !wb_holds(buf, pg, 1);
-	}
-	assert_int_equal(wrong, 0);
+	assert_int_equal(wb_file_wrong(fd, 1), 0);
 	close(fd);
 	daemon_kill9();
 	keeper_holds_nothing(keeper_path);
 	unlink(wb_path);
-	free(buf);
 }
 
 static int group_setup(void **state)

@@ -100,35 +100,18 @@ static int recv_fds(int sock, int *fds, void *data, size_t len)
 	return 0;
 }
 
-/* Word @k of page @page at generation @g >= 1. */
-static uint64_t gen_word(uint64_t page, uint32_t g, uint64_t k)
-{
-	return (page * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)g << 20) ^ k;
-}
-
 /* Does @p (page @page) hold generation @g? (0: the file's bytes.) */
 static bool page_holds(const unsigned char *p, uint64_t page, uint32_t g)
 {
-	const volatile uint64_t *w = (const volatile uint64_t *)p;
-
-	if (!g)
-		return tu_pattern_check(p, ps, (OFF_PAGES + page) * ps, SEED) == -1;
-	for (uint64_t k = 0; k < ps / 8; k++)
-		if (w[k] != gen_word(page, g, k))
-			return false;
-	return true;
+	return tu_gen_holds(p, ps, page, g, (OFF_PAGES + page) * ps, SEED);
 }
 
 /* Write generation @g into page @page, in two halves. */
 static void page_write(unsigned char *p, uint64_t page, uint32_t g)
 {
-	volatile uint64_t *w = (volatile uint64_t *)p;
-
-	for (uint64_t k = 0; k < ps / 16; k++)
-		w[k] = gen_word(page, g, k);
+	tu_gen_write(p, page, g, 0, ps / 16);
 	sched_yield(); /* room for an eviction between the halves */
-	for (uint64_t k = ps / 16; k < ps / 8; k++)
-		w[k] = gen_word(page, g, k);
+	tu_gen_write(p, page, g, ps / 16, ps / 8);
 }
 
 struct owner_state {
