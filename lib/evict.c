@@ -519,7 +519,7 @@ static int start(struct ufault_ctx *ctx)
 		if (ret)
 			goto unmap;
 	}
-	ret = -pthread_create(&ev->thread, NULL, evictor_main, ctx);
+	ret = ufault__thread_start(&ev->thread, evictor_main, ctx);
 	if (ret)
 		goto unmap;
 	ev->started = true;

@@ -562,7 +562,7 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 		pthread_mutex_unlock(&rm->lock);
 	}
 	if (!ret)
-		ret = -pthread_create(&rm->monitor, NULL, monitor_main, rm);
+		ret = ufault__thread_start(&rm->monitor, monitor_main, rm);
 	if (ret) {
 		ufault_remote_close(rm);
 		return ret;

@@ -2,13 +2,15 @@
 /*
  * util.h - the few helpers every layer of the library uses: overflow-checked
  * rounding, the system page size (read once), container_of, a spin-wait
- * hint, positioned I/O to the end. Header-only, includes nothing of
- * ufault's.
+ * hint, positioned I/O to the end, ufault's threads. Header-only, includes
+ * nothing of ufault's.
  */
 #ifndef UFAULT_LIB_UTIL_H
 #define UFAULT_LIB_UTIL_H
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -76,6 +78,26 @@ static inline long ufault__pio(int fd, void *buf, size_t len, uint64_t off, bool
 		done += (size_t)n;
 	}
 	return (long)done;
+}
+
+/*
+ * Start one of ufault's threads (a worker, the evictor, a monitor) with
+ * every signal blocked: the program's signals, process-directed ones
+ * included, are delivered to its own threads, whose masks it chose, and
+ * its handlers never run on a thread that may hold ufault's locks (a
+ * program under the preload shim never created these threads). Faults of
+ * ufault's own (SIGSEGV, SIGBUS) are delivered regardless. 0 or -errno.
+ */
+static inline int ufault__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int ret;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -ret;
 }
 
 static inline void ufault__cpu_relax(void)

@@ -632,7 +632,7 @@ int ufault__workers_start(struct ufault_ctx *ctx)
 			ret = w->epfd < 0 ? w->epfd : 0;
 		}
 		if (!ret)
-			ret = -pthread_create(&w->thread, NULL, worker_main, w);
+			ret = ufault__thread_start(&w->thread, worker_main, w);
 		if (ret) {
 			worker_free(w, false);
 			goto undo;
