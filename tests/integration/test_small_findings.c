@@ -20,7 +20,12 @@
  *    other's region (EBUSY), and that region keeps serving;
  *  - a worker whose read(2) of its uffd fails keeps serving: faults after
  *    the error are all resolved (it used to leave its loop, and every later
- *    fault on its uffd parked forever).
+ *    fault on its uffd parked forever);
+ *  - ufault's threads block every signal (0.7): a context made while the
+ *    creating thread takes SIGUSR1, which the thread then blocks, leaves a
+ *    process-directed SIGUSR1 pending for the program (sigtimedwait gets
+ *    it) instead of running its handler on a worker (it used to: workers
+ *    inherited the creator's mask).
  *
  * Per-mode behaviour runs in every lock mode.
  */
@@ -437,12 +442,46 @@ static void test_worker_read_error(void **state)
 	ufault_ctx_destroy(ctx);
 }
 
+static volatile sig_atomic_t usr1_handled;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_handled = 1;
+}
+
+static void test_thread_signals(void **state)
+{
+	struct sigaction sa = {.sa_handler = on_usr1}, old_sa;
+	struct timespec wait = {.tv_sec = 5};
+	struct ufault_ctx *ctx;
+	sigset_t usr1, old;
+
+	(void)state;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old_sa), 0);
+	assert_int_equal(pthread_sigmask(SIG_UNBLOCK, &usr1, &old), 0);
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, 4, 1), 0);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr1, NULL), 0);
+	usr1_handled = 0;
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(kill(getpid(), SIGUSR1), 0);
+		assert_int_equal(sigtimedwait(&usr1, NULL, &wait), SIGUSR1);
+	}
+	assert_int_equal(usr1_handled, 0);
+	ufault_ctx_destroy(ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	sigaction(SIGUSR1, &old_sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest once[] = {
 	    tu_watchdog_test(test_config_size),
 	    tu_watchdog_test(test_env_log_bogus),
 	    tu_watchdog_test(test_env_lock_mode),
+	    tu_watchdog_test(test_thread_signals),
 	};
 	const struct CMUnitTest per_mode[] = {
 	    tu_watchdog_test(test_source_size),	      tu_watchdog_test(test_stats_size),
