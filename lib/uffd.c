@@ -25,29 +25,38 @@ static int uffd_ioctl(int fd, unsigned long req, void *arg)
 	return ret < 0 ? -errno : 0;
 }
 
+/*
+ * A uffd that also takes the faults the kernel takes on the program's
+ * behalf (read(2) into a page never touched, a futex word there, ...):
+ * userfaultfd(2) where the caller may (privileged, or
+ * vm.unprivileged_userfaultfd = 1), else /dev/userfaultfd where it can
+ * open it. Only where neither works, one limited to user-mode faults
+ * (UFFD_USER_MODE_ONLY, what an unprivileged process gets by default): a
+ * system call that reads or writes a page never touched then fails with
+ * EFAULT instead of waiting for the page.
+ */
 int ufault__uffd_open(void)
 {
 	int flags = O_CLOEXEC | O_NONBLOCK;
-	int fd, dev;
+	int fd, dev, err;
 
-	fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	fd = (int)syscall(SYS_userfaultfd, flags);
 	if (fd >= 0)
 		return fd;
-	if (errno == EINVAL) /* kernel without UFFD_USER_MODE_ONLY */
-		fd = (int)syscall(SYS_userfaultfd, flags);
-	if (fd >= 0)
-		return fd;
-	if (errno != EPERM && errno != ENOSYS)
-		return -errno;
-
+	err = errno;
+	if (err != EPERM && err != ENOSYS)
+		return -err;
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return errno == ENOENT ? -ENOSYS : -errno;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-	if (fd < 0)
-		fd = -errno;
-	close(dev);
-	return fd;
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	if (err == ENOSYS)
+		return -ENOSYS;
+	fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	return fd >= 0 ? fd : -EPERM;
 }
 
 static int api_call(int fd, uint64_t features, struct ufault__uffd_caps *got)

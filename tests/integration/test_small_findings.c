@@ -21,6 +21,10 @@
  *  - a worker whose read(2) of its uffd fails keeps serving: faults after
  *    the error are all resolved (it used to leave its loop, and every later
  *    fault on its uffd parked forever);
+ *  - a system call that reads or writes a region page never touched
+ *    (write(2) from it into a pipe, read(2) from a pipe into it) waits
+ *    for the page like a thread's own access (0.7: the uffd used to be
+ *    opened UFFD_USER_MODE_ONLY, and such calls failed with EFAULT);
  *  - ufault's threads block every signal (0.7): a context made while the
  *    creating thread takes SIGUSR1, which the thread then blocks, leaves a
  *    process-directed SIGUSR1 pending for the program (sigtimedwait gets
@@ -442,6 +446,36 @@ static void test_worker_read_error(void **state)
 	ufault_ctx_destroy(ctx);
 }
 
+static void test_kernel_access(void **state)
+{
+	struct ufault_source src = tu_pattern_source(0, 77);
+	unsigned char *p = tu_map_anon(4 * ps, 0), *buf = malloc(ps);
+	struct ufault_ctx *ctx;
+	int pfd[2];
+
+	(void)state;
+	assert_non_null(buf);
+	assert_int_equal(tu_ctx_create(&ctx, tu_mode, 2, 1), 0);
+	assert_int_equal(ufault_region_register(ctx, p, 4 * ps, &src, 0, NULL), 0);
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	/* The kernel reads page 1 for write(2): filled from the source. */
+	assert_int_equal(write(pfd[1], p + ps, ps), (ssize_t)ps);
+	assert_int_equal(read(pfd[0], buf, ps), (ssize_t)ps);
+	assert_int_equal(tu_pattern_check(buf, ps, ps, 77), -1);
+	/* The kernel writes page 2 for read(2): filled first, then
+	 * overwritten with the pipe's bytes. */
+	memset(buf, 0x5a, ps);
+	assert_int_equal(write(pfd[1], buf, ps / 2), (ssize_t)(ps / 2));
+	assert_int_equal(read(pfd[0], p + 2 * ps, ps / 2), (ssize_t)(ps / 2));
+	assert_int_equal(memcmp(p + 2 * ps, buf, ps / 2), 0);
+	assert_int_equal(tu_pattern_check(p + 2 * ps + ps / 2, ps / 2, 2 * ps + ps / 2, 77), -1);
+	close(pfd[0]);
+	close(pfd[1]);
+	ufault_ctx_destroy(ctx);
+	tu_unmap(p, 4 * ps);
+	free(buf);
+}
+
 static volatile sig_atomic_t usr1_handled;
 
 static void on_usr1(int sig)
@@ -486,7 +520,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest per_mode[] = {
 	    tu_watchdog_test(test_source_size),	      tu_watchdog_test(test_stats_size),
 	    tu_watchdog_test(test_mmap_null_fixed),   tu_watchdog_test(test_two_contexts),
-	    tu_watchdog_test(test_worker_read_error),
+	    tu_watchdog_test(test_worker_read_error), tu_watchdog_test(test_kernel_access),
 	};
 	int failed = 0;
 
