@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "util.h" /* ufault__parse_size */
 
 long page_size;
 
@@ -80,41 +81,11 @@ long parse_long(const char *s, const char *what, long min, long max)
 
 size_t parse_size(const char *s, const char *what)
 {
-	char *end;
-	unsigned long long v;
-	int shift = 0;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
+	if (!ufault__parse_size(s, &v) || v == 0 || v > (1ull << 40))
 		bad_usage("bad %s '%s'", what, s);
-	switch (*end) {
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end || v == 0 || v > (1ull << 40) >> shift)
-		bad_usage("bad %s '%s'", what, s);
-	v <<= shift;
-	if (v % (unsigned long long)page_size)
+	if (v % (uint64_t)page_size)
 		bad_usage("%s '%s' is not a multiple of the page size", what, s);
 	return (size_t)v;
 }

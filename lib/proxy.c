@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include "proxy.h"
 #include "worker.h"
 
 static void *map_failed(int err)
@@ -139,6 +140,19 @@ static int shared_args(struct ufault_ctx *ctx, unsigned int flags, uint64_t ps)
 		return -EOPNOTSUPP;
 	}
 	return 0;
+}
+
+bool ufault__ctx_has_region(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
+{
+	struct ufault__mm_held h;
+	bool any;
+
+	if (end <= start)
+		return false;
+	ufault__mm_read_lock(&ctx->mm, &h, start, end);
+	any = ufault__regions_first(&ctx->regions, start, end) != NULL;
+	ufault__mm_read_unlock(&ctx->mm, &h);
+	return any;
 }
 
 /* --- registration ------------------------------------------------------ */

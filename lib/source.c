@@ -32,7 +32,11 @@ static const struct ufault__source_ops *ops_of(enum ufault_source_type type)
 	case UFAULT_SOURCE_FILE:
 		return &ufault__source_file;
 	case UFAULT_SOURCE_NBD:
+#ifdef UFAULT_NO_NBD /* the preload shim's copy of the library */
+		return NULL;
+#else
 		return &ufault__source_nbd;
+#endif
 	case UFAULT_SOURCE_MEMFD:
 		return &ufault__source_memfd;
 	}

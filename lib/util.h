@@ -2,8 +2,8 @@
 /*
  * util.h - the few helpers every layer of the library uses: overflow-checked
  * rounding, the system page size (read once), container_of, a spin-wait
- * hint, positioned I/O to the end, ufault's threads. Header-only, includes
- * nothing of ufault's.
+ * hint, positioned I/O to the end, ufault's threads, sizes as people write
+ * them. Header-only, includes nothing of ufault's.
  */
 #ifndef UFAULT_LIB_UTIL_H
 #define UFAULT_LIB_UTIL_H
@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +99,47 @@ static inline int ufault__thread_start(pthread_t *t, void *(*fn)(void *), void *
 	ret = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return -ret;
+}
+
+/* "N", "NK", "NM", "NG" (powers of 1024; "KiB"/"KB" and "B" too) into
+ * *@out; false if @s is not that or the value does not fit. */
+static inline bool ufault__parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return false;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
 }
 
 static inline void ufault__cpu_relax(void)

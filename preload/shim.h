@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim.h - the preload shim's state (state.c): its configuration from the
+ * environment, the process-wide context and its life across fork(2), the
+ * thread mark that keeps ufault's own calls out of the shim, and what the
+ * UFAULT_TRACE report at exit counts. shim.c, the interposed calls, is its
+ * only user.
+ */
+#ifndef UFAULT_PRELOAD_SHIM_H
+#define UFAULT_PRELOAD_SHIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ufault_ctx;
+
+/* Is this thread inside ufault (a proxy, the context's creation)? Its
+ * mmap calls then go straight to the kernel. */
+bool shim_inside(void);
+void shim_enter(void);
+void shim_leave(void);
+
+/* UFAULT_MIN_BYTES: the smallest mapping made a region. */
+size_t shim_min_bytes(void);
+
+/* This process's context (made at load), or NULL: before the shim's
+ * constructor ran, in a forked child, or if it could not be made. */
+struct ufault_ctx *shim_ctx_current(void);
+
+/* May [start, end) overlap a region of this process (made since its last
+ * fork)? False is certain; true means "ask the proxies". */
+bool shim_may_hold(uint64_t start, uint64_t end);
+
+/* A region made, unmapped (before the call), moved; a mapping ufault
+ * refused (the kernel mapped it). For the bounds and UFAULT_TRACE. */
+void shim_note_region(void *p, size_t len);
+void shim_note_unmap(void *p, size_t len);
+void shim_note_remap(void *old, size_t old_len, void *p, size_t len);
+void shim_count_refused(void);
+
+/* The UFAULT_TRACE report of this process, if asked for, once. */
+void shim_report(void);
+
+#endif

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * state.c - the preload shim's state (shim.h).
+ *
+ * Configuration (read once, at the first call that needs it):
+ *   UFAULT_MIN_BYTES  the smallest private anonymous mapping made a region
+ *                     (N, NK, NM or NG; default 1M, at least one page);
+ *   UFAULT_WORKERS    the context's workers (1..64, default 2);
+ *   UFAULT_TRACE      a file the first-touch report is appended to at exit;
+ *   UFAULT_LOCK_MODE, UFAULT_LOG  read by libufault itself.
+ *
+ * The context and its workers are made when the shim is loaded (its
+ * constructor), never later: making them needs memory from the program's
+ * allocator (pthread_create allocates the new thread's TLS vector with
+ * calloc), and a large mmap is often made by that allocator with its lock
+ * held (jemalloc does), so a context made there would wait for that lock
+ * forever. Mappings made before the constructor ran (by the loader, or
+ * constructors that ran first) are the kernel's.
+ *
+ * fork(2): the child gets no workers and makes no regions: the kernel drops
+ * the parent's uffd registrations from the child's copy of the memory (no
+ * UFFD_FEATURE_EVENT_FORK), so its copies of the regions are plain memory
+ * before it touches anything: pages the parent filled are copied, the
+ * others read zeros, as they would have from the zero source. Every call
+ * of the child goes to the kernel; an exec(2) starts the shim afresh.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <ufault/ufault.h>
+
+#include "shim.h"
+#include "util.h"
+
+#define DEFAULT_MIN_BYTES (1u << 20)
+#define DEFAULT_WORKERS 2u
+#define TRACE_MAX 65536u /* mappings the report can list */
+#define HEAT_CELLS 64u	 /* columns of a mapping's heat map */
+
+static __thread unsigned int inside __attribute__((tls_model("initial-exec")));
+
+/* A region made, for the report. */
+struct mapping {
+	uint64_t start, len;
+	uint64_t touched_gone; /* pages found resident in parts unmapped */
+	int live;
+};
+
+static struct {
+	pthread_once_t once;
+	pthread_mutex_t lock;	/* creation, fork, the mappings */
+	struct ufault_ctx *ctx; /* atomic: this process's, or NULL */
+	size_t min_bytes;
+	unsigned int workers;
+	pid_t pid;	 /* the process the state is of (not a vfork child) */
+	int reported;	 /* the report is written */
+	uint64_t lo, hi; /* atomic: the span of the regions made since the fork */
+	uint64_t made, refused;
+	char trace[4096]; /* "": no report */
+	struct mapping *map;
+	unsigned int nr_map;
+	uint64_t unlisted;
+} S = {
+    .once = PTHREAD_ONCE_INIT,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .min_bytes = DEFAULT_MIN_BYTES,
+    .workers = DEFAULT_WORKERS,
+    .lo = UINT64_MAX,
+};
+
+bool shim_inside(void)
+{
+	return inside != 0;
+}
+
+void shim_enter(void)
+{
+	inside++;
+}
+
+void shim_leave(void)
+{
+	inside--;
+}
+
+/* A line on stderr, with no allocation (the program may be inside its
+ * allocator). */
+static void say(const char *fmt, const char *a, const char *b)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), fmt, a, b);
+
+	if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
+		return;
+}
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&S.lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&S.lock);
+}
+
+/* The child: one thread, this one. Its regions are plain memory already. */
+static void fork_child(void)
+{
+	/* The parent's context stays in the child's memory, unused (its
+	 * fds close at exec: all are O_CLOEXEC). */
+	__atomic_store_n(&S.ctx, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&S.lo, UINT64_MAX, __ATOMIC_RELAXED);
+	__atomic_store_n(&S.hi, 0, __ATOMIC_RELAXED);
+	for (unsigned int i = 0; i < S.nr_map; i++)
+		S.map[i].live = 0;
+	S.made = S.refused = 0;
+	S.pid = getpid();
+	S.reported = 0;
+	pthread_mutex_unlock(&S.lock);
+}
+
+static void configure(void)
+{
+	const char *v = getenv("UFAULT_MIN_BYTES");
+	uint64_t n;
+
+	S.pid = getpid();
+	if (v && *v) {
+		if (ufault__parse_size(v, &n) && n >= (uint64_t)sysconf(_SC_PAGESIZE))
+			S.min_bytes = (size_t)n;
+		else
+			say("ufault_preload: UFAULT_MIN_BYTES=%s: not a size of a page or more "
+			    "(N, NK, NM, NG); using 1M%s\n",
+			    v, "");
+	}
+	v = getenv("UFAULT_WORKERS");
+	if (v && *v) {
+		if (ufault__parse_size(v, &n) && n >= 1 && n <= 64)
+			S.workers = (unsigned int)n;
+		else
+			say("ufault_preload: UFAULT_WORKERS=%s: not 1..64; using 2%s\n", v, "");
+	}
+	v = getenv("UFAULT_TRACE");
+	if (v && *v) {
+		if (strlen(v) < sizeof(S.trace))
+			strcpy(S.trace, v);
+		else
+			say("ufault_preload: UFAULT_TRACE: path too long: no report%s%s\n", "", "");
+	}
+	if (pthread_atfork(fork_prepare, fork_parent, fork_child))
+		say("ufault_preload: pthread_atfork failed%s%s\n", "", "");
+}
+
+size_t shim_min_bytes(void)
+{
+	pthread_once(&S.once, configure);
+	return S.min_bytes;
+}
+
+struct ufault_ctx *shim_ctx_current(void)
+{
+	return __atomic_load_n(&S.ctx, __ATOMIC_ACQUIRE);
+}
+
+/* At load: the context, or a line saying why there is none. */
+__attribute__((constructor)) static void start(void)
+{
+	struct ufault_config cfg;
+	struct ufault_ctx *c;
+	int ret;
+
+	pthread_once(&S.once, configure);
+	shim_enter();
+	ufault_config_init(&cfg);
+	cfg.nr_workers = S.workers;
+	/* The program's own bad calls (a munmap the kernel refuses too) are
+	 * not ufault's to report: errors only, unless $UFAULT_LOG asks. */
+	cfg.log_level = UFAULT_LOG_ERROR;
+	ret = ufault_ctx_create(&c, &cfg);
+	shim_leave();
+	if (ret) {
+		say("ufault_preload: no context (%s): every mapping is the kernel's%s\n",
+		    ufault_strerror(ret), "");
+		return;
+	}
+	__atomic_store_n(&S.ctx, c, __ATOMIC_RELEASE);
+}
+
+bool shim_may_hold(uint64_t start, uint64_t end)
+{
+	return start < __atomic_load_n(&S.hi, __ATOMIC_ACQUIRE) &&
+	       end > __atomic_load_n(&S.lo, __ATOMIC_ACQUIRE);
+}
+
+static void widen(uint64_t start, uint64_t end)
+{
+	uint64_t v = __atomic_load_n(&S.lo, __ATOMIC_RELAXED);
+
+	while (start < v && !__atomic_compare_exchange_n(&S.lo, &v, start, true, __ATOMIC_RELEASE,
+							 __ATOMIC_RELAXED))
+		;
+	v = __atomic_load_n(&S.hi, __ATOMIC_RELAXED);
+	while (end > v && !__atomic_compare_exchange_n(&S.hi, &v, end, true, __ATOMIC_RELEASE,
+						       __ATOMIC_RELAXED))
+		;
+}
+
+/* Pages of [start, start + len) in the page tables (mincore; unmapped
+ * parts count none), and, if @heat, each cell's share in @heat. */
+static uint64_t resident(uint64_t start, uint64_t len, unsigned int *heat)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE), pages = len / ps, n = 0;
+	unsigned char vec[512];
+
+	for (uint64_t i = 0; i < pages; i += sizeof(vec)) {
+		uint64_t k = pages - i < sizeof(vec) ? pages - i : sizeof(vec);
+
+		if (mincore((void *)(uintptr_t)(start + i * ps), k * ps, vec))
+			continue;
+		for (uint64_t j = 0; j < k; j++) {
+			if (!(vec[j] & 1))
+				continue;
+			n++;
+			if (heat)
+				heat[(i + j) * HEAT_CELLS / pages]++;
+		}
+	}
+	return n;
+}
+
+static bool tracing(void)
+{
+	pthread_once(&S.once, configure);
+	return S.trace[0] != 0;
+}
+
+void shim_note_region(void *p, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)p;
+
+	widen(a, a + len);
+	__atomic_fetch_add(&S.made, 1, __ATOMIC_RELAXED);
+	if (!tracing())
+		return;
+	pthread_mutex_lock(&S.lock);
+	if (!S.map) {
+		void *m = (void *)syscall(SYS_mmap, NULL, TRACE_MAX * sizeof(*S.map),
+					  PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		S.map = m == MAP_FAILED ? NULL : m;
+	}
+	if (S.map && S.nr_map < TRACE_MAX)
+		S.map[S.nr_map++] = (struct mapping){.start = a, .len = len, .live = 1};
+	else
+		S.unlisted++;
+	pthread_mutex_unlock(&S.lock);
+}
+
+void shim_note_unmap(void *p, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)p, e = a + len;
+
+	if (!tracing())
+		return;
+	pthread_mutex_lock(&S.lock);
+	for (unsigned int i = 0; i < S.nr_map; i++) {
+		struct mapping *m = &S.map[i];
+		uint64_t s = m->start > a ? m->start : a,
+			 t = m->start + m->len < e ? m->start + m->len : e;
+
+		if (!m->live || s >= t)
+			continue;
+		m->touched_gone += resident(s, t - s, NULL);
+		if (s == m->start && t == m->start + m->len)
+			m->live = 0;
+	}
+	pthread_mutex_unlock(&S.lock);
+}
+
+void shim_note_remap(void *old, size_t old_len, void *p, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)old, n = (uint64_t)(uintptr_t)p;
+
+	widen(n, n + len);
+	if (!tracing())
+		return;
+	pthread_mutex_lock(&S.lock);
+	for (unsigned int i = 0; i < S.nr_map; i++)
+		if (S.map[i].live && S.map[i].start == a && S.map[i].len == old_len) {
+			S.map[i].start = n;
+			S.map[i].len = len;
+		}
+	pthread_mutex_unlock(&S.lock);
+}
+
+void shim_count_refused(void)
+{
+	__atomic_fetch_add(&S.refused, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * UFAULT_TRACE: at exit (exit(3), or _exit(2), which shim.c interposes for
+ * it), appended to the file, one block per process:
+ *   ufault_preload pid P: R regions made, F refused; faults N, pages installed M
+ *   P 0xSTART LEN pages touched T/TOTAL |heat map|
+ * where the heat map has HEAT_CELLS cells, each ' ' (none of its pages
+ * touched) to '@' (all), and a mapping unmapped before exit shows
+ * "unmapped" with the pages it had touched.
+ */
+void shim_report(void)
+{
+	static const char shade[] = " .:-=+*#%@";
+	struct ufault_stats st = {.size = sizeof(st)};
+	struct ufault_ctx *c = shim_ctx_current();
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	int fd;
+
+	/* Once, and not from a vfork child (the state is its parent's). */
+	if (!S.trace[0] || S.pid != getpid() ||
+	    __atomic_exchange_n(&S.reported, 1, __ATOMIC_ACQ_REL))
+		return;
+	shim_enter();
+	fd = open(S.trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		say("ufault_preload: UFAULT_TRACE=%s: %s\n", S.trace, strerror(errno));
+		shim_leave();
+		return;
+	}
+	if (!c || ufault_stats(c, &st))
+		memset(&st, 0, sizeof(st));
+	pthread_mutex_lock(&S.lock);
+	dprintf(fd,
+		"ufault_preload pid %d: %llu regions made, %llu refused; faults %llu, pages "
+		"installed %llu%s\n",
+		(int)getpid(), (unsigned long long)S.made, (unsigned long long)S.refused,
+		(unsigned long long)st.faults, (unsigned long long)st.pages_installed,
+		S.unlisted ? " (some mappings not listed)" : "");
+	for (unsigned int i = 0; i < S.nr_map; i++) {
+		const struct mapping *m = &S.map[i];
+		unsigned int heat[HEAT_CELLS] = {0};
+		char row[HEAT_CELLS + 1];
+		uint64_t pages = m->len / ps, t;
+
+		if (!m->live) {
+			dprintf(fd, "%d %#llx %llu unmapped, pages touched %llu\n", (int)getpid(),
+				(unsigned long long)m->start, (unsigned long long)m->len,
+				(unsigned long long)m->touched_gone);
+			continue;
+		}
+		t = resident(m->start, m->len, heat) + m->touched_gone;
+		for (unsigned int k = 0; k < HEAT_CELLS; k++) {
+			uint64_t cell = pages / HEAT_CELLS ? pages / HEAT_CELLS : 1;
+
+			row[k] = shade[heat[k] * 9 / cell > 9 ? 9 : heat[k] * 9 / cell];
+		}
+		row[HEAT_CELLS] = 0;
+		dprintf(fd, "%d %#llx %llu pages touched %llu/%llu |%s|\n", (int)getpid(),
+			(unsigned long long)m->start, (unsigned long long)m->len,
+			(unsigned long long)t, (unsigned long long)pages, row);
+	}
+	pthread_mutex_unlock(&S.lock);
+	close(fd);
+	shim_leave();
+}
+
+__attribute__((destructor)) static void at_exit(void)
+{
+	shim_report();
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# run_preload.sh SHIM PROBE CASE - a real program with and without
+# libufault_preload.so (SHIM): the two runs must give identical results,
+# and, for the programs that make large private anonymous mappings, the
+# shim's UFAULT_TRACE report must show regions made and faults served.
+#
+# CASE:
+#   probe        tests/preload/preload_probe.c (PROBE): every kind of call
+#   python       a memory-heavy python3 script (private anonymous mmap of
+#                256 MiB and many 1 MiB obmalloc arenas), its digest
+#   python_mmap  python3's own test suite for the mmap module
+#                (test.test_mmap, libpython3.11-testsuite), test by test
+#   sqlite       sqlite3 with mmap_size 256 MiB over a 200k-row database
+#   stress_ng    stress-ng --mmap with its own verification (--verify):
+#                its stressors are forked children, which the shim leaves
+#                to the kernel (no regions in a child without exec: see
+#                preload/state.c); the verdict must be the same
+#   java         java -version, and GcHeavy.java (a seeded allocation-heavy
+#                program) on a 256 MiB heap: the JVM reserves its heap
+#                PROT_NONE and commits it piecewise
+#   redis        redis-server filled by DEBUG POPULATE and redis-benchmark
+#                (every client and the server under the shim), DEBUG
+#                DIGEST and DBSIZE compared
+#
+# Exit 0, 1 (a difference or a check failed) or 77 (the program is not
+# installed: scripts/deps.sh installs it).
+set -u
+shim=$(readlink -f "${1:?usage: run_preload.sh SHIM PROBE CASE}") probe=${2:?} case=${3:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+fail()
+{
+	echo "run_preload[$case]: FAIL: $*"
+	exit 1
+}
+
+need()
+{
+	command -v "$1" >/dev/null || {
+		echo "run_preload[$case]: $1 not installed (scripts/deps.sh): skipped"
+		exit 77
+	}
+}
+
+# run NAME CMD...: without the shim into $tmp/NAME.0, with it into
+# $tmp/NAME.1 (its report in $tmp/NAME.trace); each run's status in .rc.
+run()
+{
+	local name=$1
+	shift
+	"$@" >"$tmp/$name.0" 2>&1
+	echo $? >"$tmp/$name.0.rc"
+	UFAULT_TRACE="$tmp/$name.trace" LD_PRELOAD="$shim" "$@" >"$tmp/$name.1" 2>&1
+	echo $? >"$tmp/$name.1.rc"
+}
+
+same()
+{
+	local name=$1
+	if ! cmp -s "$tmp/$name.0.rc" "$tmp/$name.1.rc"; then
+		fail "$name: exit status $(cat "$tmp/$name.0.rc") without the shim, $(cat "$tmp/$name.1.rc") with it"
+	fi
+	if ! diff -u "$tmp/$name.0" "$tmp/$name.1"; then
+		fail "$name: output differs with the shim"
+	fi
+}
+
+# served NAME MIN_REGIONS: the report shows at least MIN_REGIONS regions
+# made and some faults served, summed over the processes it lists.
+served()
+{
+	local name=$1 min=$2 regions faults
+	[ -s "$tmp/$name.trace" ] || fail "$name: no UFAULT_TRACE report"
+	regions=$(awk '/^ufault_preload pid/ {n += $4} END {print n + 0}' "$tmp/$name.trace")
+	faults=$(awk '/^ufault_preload pid/ {for (i = 1; i < NF; i++) if ($i == "faults") n += $(i + 1)} END {print n + 0}' "$tmp/$name.trace")
+	echo "run_preload[$case]: $name: $regions regions made, $faults faults served"
+	[ "$regions" -ge "$min" ] || fail "$name: $regions regions made, expected at least $min"
+	[ "$faults" -gt 0 ] || fail "$name: no fault served"
+}
+
+case $case in
+probe)
+	run probe "$probe"
+	same probe
+	grep -q '^failures 0$' "$tmp/probe.1" || fail "probe: its own checks failed"
+	# large, fixed, reserve, remap (2), advise, hole, errno, 80 from the
+	# threads, fork, spawn, shm; the spawned and exec'd children one each.
+	served probe 90
+	;;
+python)
+	need python3
+	cat >"$tmp/heavy.py" <<'EOF'
+import hashlib, mmap
+# 256 MiB of private anonymous memory, written sparsely and read whole.
+m = mmap.mmap(-1, 256 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(0, len(m), 4096 * 7):
+    m[i:i + 8] = (i * 2654435761 % (1 << 64)).to_bytes(8, "little")
+h = hashlib.sha256()
+for i in range(0, len(m), 1 << 20):
+    h.update(m[i:i + (1 << 20)])
+m.close()
+# Many small objects: obmalloc's arenas.
+d = {i: str(i) * 3 for i in range(400000)}
+h.update(repr(sum(len(v) for v in d.values())).encode())
+print(h.hexdigest())
+EOF
+	run python python3 "$tmp/heavy.py"
+	same python
+	served python 2
+	;;
+python_mmap)
+	need python3
+	python3 -c 'import test.test_mmap' 2>/dev/null || {
+		echo "run_preload[$case]: test.test_mmap not installed (libpython3.11-testsuite): skipped"
+		exit 77
+	}
+	# Test by test (the timings line differs from run to run).
+	run python_mmap python3 -m unittest -v test.test_mmap
+	for s in 0 1; do
+		grep -E ' \.\.\. ' "$tmp/python_mmap.$s" | sort >"$tmp/python_mmap.$s.tests"
+		cp "$tmp/python_mmap.$s.tests" "$tmp/python_mmap.$s"
+	done
+	same python_mmap
+	grep -q ' \.\.\. ok$' "$tmp/python_mmap.1" || fail "python_mmap: no test ran"
+	served python_mmap 1
+	;;
+sqlite)
+	need sqlite3
+	cat >"$tmp/q.sql" <<'EOF'
+PRAGMA mmap_size = 268435456;
+CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+INSERT INTO t SELECT i, (i * 7919) % 1000, printf('%08d-%s', i, hex(i * 2654435761)) FROM n;
+CREATE INDEX tk ON t(k);
+SELECT count(*), sum(k), max(length(v)) FROM t;
+SELECT k, count(*), min(v) FROM t WHERE k % 97 = 3 GROUP BY k ORDER BY k;
+SELECT sum(id) FROM t WHERE v LIKE '%ABC%';
+EOF
+	rm -f "$tmp/db.0" "$tmp/db.1"
+	sqlite3 "$tmp/db.0" <"$tmp/q.sql" >"$tmp/sqlite.0" 2>&1
+	echo $? >"$tmp/sqlite.0.rc"
+	UFAULT_TRACE="$tmp/sqlite.trace" LD_PRELOAD="$shim" sqlite3 "$tmp/db.1" <"$tmp/q.sql" >"$tmp/sqlite.1" 2>&1
+	echo $? >"$tmp/sqlite.1.rc"
+	same sqlite
+	# sqlite3 maps its database file (shared) and allocates with malloc:
+	# it may make no region at all; its report is shown, not required.
+	cat "$tmp/sqlite.trace" 2>/dev/null | head -1
+	;;
+stress_ng)
+	need stress-ng
+	for s in 0 1; do
+		pre=()
+		[ $s = 1 ] && pre=(env UFAULT_TRACE="$tmp/stress.trace" LD_PRELOAD="$shim")
+		"${pre[@]}" stress-ng --mmap 2 --mmap-bytes 64M --mmap-ops 16 --verify \
+			--timeout 60s >"$tmp/stress.$s.log" 2>&1
+		echo $? >"$tmp/stress.$s.rc"
+		# Its verdict, not its timings.
+		grep -Eo 'successful run completed|unsuccessful run completed|fail[a-z]*:.*' \
+			"$tmp/stress.$s.log" | sort -u >"$tmp/stress.$s"
+	done
+	same stress
+	grep -q 'successful run completed' "$tmp/stress.1" || fail "stress_ng: not successful with the shim"
+	head -1 "$tmp/stress.trace" 2>/dev/null
+	;;
+java)
+	need java
+	run java_version java -version
+	same java_version
+	run java_gc java -Xmx256m -XX:+UseParallelGC "$(dirname "$0")/GcHeavy.java"
+	same java_gc
+	grep -q '^checksum ' "$tmp/java_gc.1" || fail "java: GcHeavy printed no checksum"
+	served java_gc 10
+	;;
+redis)
+	need redis-server
+	need redis-cli
+	need redis-benchmark
+	cat >"$tmp/redis.sh" <<'EOF'
+port=$1 dir=$2
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+	--enable-debug-command local >"$dir/server.log" 2>&1 &
+pid=$!
+for i in $(seq 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-cli -p "$port" DEBUG POPULATE 200000 key 128
+redis-benchmark -p "$port" -n 20000 -t set,lpush,sadd,hset -d 64 -q >"$dir/bench.log" 2>&1 ||
+	echo "redis-benchmark failed"
+redis-cli -p "$port" DEBUG DIGEST
+redis-cli -p "$port" DBSIZE
+redis-cli -p "$port" shutdown nosave
+wait "$pid"
+echo "server exit $?"
+EOF
+	# A port pair per run.
+	port=$((6900 + $$ % 1000 * 2))
+	mkdir "$tmp/r0" "$tmp/r1"
+	bash "$tmp/redis.sh" "$port" "$tmp/r0" >"$tmp/redis.0" 2>&1
+	echo $? >"$tmp/redis.0.rc"
+	UFAULT_TRACE="$tmp/redis.trace" LD_PRELOAD="$shim" bash "$tmp/redis.sh" $((port + 1)) "$tmp/r1" \
+		>"$tmp/redis.1" 2>&1
+	echo $? >"$tmp/redis.1.rc"
+	same redis
+	grep -q 'redis-benchmark failed' "$tmp/redis.1" && fail "redis: the benchmark failed"
+	served redis 1
+	;;
+*)
+	fail "unknown case"
+	;;
+esac
+echo "run_preload[$case]: OK"
