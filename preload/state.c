@@ -6,6 +6,9 @@
  *   UFAULT_MIN_BYTES  the smallest private anonymous mapping made a region
  *                     (N, NK, NM or NG; default 1M, at least one page);
  *   UFAULT_WORKERS    the context's workers (1..64, default 2);
+ *   UFAULT_FAULT_AROUND  ufault_config.fault_around_max (default 0: one page
+ *                     per fault, as the kernel's anonymous memory; a
+ *                     sequential toucher then pays a round trip per page);
  *   UFAULT_TRACE      a file the first-touch report is appended to at exit;
  *   UFAULT_LOCK_MODE, UFAULT_LOG  read by libufault itself.
  *
@@ -57,7 +60,7 @@ static struct {
 	pthread_once_t once;
 	pthread_mutex_t lock;	/* creation, fork, the mappings */
 	struct ufault_ctx *ctx; /* atomic: this process's, or NULL */
-	size_t min_bytes;
+	size_t min_bytes, fault_around;
 	unsigned int workers;
 	pid_t pid;	 /* the process the state is of (not a vfork child) */
 	int reported;	 /* the report is written */
@@ -148,6 +151,15 @@ static void configure(void)
 		else
 			say("ufault_preload: UFAULT_WORKERS=%s: not 1..64; using 2%s\n", v, "");
 	}
+	v = getenv("UFAULT_FAULT_AROUND");
+	if (v && *v) {
+		if (ufault__parse_size(v, &n) && n <= (2u << 20))
+			S.fault_around = (size_t)n;
+		else
+			say("ufault_preload: UFAULT_FAULT_AROUND=%s: not a size up to 2M; using "
+			    "0%s\n",
+			    v, "");
+	}
 	v = getenv("UFAULT_TRACE");
 	if (v && *v) {
 		if (strlen(v) < sizeof(S.trace))
@@ -181,6 +193,7 @@ __attribute__((constructor)) static void start(void)
 	shim_enter();
 	ufault_config_init(&cfg);
 	cfg.nr_workers = S.workers;
+	cfg.fault_around_max = S.fault_around;
 	/* The program's own bad calls (a munmap the kernel refuses too) are
 	 * not ufault's to report: errors only, unless $UFAULT_LOG asks. */
 	cfg.log_level = UFAULT_LOG_ERROR;

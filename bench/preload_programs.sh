@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# preload_programs.sh [BUILD_DIR] [RUNS] - the preload shim's cost on real
+# programs' run times: each program runs RUNS times (default 3) without and
+# with libufault_preload.so, alternated (ABBA), and the table shows the
+# median wall time of each and their ratio. The programs are those of
+# tests/preload (python3 with a 256 MiB script, java with GcHeavy.java,
+# sqlite3 over a 200k-row database, redis-server under redis-benchmark,
+# whose requests per second are shown instead of a time). A program that is
+# not installed is left out (scripts/deps.sh installs them all).
+set -u
+build=${1:-build} runs=${2:-3}
+src=$(cd "$(dirname "$0")/.." && pwd)
+shim=$(readlink -f "$build/preload/libufault_preload.so")
+[ -r "$shim" ] || {
+	echo "preload_programs: no $build/preload/libufault_preload.so (build it first)"
+	exit 2
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cat >"$tmp/heavy.py" <<'EOF'
+import hashlib, mmap
+m = mmap.mmap(-1, 256 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(0, len(m), 4096 * 7):
+    m[i:i + 8] = (i * 2654435761 % (1 << 64)).to_bytes(8, "little")
+h = hashlib.sha256()
+for i in range(0, len(m), 1 << 20):
+    h.update(m[i:i + (1 << 20)])
+d = {i: str(i) * 3 for i in range(400000)}
+print(h.hexdigest(), sum(len(v) for v in d.values()))
+EOF
+cat >"$tmp/q.sql" <<'EOF'
+PRAGMA mmap_size = 268435456;
+CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+INSERT INTO t SELECT i, (i * 7919) % 1000, printf('%08d-%s', i, hex(i * 2654435761)) FROM n;
+CREATE INDEX tk ON t(k);
+SELECT count(*), sum(k) FROM t;
+EOF
+
+# seconds NAME CMD...: the wall time of CMD (its output discarded).
+seconds()
+{
+	local t0 t1
+	t0=$(date +%s.%N)
+	"$@" >/dev/null 2>&1 || echo "preload_programs: '$*' failed" >&2
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
+}
+
+median()
+{
+	sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# time_program LABEL CMD...: RUNS pairs, alternated; prints a table row.
+time_program()
+{
+	local label=$1 a=() b=() r
+	shift
+	for ((r = 0; r < runs; r++)); do
+		if ((r % 2)); then
+			b+=("$(seconds env LD_PRELOAD="$shim" "$@")")
+			a+=("$(seconds env -u LD_PRELOAD "$@")")
+		else
+			a+=("$(seconds env -u LD_PRELOAD "$@")")
+			b+=("$(seconds env LD_PRELOAD="$shim" "$@")")
+		fi
+		rm -f "$tmp/db"
+	done
+	ma=$(printf '%s\n' "${a[@]}" | median)
+	mb=$(printf '%s\n' "${b[@]}" | median)
+	printf '%-28s %10.3f s %10.3f s %8.3f\n' "$label" "$ma" "$mb" \
+		"$(awk -v a="$ma" -v b="$mb" 'BEGIN {print b / a}')"
+}
+
+# redis_rps [shim]: SET requests per second of redis-benchmark against a
+# redis-server, both with the shim or both without.
+redis_rps()
+{
+	local pre=() port=$((7300 + RANDOM % 500)) pid rps
+	[ "${1:-}" = shim ] && pre=(env LD_PRELOAD="$shim")
+	"${pre[@]}" redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$tmp" >/dev/null 2>&1 &
+	pid=$!
+	for i in $(seq 200); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.05; done
+	rps=$("${pre[@]}" redis-benchmark -p $port -n 100000 -t set -d 256 -q 2>/dev/null |
+		tr '\r' '\n' | awk '/^SET:/ {print $2}' | tail -1)
+	redis-cli -p $port shutdown nosave >/dev/null 2>&1
+	wait $pid 2>/dev/null
+	echo "${rps:-0}"
+}
+
+echo "preload_programs: $runs runs each, alternated; shim $shim"
+printf '%-28s %12s %12s %8s\n' program "without" "with" ratio
+command -v python3 >/dev/null && time_program "python3 heavy.py" python3 "$tmp/heavy.py"
+command -v python3 >/dev/null &&
+	time_program "  UFAULT_FAULT_AROUND=1M" env UFAULT_FAULT_AROUND=1M python3 "$tmp/heavy.py"
+command -v java >/dev/null &&
+	time_program "java GcHeavy (256 MiB heap)" java -Xmx256m -XX:+UseParallelGC \
+		"$src/tests/preload/GcHeavy.java"
+command -v java >/dev/null && time_program "java -version" java -version
+command -v sqlite3 >/dev/null && time_program "sqlite3 200k rows" sh -c "rm -f '$tmp/db'; sqlite3 '$tmp/db' <'$tmp/q.sql'"
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+	a=() b=()
+	for ((r = 0; r < runs; r++)); do
+		a+=("$(redis_rps)")
+		b+=("$(redis_rps shim)")
+	done
+	ma=$(printf '%s\n' "${a[@]}" | median)
+	mb=$(printf '%s\n' "${b[@]}" | median)
+	printf '%-28s %10.0f/s %10.0f/s %8.3f\n' "redis SET (requests/s)" "$ma" "$mb" \
+		"$(awk -v a="$ma" -v b="$mb" 'BEGIN {print (a > 0) ? b / a : 0}')"
+fi
