@@ -182,6 +182,36 @@ struct ufault_ctx *shim_ctx_current(void)
 	return __atomic_load_n(&S.ctx, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * Does a system call that reads a region page never touched get it (a
+ * uffd that takes the kernel's faults), rather than EFAULT (a uffd limited
+ * to user-mode faults: an unprivileged process's, by default)? Under the
+ * latter, a program's read(2) into fresh memory would fail: no regions.
+ */
+static bool kernel_faults_served(struct ufault_ctx *c)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	void *p = (void *)syscall(SYS_mmap, NULL, ps, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ufault_region *r = NULL;
+	struct ufault_source src;
+	bool ok = false;
+	int pfd[2];
+
+	if (p == MAP_FAILED)
+		return false;
+	ufault_source_init(&src, UFAULT_SOURCE_ZERO);
+	if (!ufault_region_register(c, p, ps, &src, 0, &r) && !pipe2(pfd, O_CLOEXEC)) {
+		ok = write(pfd[1], p, 1) == 1;
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	if (r)
+		ufault_region_unregister(c, r);
+	syscall(SYS_munmap, p, ps);
+	return ok;
+}
+
 /* At load: the context, or a line saying why there is none. */
 __attribute__((constructor)) static void start(void)
 {
@@ -198,6 +228,16 @@ __attribute__((constructor)) static void start(void)
 	 * not ufault's to report: errors only, unless $UFAULT_LOG asks. */
 	cfg.log_level = UFAULT_LOG_ERROR;
 	ret = ufault_ctx_create(&c, &cfg);
+	if (!ret && !kernel_faults_served(c)) {
+		ufault_ctx_destroy(c);
+		shim_leave();
+		say("ufault_preload: this process's userfaultfd takes user-mode faults only (an "
+		    "unprivileged process's, with vm.unprivileged_userfaultfd 0 and no access to "
+		    "/dev/userfaultfd): a system call into memory never touched would fail, so "
+		    "every mapping is the kernel's%s%s\n",
+		    "", "");
+		return;
+	}
 	shim_leave();
 	if (ret) {
 		say("ufault_preload: no context (%s): every mapping is the kernel's%s\n",

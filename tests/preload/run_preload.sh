@@ -18,6 +18,10 @@
 #   java         java -version, and GcHeavy.java (a seeded allocation-heavy
 #                program) on a 256 MiB heap: the JVM reserves its heap
 #                PROT_NONE and commits it piecewise
+#   unprivileged the probe as user nobody, where its userfaultfd would take
+#                user-mode faults only: the shim says so and makes no
+#                regions (a read(2) into fresh memory would fail), and
+#                the probe's output is the same
 #   redis        redis-server filled by DEBUG POPULATE and redis-benchmark
 #                (every client and the server under the shim), DEBUG
 #                DIGEST and DBSIZE compared
@@ -162,6 +166,35 @@ stress_ng)
 	same stress
 	grep -q 'successful run completed' "$tmp/stress.1" || fail "stress_ng: not successful with the shim"
 	head -1 "$tmp/stress.trace" 2>/dev/null
+	;;
+unprivileged)
+	need runuser
+	[ "$(id -u)" = 0 ] || {
+		echo "run_preload[$case]: not root: skipped"
+		exit 77
+	}
+	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 0 ] &&
+		! runuser -u nobody -- test -w /dev/userfaultfd || {
+		echo "run_preload[$case]: nobody gets a full userfaultfd here: nothing to show: skipped"
+		exit 77
+	}
+	chmod 755 "$tmp"
+	mkdir -m 777 "$tmp/u"
+	cp "$probe" "$tmp/probe"
+	chmod 755 "$tmp/probe"
+	runuser -u nobody -- test -r "$shim" || {
+		echo "run_preload[$case]: nobody cannot read $shim: skipped"
+		exit 77
+	}
+	(cd "$tmp/u" && runuser -u nobody -- "$tmp/probe" >"$tmp/unpriv.0" 2>"$tmp/unpriv.0.err")
+	echo $? >"$tmp/unpriv.0.rc"
+	(cd "$tmp/u" && runuser -u nobody -- env LD_PRELOAD="$shim" UFAULT_TRACE="$tmp/u/trace" \
+		"$tmp/probe" >"$tmp/unpriv.1" 2>"$tmp/unpriv.1.err")
+	echo $? >"$tmp/unpriv.1.rc"
+	same unpriv
+	grep -q 'user-mode faults only' "$tmp/unpriv.1.err" || fail "unprivileged: the shim did not say why"
+	regions=$(awk '/^ufault_preload pid/ {n += $4} END {print n + 0}' "$tmp/u/trace")
+	[ "$regions" = 0 ] || fail "unprivileged: $regions regions made"
 	;;
 java)
 	need java
