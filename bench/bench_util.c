@@ -3,6 +3,7 @@
  * bench_util.c - what every benchmark program needs (bench_util.h).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h> /* program_invocation_short_name (_GNU_SOURCE) */
 #include <stdarg.h>
 #include <stdint.h>
@@ -181,4 +182,21 @@ void bench_drop_caches(void)
 	if (fd < 0 || write(fd, "3\n", 2) != 2)
 		die("write %s: %s", DROP_CACHES_PATH, strerror(errno));
 	close(fd);
+}
+
+const char *bench_next_to_self(const char *rel, const char *fallback)
+{
+	static char path[PATH_MAX + 64];
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return fallback;
+	self[n] = 0;
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(path, sizeof(path), "%s/%s", self, rel);
+	return path;
 }

@@ -48,6 +48,9 @@ const char *bench_drop_caches_probe(void);
 void bench_drop_caches(void);
 /* A count for a table cell: 1.23M, 45.6k, 789. */
 void fmt_count(char *buf, size_t n, double v);
+/* @rel (e.g. "../daemon/ufaultd") from this program's directory, in a
+ * static buffer; @fallback where /proc/self/exe cannot be read. */
+const char *bench_next_to_self(const char *rel, const char *fallback);
 
 static inline uint64_t now_ns(void)
 {

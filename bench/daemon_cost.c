@@ -281,23 +281,6 @@ static pid_t start_daemon(void)
 	die("ufaultd did not accept on %s within 10 s", O.sock);
 }
 
-static char *default_daemon(const char *argv0)
-{
-	static char path[PATH_MAX + 32];
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
-
-	(void)argv0;
-	if (n <= 0)
-		return "ufaultd";
-	self[n] = 0;
-	slash = strrchr(self, '/');
-	*slash = 0;
-	snprintf(path, sizeof(path), "%s/../daemon/ufaultd", self);
-	return path;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -314,7 +297,7 @@ int main(int argc, char **argv)
 
 	page_size = sysconf(_SC_PAGESIZE);
 	ps = (size_t)page_size;
-	O.ufaultd = default_daemon(argv[0]);
+	O.ufaultd = bench_next_to_self("../daemon/ufaultd", "ufaultd");
 	O.file = "/var/tmp/ufault_daemon_cost.dat";
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {

@@ -126,20 +126,6 @@ static void measure(const char *self, bool shim, double *m)
 		die("the child (%s) failed", shim ? "shim" : "bare");
 }
 
-static const char *default_shim(void)
-{
-	static char path[PATH_MAX + 32];
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return "libufault_preload.so";
-	self[n] = 0;
-	*strrchr(self, '/') = 0;
-	snprintf(path, sizeof(path), "%s/../preload/libufault_preload.so", self);
-	return path;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -154,7 +140,7 @@ int main(int argc, char **argv)
 	int c;
 
 	page_size = sysconf(_SC_PAGESIZE);
-	O.shim = default_shim();
+	O.shim = bench_next_to_self("../preload/libufault_preload.so", "libufault_preload.so");
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'r':

@@ -18,17 +18,6 @@ shim=$(readlink -f "$build/preload/libufault_preload.so")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cat >"$tmp/heavy.py" <<'EOF'
-import hashlib, mmap
-m = mmap.mmap(-1, 256 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for i in range(0, len(m), 4096 * 7):
-    m[i:i + 8] = (i * 2654435761 % (1 << 64)).to_bytes(8, "little")
-h = hashlib.sha256()
-for i in range(0, len(m), 1 << 20):
-    h.update(m[i:i + (1 << 20)])
-d = {i: str(i) * 3 for i in range(400000)}
-print(h.hexdigest(), sum(len(v) for v in d.values()))
-EOF
 cat >"$tmp/q.sql" <<'EOF'
 PRAGMA mmap_size = 268435456;
 CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
@@ -93,9 +82,9 @@ redis_rps()
 
 echo "preload_programs: $runs runs each, alternated; shim $shim"
 printf '%-28s %12s %12s %8s\n' program "without" "with" ratio
-command -v python3 >/dev/null && time_program "python3 heavy.py" python3 "$tmp/heavy.py"
+command -v python3 >/dev/null && time_program "python3 heavy.py" python3 "$src/tests/preload/heavy.py"
 command -v python3 >/dev/null &&
-	time_program "  UFAULT_FAULT_AROUND=1M" env UFAULT_FAULT_AROUND=1M python3 "$tmp/heavy.py"
+	time_program "  UFAULT_FAULT_AROUND=1M" env UFAULT_FAULT_AROUND=1M python3 "$src/tests/preload/heavy.py"
 command -v java >/dev/null &&
 	time_program "java GcHeavy (256 MiB heap)" java -Xmx256m -XX:+UseParallelGC \
 		"$src/tests/preload/GcHeavy.java"

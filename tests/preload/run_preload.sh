@@ -94,22 +94,7 @@ probe)
 	;;
 python)
 	need python3
-	cat >"$tmp/heavy.py" <<'EOF'
-import hashlib, mmap
-# 256 MiB of private anonymous memory, written sparsely and read whole.
-m = mmap.mmap(-1, 256 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for i in range(0, len(m), 4096 * 7):
-    m[i:i + 8] = (i * 2654435761 % (1 << 64)).to_bytes(8, "little")
-h = hashlib.sha256()
-for i in range(0, len(m), 1 << 20):
-    h.update(m[i:i + (1 << 20)])
-m.close()
-# Many small objects: obmalloc's arenas.
-d = {i: str(i) * 3 for i in range(400000)}
-h.update(repr(sum(len(v) for v in d.values())).encode())
-print(h.hexdigest())
-EOF
-	run python python3 "$tmp/heavy.py"
+	run python python3 "$(dirname "$0")/heavy.py"
 	same python
 	served python 2
 	;;
