@@ -3,9 +3,13 @@
  * alloc.c - pages and fixed-size objects for ufault's own metadata, mapped
  * with raw syscalls.
  *
- * syscall(SYS_mmap) rather than mmap(3): the preload shim will interpose
+ * syscall(SYS_mmap) rather than mmap(3): the preload shim interposes
  * mmap, and ufault's metadata must neither re-enter it nor come from libc
- * malloc (which may itself be inside an interposed mmap). The slab keeps a
+ * malloc (which may itself be inside an interposed mmap). Except in a
+ * sanitizer build (where the shim is not built): there the interceptors
+ * must see the pages come and go, or a later mapping at the same address
+ * (an io_uring ring, say) looks to TSan like racing with the last one's
+ * users. The slab keeps a
  * chunk header at the start of each chunk, a bump pointer for slots never
  * handed out, and a LIFO free list threaded through freed objects.
  */
@@ -46,6 +50,25 @@ static size_t len_up(size_t v, size_t a)
 	return (size_t)r;
 }
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifdef SANITIZED
+#define MAP_CALL(len)                                                                              \
+	(long)mmap(NULL, (len), PROT_READ | PROT_WRITE,                                            \
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+#define UNMAP_CALL(p, len) munmap((p), (len))
+#else
+#define MAP_CALL(len)                                                                              \
+	syscall(SYS_mmap, NULL, (len), PROT_READ | PROT_WRITE,                                     \
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+#define UNMAP_CALL(p, len) syscall(SYS_munmap, (p), (len))
+#endif
+
 void *ufault__pages_map(size_t len)
 {
 	size_t ps = page_size();
@@ -55,10 +78,9 @@ void *ufault__pages_map(size_t len)
 		errno = EINVAL;
 		return NULL;
 	}
-	r = syscall(SYS_mmap, NULL, len_up(len, ps), PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	r = MAP_CALL(len_up(len, ps));
 	if (r == -1)
-		return NULL; /* errno set by syscall() */
+		return NULL; /* errno set */
 	return (void *)r;
 }
 
@@ -66,7 +88,7 @@ void ufault__pages_unmap(void *p, size_t len)
 {
 	if (!p || !len)
 		return;
-	syscall(SYS_munmap, p, len_up(len, page_size()));
+	UNMAP_CALL(p, len_up(len, page_size()));
 }
 
 int ufault__slab_init(struct ufault__slab *s, size_t objsize)
