@@ -169,18 +169,22 @@ static void daemon_start(const char *extra1, const char *extra2)
 		_exit(127);
 	}
 	daemon_pid = pid;
-	for (int i = 0; i < WAIT_MS; i++) {
-		int fd = tc_connect(sock_path), st;
+	/* Both sockets: the Firecracker one is bound after the native one
+	 * (a client of it must not find the last daemon's stale socket). */
+	for (int i = 0, up = 0; i < WAIT_MS; i++) {
+		int fd = tc_connect(up ? fc_sock_path : sock_path), st;
 
 		if (fd >= 0) {
 			close(fd);
-			return;
+			if (up++)
+				return;
+			continue;
 		}
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			fail_msg("ufaultd exited before listening");
 		usleep(1000);
 	}
-	fail_msg("ufaultd does not accept on %s", sock_path);
+	fail_msg("ufaultd does not accept on %s and %s", sock_path, fc_sock_path);
 }
 
 static void daemon_kill9(void)
