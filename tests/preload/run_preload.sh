@@ -5,7 +5,9 @@
 # shim's UFAULT_TRACE report must show regions made and faults served.
 #
 # CASE:
-#   probe        tests/preload/preload_probe.c (PROBE): every kind of call
+#   probe        tests/preload/preload_probe.c (PROBE): every kind of call;
+#                the report's region lines; UFAULT_MIN_BYTES above every
+#                mapping (no region) and not a size (reported)
 #   python       a memory-heavy python3 script (private anonymous mmap of
 #                256 MiB and many 1 MiB obmalloc arenas), its digest
 #   python_mmap  python3's own test suite for the mmap module
@@ -91,6 +93,20 @@ probe)
 	# large, fixed, reserve, remap (2), advise, hole, errno, 80 from the
 	# threads, fork, spawn, shm; the spawned and exec'd children one each.
 	served probe 90
+	grep -qE '^[0-9]+ 0x[0-9a-f]+ [0-9]+ (pages touched [0-9]+/[0-9]+ \|.{64}\||unmapped, pages touched [0-9]+)$' \
+		"$tmp/probe.trace" || fail "probe: no region line in the report"
+	# UFAULT_MIN_BYTES above every mapping the probe makes: no region,
+	# the same output.
+	UFAULT_MIN_BYTES=1G UFAULT_TRACE="$tmp/min.trace" LD_PRELOAD="$shim" "$probe" \
+		>"$tmp/min.out" 2>&1 || fail "probe: failed with UFAULT_MIN_BYTES=1G"
+	cmp -s "$tmp/probe.0" "$tmp/min.out" || fail "probe: output differs with UFAULT_MIN_BYTES=1G"
+	[ "$(awk '/^ufault_preload pid/ {n += $4} END {print n + 0}' "$tmp/min.trace")" = 0 ] ||
+		fail "probe: regions made under UFAULT_MIN_BYTES=1G"
+	# A value that is not a size is reported, and the default kept.
+	UFAULT_MIN_BYTES=lots LD_PRELOAD="$shim" "$probe" >"$tmp/bad.out" 2>"$tmp/bad.err" ||
+		fail "probe: failed with UFAULT_MIN_BYTES=lots"
+	grep -q 'UFAULT_MIN_BYTES=lots: not a size' "$tmp/bad.err" ||
+		fail "probe: UFAULT_MIN_BYTES=lots not reported"
 	;;
 python)
 	need python3
