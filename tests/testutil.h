@@ -107,6 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -564,6 +565,59 @@ static inline int tu_wait_fds(int want)
  * parent's count (a race found earlier in the parent would fail every
  * child). The child's own reports are still printed.
  */
+#define TU_MAX_FDS 4 /* fds one tu_send_fds() message carries */
+
+/* Send @len bytes of @data with @fds[0..@n) (SCM_RIGHTS, @n <= TU_MAX_FDS)
+ * over @sock; 0 or -1. */
+static inline int tu_send_fds(int sock, const int *fds, unsigned int n, const void *data,
+			      size_t len)
+{
+	char cbuf[CMSG_SPACE(TU_MAX_FDS * sizeof(int))];
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = CMSG_SPACE(n * sizeof(int))};
+	struct cmsghdr *c;
+
+	if (!n || n > TU_MAX_FDS)
+		return -1;
+	memset(cbuf, 0, sizeof(cbuf));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+	return sendmsg(sock, &mh, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* Receive @len bytes into @data and up to @max fds into @fds (close-on-
+ * exec); the number of fds that came, or -1 (a short message). */
+static inline int tu_recv_fds(int sock, int *fds, unsigned int max, void *data, size_t len)
+{
+	char cbuf[CMSG_SPACE(TU_MAX_FDS * sizeof(int))];
+	struct iovec iov = {.iov_base = data, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c;
+	unsigned int n;
+
+	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != (ssize_t)len)
+		return -1;
+	c = CMSG_FIRSTHDR(&mh);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return 0;
+	n = (unsigned int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	memcpy(fds, CMSG_DATA(c), (n < max ? n : max) * sizeof(int));
+	for (unsigned int i = max; i < n; i++) { /* more than asked for */
+		int extra;
+
+		memcpy(&extra, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		close(extra);
+	}
+	return (int)(n < max ? n : max);
+}
+
 static inline __attribute__((noreturn)) void tu_child_exit(int code)
 {
 	fflush(NULL);

@@ -57,42 +57,6 @@
 static size_t ps;
 static char file_path[64];
 
-/* Send @fd with @data over @sock. */
-static int send_fd(int sock, int fd, const void *data, size_t len)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *c;
-
-	memset(cbuf, 0, sizeof(cbuf));
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &mh, 0) == (ssize_t)len ? 0 : -1;
-}
-
-/* Receive @len bytes and one fd; the fd, or -1. */
-static int recv_fd(int sock, void *data, size_t len)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {.iov_base = data, .iov_len = len};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *c;
-	int fd = -1;
-
-	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != (ssize_t)len)
-		return -1;
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
-}
-
 struct hello {
 	uint64_t addr;
 	uint64_t features;
@@ -121,7 +85,7 @@ static __attribute__((noreturn)) void owner(int sock)
 	TU_CHILD_CHECK(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0, 5);
 	h.addr = (uint64_t)(uintptr_t)p;
 	h.features = api.features;
-	TU_CHILD_CHECK(send_fd(sock, uffd, &h, sizeof(h)) == 0, 6);
+	TU_CHILD_CHECK(tu_send_fds(sock, &uffd, 1, &h, sizeof(h)) == 0, 6);
 	/* Before the server has a region here: this waits. */
 	TU_CHILD_CHECK(tu_pattern_check(p, ps, OFF_PAGES * ps, SEED) == -1, 7);
 	TU_CHILD_CHECK(read(sock, &go, 1) == 1, 8);
@@ -214,8 +178,7 @@ static void serve(struct served *sv, void (*fn)(int sock), unsigned int pages, u
 	}
 	close(pair[1]);
 	sv->sock = pair[0];
-	sv->uffd = recv_fd(sv->sock, &sv->h, sizeof(sv->h));
-	assert_true(sv->uffd >= 0);
+	assert_int_equal(tu_recv_fds(sv->sock, &sv->uffd, 1, &sv->h, sizeof(sv->h)), 1);
 	assert_true(sv->h.features & UFFD_FEATURE_EVENT_REMOVE);
 
 	ufault_config_init(&cfg);
@@ -363,7 +326,7 @@ static __attribute__((noreturn)) void st_owner(int sock)
 	TU_CHILD_CHECK(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0, 3);
 	h.addr = reg.range.start;
 	h.features = api.features;
-	TU_CHILD_CHECK(send_fd(sock, uffd, &h, sizeof(h)) == 0, 4);
+	TU_CHILD_CHECK(tu_send_fds(sock, &uffd, 1, &h, sizeof(h)) == 0, 4);
 	TU_CHILD_CHECK(read(sock, &go, 1) == 1, 5);
 	for (int i = 0; i < ST_READERS; i++) {
 		r[i] = (struct st_reader){.o = &o, .seed = 100u + (unsigned int)i};

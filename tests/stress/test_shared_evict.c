@@ -62,44 +62,6 @@ struct hello {
 	uint64_t features;
 };
 
-/* Send @data with fds @fds[0..n) over @sock. */
-static int send_fds(int sock, const int *fds, unsigned int n, const void *data, size_t len)
-{
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = CMSG_SPACE(n * sizeof(int))};
-	struct cmsghdr *c;
-
-	memset(cbuf, 0, sizeof(cbuf));
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(n * sizeof(int));
-	memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-	return sendmsg(sock, &mh, 0) == (ssize_t)len ? 0 : -1;
-}
-
-/* Receive @len bytes and two fds into @fds; 0 or -1. */
-static int recv_fds(int sock, int *fds, void *data, size_t len)
-{
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = {.iov_base = data, .iov_len = len};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *c;
-
-	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != (ssize_t)len)
-		return -1;
-	c = CMSG_FIRSTHDR(&mh);
-	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
-		return -1;
-	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
-	return 0;
-}
-
 /* Does @p (page @page) hold generation @g? (0: the file's bytes.) */
 static bool page_holds(const unsigned char *p, uint64_t page, uint32_t g)
 {
@@ -181,7 +143,7 @@ static __attribute__((noreturn)) void owner(int sock)
 	h.addr = reg.range.start;
 	/* What was asked for (UFFDIO_API answers with all the kernel has). */
 	h.features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_EVENT_REMOVE;
-	TU_CHILD_CHECK(send_fds(sock, fds, 2, &h, sizeof(h)) == 0, 8);
+	TU_CHILD_CHECK(tu_send_fds(sock, fds, 2, &h, sizeof(h)) == 0, 8);
 	TU_CHILD_CHECK(read(sock, &go, 1) == 1, 9);
 
 	for (unsigned int i = 0; i < ST_THREADS; i++) {
@@ -238,7 +200,7 @@ static void test_oracle(void **state)
 		owner(pair[1]);
 	}
 	close(pair[1]);
-	assert_int_equal(recv_fds(pair[0], fds, &h, sizeof(h)), 0);
+	assert_int_equal(tu_recv_fds(pair[0], fds, 2, &h, sizeof(h)), 2);
 
 	ufault_config_init(&cfg);
 	cfg.lock_mode = tu_mode;
