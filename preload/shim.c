@@ -49,10 +49,28 @@ static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
-static bool region_kind(size_t len, int flags)
+/* Private anonymous memory with only flags a region may have. */
+static bool anonymous_kind(int flags)
 {
 	return (flags & MAP_TYPE) == MAP_PRIVATE && (flags & MAP_ANONYMOUS) &&
-	       !(flags & ~REGION_FLAGS) && len >= shim_min_bytes();
+	       !(flags & ~REGION_FLAGS);
+}
+
+/* A region, through ufault_mmap() (MAP_POPULATE: prefetched, as the kernel
+ * would have filled it; best effort, a full queue leaves it to the faults),
+ * noted for the bounds and the report. MAP_FAILED with errno if refused. */
+static void *make_region(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags)
+{
+	void *p;
+
+	shim_enter();
+	p = ufault_mmap(ctx, addr, len, prot, flags & PROXY_FLAGS, NULL, 0);
+	if (p != MAP_FAILED && (flags & MAP_POPULATE))
+		(void)ufault_prefetch(ctx, p, len);
+	shim_leave();
+	if (p != MAP_FAILED)
+		shim_note_region(p, len);
+	return p;
 }
 
 /* The context, if [addr, addr + len) may hold a region of it. */
@@ -91,21 +109,14 @@ static struct ufault_ctx *ctx_region(const void *addr, size_t len)
 static void *fixed_over_region(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 			       int fd, off_t off)
 {
-	void *p;
+	int ret;
 
-	if ((flags & MAP_TYPE) == MAP_PRIVATE && (flags & MAP_ANONYMOUS) &&
-	    !(flags & ~REGION_FLAGS)) {
-		shim_enter();
-		p = ufault_mmap(ctx, addr, len, prot, flags & PROXY_FLAGS, NULL, 0);
-		shim_leave();
-		if (p != MAP_FAILED)
-			shim_note_region(p, len);
-		return p;
-	}
+	if (anonymous_kind(flags))
+		return make_region(ctx, addr, len, prot, flags);
 	shim_enter();
-	p = ufault_munmap(ctx, addr, len) ? MAP_FAILED : NULL;
+	ret = ufault_munmap(ctx, addr, len);
 	shim_leave();
-	return p ? p : sys_mmap(addr, len, prot, flags, fd, off);
+	return ret ? MAP_FAILED : sys_mmap(addr, len, prot, flags, fd, off);
 }
 
 SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -116,7 +127,7 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 
 	if (shim_inside())
 		return sys_mmap(addr, len, prot, flags, fd, off);
-	if (!region_kind(len, flags)) {
+	if (!anonymous_kind(flags) || len < shim_min_bytes()) {
 		if ((flags & MAP_FIXED) && (ctx = ctx_region(addr, len))) {
 			p = fixed_over_region(ctx, addr, len, prot, flags, fd, off);
 			if (p != MAP_FAILED)
@@ -130,13 +141,7 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		errno = saved;
 		return sys_mmap(addr, len, prot, flags, fd, off);
 	}
-	shim_enter();
-	p = ufault_mmap(ctx, addr, len, prot, flags & PROXY_FLAGS, NULL, 0);
-	/* Filled ahead of the faults, as the kernel would have (best
-	 * effort: a full queue leaves them to the faults). */
-	if (p != MAP_FAILED && (flags & MAP_POPULATE))
-		(void)ufault_prefetch(ctx, p, len);
-	shim_leave();
+	p = make_region(ctx, addr, len, prot, flags);
 	if (p == MAP_FAILED) {
 		/* Not a region (ufault refused it: a reason is logged): the
 		 * kernel's mapping, unless the address was an order. */
@@ -146,7 +151,6 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		errno = saved;
 		return sys_mmap(addr, len, prot, flags, fd, off);
 	}
-	shim_note_region(p, len);
 	errno = saved;
 	return p;
 }

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,11 +96,17 @@ void shim_leave(void)
 
 /* A line on stderr, with no allocation (the program may be inside its
  * allocator). */
-static void say(const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
 	char line[512];
-	int n = snprintf(line, sizeof(line), fmt, a, b);
+	va_list ap;
+	int n;
 
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
 	if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
 		return;
 }
@@ -130,45 +137,48 @@ static void fork_child(void)
 	pthread_mutex_unlock(&S.lock);
 }
 
-static void configure(void)
+/* $@name, a size (ufault__parse_size) from @min to @max, into *@out; a
+ * value that is not one is reported and *@out kept (the default). */
+static void env_size(const char *name, uint64_t min, uint64_t max, size_t *out)
 {
-	const char *v = getenv("UFAULT_MIN_BYTES");
+	const char *v = getenv(name);
 	uint64_t n;
 
+	if (!v || !*v)
+		return;
+	if (ufault__parse_size(v, &n) && n >= min && n <= max) {
+		*out = (size_t)n;
+		return;
+	}
+	if (max == SIZE_MAX)
+		say("ufault_preload: %s=%s: not a size (N, NK, NM, NG) of at least %llu; using "
+		    "%zu\n",
+		    name, v, (unsigned long long)min, *out);
+	else
+		say("ufault_preload: %s=%s: not a size (N, NK, NM, NG) from %llu to %llu; using "
+		    "%zu\n",
+		    name, v, (unsigned long long)min, (unsigned long long)max, *out);
+}
+
+static void configure(void)
+{
+	size_t workers = S.workers;
+	const char *v;
+
 	S.pid = getpid();
-	if (v && *v) {
-		if (ufault__parse_size(v, &n) && n >= (uint64_t)sysconf(_SC_PAGESIZE))
-			S.min_bytes = (size_t)n;
-		else
-			say("ufault_preload: UFAULT_MIN_BYTES=%s: not a size of a page or more "
-			    "(N, NK, NM, NG); using 1M%s\n",
-			    v, "");
-	}
-	v = getenv("UFAULT_WORKERS");
-	if (v && *v) {
-		if (ufault__parse_size(v, &n) && n >= 1 && n <= 64)
-			S.workers = (unsigned int)n;
-		else
-			say("ufault_preload: UFAULT_WORKERS=%s: not 1..64; using 2%s\n", v, "");
-	}
-	v = getenv("UFAULT_FAULT_AROUND");
-	if (v && *v) {
-		if (ufault__parse_size(v, &n) && n <= (2u << 20))
-			S.fault_around = (size_t)n;
-		else
-			say("ufault_preload: UFAULT_FAULT_AROUND=%s: not a size up to 2M; using "
-			    "0%s\n",
-			    v, "");
-	}
+	env_size("UFAULT_MIN_BYTES", (uint64_t)sysconf(_SC_PAGESIZE), SIZE_MAX, &S.min_bytes);
+	env_size("UFAULT_WORKERS", 1, 64, &workers);
+	S.workers = (unsigned int)workers;
+	env_size("UFAULT_FAULT_AROUND", 0, 2u << 20, &S.fault_around);
 	v = getenv("UFAULT_TRACE");
 	if (v && *v) {
 		if (strlen(v) < sizeof(S.trace))
 			strcpy(S.trace, v);
 		else
-			say("ufault_preload: UFAULT_TRACE: path too long: no report%s%s\n", "", "");
+			say("ufault_preload: UFAULT_TRACE: path too long: no report\n");
 	}
 	if (pthread_atfork(fork_prepare, fork_parent, fork_child))
-		say("ufault_preload: pthread_atfork failed%s%s\n", "", "");
+		say("ufault_preload: pthread_atfork failed\n");
 }
 
 size_t shim_min_bytes(void)
@@ -234,14 +244,13 @@ __attribute__((constructor)) static void start(void)
 		say("ufault_preload: this process's userfaultfd takes user-mode faults only (an "
 		    "unprivileged process's, with vm.unprivileged_userfaultfd 0 and no access to "
 		    "/dev/userfaultfd): a system call into memory never touched would fail, so "
-		    "every mapping is the kernel's%s%s\n",
-		    "", "");
+		    "every mapping is the kernel's\n");
 		return;
 	}
 	shim_leave();
 	if (ret) {
-		say("ufault_preload: no context (%s): every mapping is the kernel's%s\n",
-		    ufault_strerror(ret), "");
+		say("ufault_preload: no context (%s): every mapping is the kernel's\n",
+		    ufault_strerror(ret));
 		return;
 	}
 	__atomic_store_n(&S.ctx, c, __ATOMIC_RELEASE);
