@@ -18,14 +18,6 @@ shim=$(readlink -f "$build/preload/libufault_preload.so")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cat >"$tmp/q.sql" <<'EOF'
-PRAGMA mmap_size = 268435456;
-CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
-INSERT INTO t SELECT i, (i * 7919) % 1000, printf('%08d-%s', i, hex(i * 2654435761)) FROM n;
-CREATE INDEX tk ON t(k);
-SELECT count(*), sum(k) FROM t;
-EOF
 
 # seconds NAME CMD...: the wall time of CMD (its output discarded).
 seconds()
@@ -89,7 +81,7 @@ command -v java >/dev/null &&
 	time_program "java GcHeavy (256 MiB heap)" java -Xmx256m -XX:+UseParallelGC \
 		"$src/tests/preload/GcHeavy.java"
 command -v java >/dev/null && time_program "java -version" java -version
-command -v sqlite3 >/dev/null && time_program "sqlite3 200k rows" sh -c "rm -f '$tmp/db'; sqlite3 '$tmp/db' <'$tmp/q.sql'"
+command -v sqlite3 >/dev/null && time_program "sqlite3 200k rows" sh -c "rm -f '$tmp/db'; sqlite3 '$tmp/db' <'$src/tests/preload/rows.sql'"
 if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
 	a=() b=()
 	for ((r = 0; r < runs; r++)); do

@@ -132,20 +132,10 @@ python_mmap)
 	;;
 sqlite)
 	need sqlite3
-	cat >"$tmp/q.sql" <<'EOF'
-PRAGMA mmap_size = 268435456;
-CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
-INSERT INTO t SELECT i, (i * 7919) % 1000, printf('%08d-%s', i, hex(i * 2654435761)) FROM n;
-CREATE INDEX tk ON t(k);
-SELECT count(*), sum(k), max(length(v)) FROM t;
-SELECT k, count(*), min(v) FROM t WHERE k % 97 = 3 GROUP BY k ORDER BY k;
-SELECT sum(id) FROM t WHERE v LIKE '%ABC%';
-EOF
 	rm -f "$tmp/db.0" "$tmp/db.1"
-	sqlite3 "$tmp/db.0" <"$tmp/q.sql" >"$tmp/sqlite.0" 2>&1
+	sqlite3 "$tmp/db.0" <"$(dirname "$0")/rows.sql" >"$tmp/sqlite.0" 2>&1
 	echo $? >"$tmp/sqlite.0.rc"
-	UFAULT_TRACE="$tmp/sqlite.trace" LD_PRELOAD="$shim" sqlite3 "$tmp/db.1" <"$tmp/q.sql" >"$tmp/sqlite.1" 2>&1
+	UFAULT_TRACE="$tmp/sqlite.trace" LD_PRELOAD="$shim" sqlite3 "$tmp/db.1" <"$(dirname "$0")/rows.sql" >"$tmp/sqlite.1" 2>&1
 	echo $? >"$tmp/sqlite.1.rc"
 	same sqlite
 	# sqlite3 maps its database file (shared) and allocates with malloc:
