@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define UFAULT_VERSION_MAJOR 0
-#define UFAULT_VERSION_MINOR 5
+#define UFAULT_VERSION_MINOR 7
 #define UFAULT_VERSION_PATCH 0
 
 /** Opaque: one address space handled by ufault (the mm_struct). */
