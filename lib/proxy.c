@@ -155,6 +155,35 @@ bool ufault__ctx_has_region(struct ufault_ctx *ctx, uint64_t start, uint64_t end
 	return any;
 }
 
+/* --- telling sources what left (ufault_discard_fn) ------------------------- */
+
+/* [start, end) of @r left it: its source may forget those offsets. */
+static void discard_piece(struct ufault_region *r, uint64_t start, uint64_t end)
+{
+	uint64_t s = ufault__region_start(r) > start ? ufault__region_start(r) : start;
+	uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
+
+	if (s < e && r->src->ops->discard)
+		r->src->ops->discard(&r->src->user, ufault__region_offset(r, s), e - s);
+}
+
+/* The regions of a cut (linked through next_victim) lost [start, end). */
+static void discard_victims(struct ufault_region *victims, uint64_t start, uint64_t end)
+{
+	for (struct ufault_region *r = victims; r; r = r->next_victim)
+		discard_piece(r, start, end);
+}
+
+/* The indexed regions lost [start, end)'s contents (madvise). */
+static void discard_indexed(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
+{
+	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, start, end); r;
+	     r = ufault__region_end(r) < end
+		     ? ufault__regions_first(&ctx->regions, ufault__region_end(r), end)
+		     : NULL)
+		discard_piece(r, start, end);
+}
+
 /* --- registration ------------------------------------------------------ */
 
 /* Register, in shared memory (@shared: ufault_region_register_shared()) or not. */
@@ -453,6 +482,7 @@ static int map_fixed(struct ufault_ctx *ctx, struct ufault__cut *c, uint64_t sta
 	}
 	ufault__region_set_fork(&ctx->regions, start, end - start, src, true);
 	ufault__cut_swap(&ctx->regions, c, chain);
+	discard_victims(c->victims, start, end);
 	ufault__cut_finish(c, start, end);
 	for (v = chain; v; v = v->next_victim)
 		ufault__region_wake(v);
@@ -622,6 +652,7 @@ int ufault_munmap(struct ufault_ctx *ctx, void *addr, size_t len)
 		goto unlock;
 	}
 	ufault__cut_swap(&ctx->regions, &c, NULL);
+	discard_victims(c.victims, start, end);
 	ufault__cut_finish(&c, start, end);
 unlock:
 	proxy_unlock(ctx, &h);
@@ -767,6 +798,9 @@ void *ufault_mremap(struct ufault_ctx *ctx, void *old_addr, size_t old_len, size
 	moved->node.end = res_start + new_len;
 	ufault__cut_swap(&ctx->regions, &dst_cut, NULL);
 	ufault__cut_swap(&ctx->regions, &src_cut, moved);
+	discard_victims(dst_cut.victims, dst, dst_end);
+	if (new_len < old_len)
+		discard_victims(src_cut.victims, old + new_len, old_end);
 	/* In place, a grown VMA keeps its registration; a moved one keeps it
 	 * thanks to UFFD_EVENT_REMAP. Nothing to register again. */
 	ufault__cut_finish(&dst_cut, dst, dst_end);
@@ -789,9 +823,10 @@ unlock:
 
 /* They change no region: lock the range, make the call. A range that
  * starts or ends inside a region page would split its VMA there, and the
- * page could no longer be installed with one ioctl: refused. */
+ * page could no longer be installed with one ioctl: refused. @drops: the
+ * call drops the range's contents (the sources are told). */
 static int locked_call(struct ufault_ctx *ctx, const char *name, void *addr, size_t len, int arg,
-		       int (*call)(void *, size_t, int))
+		       int (*call)(void *, size_t, int), bool drops)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr, end;
 	struct ufault__mm_held h;
@@ -817,6 +852,8 @@ static int locked_call(struct ufault_ctx *ctx, const char *name, void *addr, siz
 		ret = call(addr, len, arg);
 	}
 	ret = ret ? -errno : 0;
+	if (!ret && drops)
+		discard_indexed(ctx, start, end);
 	proxy_unlock(ctx, &h);
 	if (ret)
 		return fail(ret);
@@ -826,10 +863,13 @@ static int locked_call(struct ufault_ctx *ctx, const char *name, void *addr, siz
 
 int ufault_mprotect(struct ufault_ctx *ctx, void *addr, size_t len, int prot)
 {
-	return locked_call(ctx, "mprotect", addr, len, prot, mprotect);
+	return locked_call(ctx, "mprotect", addr, len, prot, mprotect, false);
 }
 
 int ufault_madvise(struct ufault_ctx *ctx, void *addr, size_t len, int advice)
 {
-	return locked_call(ctx, "madvise", addr, len, advice, madvise);
+	bool drops = advice == MADV_DONTNEED || advice == MADV_DONTNEED_LOCKED ||
+		     advice == MADV_FREE || advice == MADV_REMOVE;
+
+	return locked_call(ctx, "madvise", addr, len, advice, madvise, drops);
 }

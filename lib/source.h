@@ -105,6 +105,8 @@ struct ufault__source_ops {
 	/* Optional: read @len bytes at @off now (0 or -errno), for what
 	 * compares memory with the source (shared.h). */
 	int (*read)(const struct ufault_source *src, uint64_t off, void *buf, size_t len);
+	/* Optional: [@off, @off + @len) left every region (ufault_discard_fn). */
+	void (*discard)(const struct ufault_source *src, uint64_t off, uint64_t len);
 };
 
 extern const struct ufault__source_ops ufault__source_zero;

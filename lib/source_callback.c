@@ -50,10 +50,17 @@ static int callback_write(const struct ufault_source *src, uint64_t off, const v
 	return ret > 0 ? -EIO : ret; /* a positive return is a caller bug */
 }
 
+static void callback_discard(const struct ufault_source *src, uint64_t off, uint64_t len)
+{
+	if (src->callback.discard)
+		src->callback.discard(src->callback.arg, off, len);
+}
+
 const struct ufault__source_ops ufault__source_callback = {
     .name = "callback",
     .validate = callback_validate,
     .fill = callback_fill,
     .can_write = callback_can_write,
     .write = callback_write,
+    .discard = callback_discard,
 };

@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define UFAULT_VERSION_MAJOR 0
-#define UFAULT_VERSION_MINOR 7
+#define UFAULT_VERSION_MINOR 8
 #define UFAULT_VERSION_PATCH 0
 
 /** Opaque: one address space handled by ufault (the mm_struct). */
@@ -314,6 +314,21 @@ typedef int (*ufault_fill_fn)(void *arg, uint64_t offset, void *buf, size_t len)
  */
 typedef int (*ufault_writeback_fn)(void *arg, uint64_t offset, const void *buf, size_t len);
 
+/**
+ * typedef ufault_discard_fn - the bytes at source offsets [@offset,
+ * @offset + @len) are no longer any region's (since 0.8): the application
+ * unmapped them (ufault_munmap(), a shrinking ufault_mremap(), the
+ * destination of ufault_mremap(MREMAP_FIXED)) or dropped them
+ * (ufault_madvise() with MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE or
+ * MADV_REMOVE). A source that keeps what write-back gave it (a swap) can
+ * forget it: the next fill of those offsets, if a region grows over them
+ * again, should give what a fresh mapping would. Runs on the thread of that
+ * call, after the kernel's, holding the lock mode's write lock over the
+ * range (every lock mode: no fill or eviction of the range runs meanwhile);
+ * it must not block for long, nor call ufault functions.
+ */
+typedef void (*ufault_discard_fn)(void *arg, uint64_t offset, uint64_t len);
+
 /** Opaque: one asynchronous fill in flight; ufault_complete() ends it. */
 struct ufault_completion;
 
@@ -382,6 +397,8 @@ typedef void (*ufault_release_fn)(void *arg);
  *          release hook runs (or ufault_ctx_destroy() returns).
  *          @callback.writeback (since 0.4; may be NULL): where a write-back
  *          region's written pages go (UFAULT_REGION_WRITEBACK needs it).
+ *          @callback.discard (since 0.8; may be NULL): told when the
+ *          application unmaps or drops part of a region (ufault_discard_fn).
  * @async.fill, @async.arg: ASYNC, likewise.
  * @file.fd, @file.flags: FILE: an open file (regular or block device),
  *          readable; ufault duplicates it at registration (the caller may
@@ -452,6 +469,7 @@ struct ufault_source {
 			ufault_fill_fn fill;
 			void *arg;
 			ufault_writeback_fn writeback; /* since 0.4 */
+			ufault_discard_fn discard;     /* since 0.8 */
 		} callback;
 		struct {
 			ufault_fill_async_fn fill;
