@@ -30,6 +30,11 @@ int ufault__evict_init(struct ufault__evict *ev)
 	if (ev->wake_fd < 0)
 		return -errno;
 	ret = -pthread_mutex_init(&ev->lock, NULL);
+	if (!ret) {
+		ret = -pthread_cond_init(&ev->adopted_cv, NULL);
+		if (ret)
+			pthread_mutex_destroy(&ev->lock);
+	}
 	if (ret) {
 		close(ev->wake_fd);
 		ev->wake_fd = -1;
@@ -292,6 +297,7 @@ struct evictor {
 	uint64_t high[UFAULT__EVICT_GROUPS], low[UFAULT__EVICT_GROUPS];
 	uint64_t limit[UFAULT__EVICT_GROUPS];
 	bool evicting[UFAULT__EVICT_GROUPS];
+	uint64_t adopted; /* ev->changes when the groups were last looked at */
 };
 
 static uint64_t total_resident(const struct evictor *st)
@@ -418,7 +424,8 @@ static void evict_group(struct ufault_ctx *ctx, struct evictor *st, unsigned int
 		struct ufault__pool *p = victim_pool(st, g);
 		uint64_t a = p ? ufault__pool_take_victim(p) : 0;
 
-		if (!a)
+		/* A budget change waits for this loop: take it first. */
+		if (!a || __atomic_load_n(&ev->changes, __ATOMIC_ACQUIRE) != st->adopted)
 			break;
 		if (evict_one(ctx, a) == KEPT) {
 			ufault__pool_put_back(p, a);
@@ -446,6 +453,10 @@ static void *evictor_main(void *arg)
 
 	if (!st) {
 		ufault__err(&ctx->log, "evictor: no memory for its state: no eviction");
+		pthread_mutex_lock(&ev->lock);
+		ev->adopted = UINT64_MAX; /* nobody waits for it */
+		pthread_cond_broadcast(&ev->adopted_cv);
+		pthread_mutex_unlock(&ev->lock);
 		return NULL;
 	}
 	for (;;) {
@@ -462,6 +473,11 @@ static void *evictor_main(void *arg)
 			if (st->seq[g] != ev->groups[g].seq || st->gen[g] != ev->groups[g].gen ||
 			    __atomic_load_n(&ev->groups[g].gone, __ATOMIC_ACQUIRE))
 				update_group(ev, st, g);
+		if (st->adopted != ev->changes) {
+			st->adopted = ev->changes;
+			ev->adopted = ev->changes;
+			pthread_cond_broadcast(&ev->adopted_cv);
+		}
 		pthread_mutex_unlock(&ev->lock);
 		drain(ev, st);
 		/* Each registration's own budget, then the context's (the sum). */
@@ -601,7 +617,20 @@ static int set_group(struct ufault_ctx *ctx, unsigned int g, const struct ufault
 	grp->budget = *nb;
 	grp->seq++;
 	__atomic_store_n(&ev->active, ev->nr_used != 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&ev->changes, ev->changes + 1, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* After a change (@mine: ev->changes then): wake the evictor and wait
+ * until it has taken the change. With no ufault lock held: the eviction
+ * it may be in takes the mm lock. */
+static void adopt(struct ufault__evict *ev, uint64_t mine)
+{
+	kick(ev);
+	pthread_mutex_lock(&ev->lock);
+	while (ev->started && !ev->stop && ev->adopted < mine)
+		pthread_cond_wait(&ev->adopted_cv, &ev->lock);
+	pthread_mutex_unlock(&ev->lock);
 }
 
 int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget *b)
@@ -609,14 +638,16 @@ int ufault__evict_set_budget(struct ufault_ctx *ctx, const struct ufault_budget 
 	struct ufault__evict *ev = &ctx->evict;
 	struct ufault_budget nb;
 	int ret = check_budget(ctx, "budget", b, &nb);
+	uint64_t mine;
 
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&ev->lock);
 	ret = set_group(ctx, 0, &nb);
+	mine = ev->changes;
 	pthread_mutex_unlock(&ev->lock);
 	if (!ret)
-		kick(ev);
+		adopt(ev, mine);
 	return ret;
 }
 
@@ -641,8 +672,9 @@ int ufault__evict_set_region_budget(struct ufault_ctx *ctx, uint64_t addr,
 	struct ufault__mm_held held;
 	struct ufault_region *r;
 	struct ufault__source *s;
-	unsigned int g;
+	unsigned int g = 0;
 	int ret = check_budget(ctx, "region budget", b, &nb);
+	uint64_t mine = 0;
 
 	if (ret)
 		return ret;
@@ -676,11 +708,12 @@ int ufault__evict_set_region_budget(struct ufault_ctx *ctx, uint64_t addr,
 		s->group_gone = group_gone;
 		__atomic_store_n(&s->group, nb.bytes ? g : 0, __ATOMIC_RELEASE);
 	}
+	mine = ev->changes;
 	pthread_mutex_unlock(&ev->lock);
-	if (!ret)
-		kick(ev);
 unlock:
 	ufault__mm_read_unlock(&ctx->mm, &held);
+	if (!ret && g)
+		adopt(ev, mine);
 	return ret;
 }
 
@@ -692,6 +725,7 @@ void ufault__evict_stop(struct ufault_ctx *ctx)
 	pthread_mutex_lock(&ev->lock);
 	ev->stop = true;
 	started = ev->started;
+	pthread_cond_broadcast(&ev->adopted_cv);
 	pthread_mutex_unlock(&ev->lock);
 	if (started) {
 		kick(ev);
@@ -720,5 +754,6 @@ void ufault__evict_destroy(struct ufault_ctx *ctx)
 		__atomic_store_n(&ev->wake_fd, -1, __ATOMIC_RELEASE);
 		close(fd);
 	}
+	pthread_cond_destroy(&ev->adopted_cv);
 	pthread_mutex_destroy(&ev->lock);
 }

@@ -85,6 +85,12 @@ struct ufault__evict {
 	unsigned int nr_used; /* under lock: groups with a budget */
 	bool active;	      /* atomic: workers log installs, check busy */
 	bool started, stop;   /* under lock */
+	/* Budget changes made (atomic; written under lock) and the last one
+	 * the evictor took (under lock): set_budget waits on @adopted_cv
+	 * until its change is taken, so no eviction runs under the old
+	 * budget once it returns. */
+	uint64_t changes, adopted;
+	pthread_cond_t adopted_cv;
 	pthread_t thread;
 	int wake_fd;			/* eventfd: look at the logs (or stop) */
 	struct ufault__evict_log *logs; /* one per worker */

@@ -768,7 +768,9 @@ struct ufault_budget {
  * never lost) and frees them. A fault on a page being evicted waits for
  * that one write-back, never longer. Pages are counted when ufault
  * installs them; a budget set later counts pages faulted in from then on.
- * Needs UFFD_FEATURE_MOVE (Linux 6.8): -EOPNOTSUPP without it. Errors:
+ * The change is in force when the call returns (since 0.8): the evictor
+ * has finished the eviction it was in and evicts by the new budget only
+ * (after a removal, nothing more). Needs UFFD_FEATURE_MOVE (Linux 6.8): -EOPNOTSUPP without it. Errors:
  * -EINVAL (NULL, bad size or watermarks, unknown policy), -ECHILD,
  * -ENOMEM, -EAGAIN (thread creation); a failed call changes nothing.
  */

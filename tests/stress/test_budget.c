@@ -45,7 +45,8 @@
  *  - Shrink while running: a budget of half the region, every page
  *    touched; then a budget of an eighth: the resident count comes down to
  *    it (bounded poll) with no byte lost; removing the budget (bytes 0)
- *    succeeds.
+ *    succeeds, and is in force when the call returns: every page read back
+ *    stays, and nothing more is evicted.
  *  - Region budgets (ufault_region_set_budget()): the stress above with
  *    the budget on the region instead of the context (async, 2Q); a region
  *    with a budget is evicted down to it (mincore(2) counts its pages)
@@ -704,6 +705,20 @@ static void test_validation(void **state)
 	free(oracle);
 }
 
+/* Pages of [p, p + pages * ps) in memory (mincore): an evicted page is not. */
+static size_t present_pages(const unsigned char *p, size_t pages)
+{
+	unsigned char *v = malloc(pages);
+	size_t n = 0;
+
+	assert_non_null(v);
+	assert_int_equal(mincore((void *)p, pages * ps, v), 0);
+	for (size_t i = 0; i < pages; i++)
+		n += v[i] & 1;
+	free(v);
+	return n;
+}
+
 static void test_shrink(void **state)
 {
 	const size_t pages = 512;
@@ -747,8 +762,22 @@ static void test_shrink(void **state)
 	/* No byte lost on the way. */
 	write_pages(p, oracle, pages, 0x44);
 
-	/* No budget any more. */
+	/* No budget any more, in force when the call returns: every page
+	 * read back stays. Then a budget of an eighth again, which sets the
+	 * evictor to work on the other seven, removed at once: nothing is
+	 * evicted after the removal returns. */
 	b.bytes = 0;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(ufault_ctx_set_budget(ctx, &b), 0);
+		evicted = stats_of(ctx).evicted;
+		for (size_t i = 0; i < pages; i++)
+			assert_int_equal(p[i * ps + 9], oracle[i * ps + 9]);
+		assert_int_equal(present_pages(p, pages), pages);
+		assert_int_equal(stats_of(ctx).evicted, evicted);
+		b = budget_of(pages / 8, UFAULT_EVICT_2Q);
+		assert_int_equal(ufault_ctx_set_budget(ctx, &b), 0);
+		b.bytes = 0;
+	}
 	assert_int_equal(ufault_ctx_set_budget(ctx, &b), 0);
 	assert_int_equal(ufault_flush(ctx, p, pages * ps), 0);
 	assert_int_equal(ufault_munmap(ctx, p, pages * ps), 0);
@@ -768,20 +797,6 @@ static void test_shrink(void **state)
 /* ------------------------------------------------------------------ */
 /* Region budgets                                                       */
 /* ------------------------------------------------------------------ */
-
-/* Pages of [p, p + pages * ps) in memory (mincore): an evicted page is not. */
-static size_t present_pages(const unsigned char *p, size_t pages)
-{
-	unsigned char *v = malloc(pages);
-	size_t n = 0;
-
-	assert_non_null(v);
-	assert_int_equal(mincore((void *)p, pages * ps, v), 0);
-	for (size_t i = 0; i < pages; i++)
-		n += v[i] & 1;
-	free(v);
-	return n;
-}
 
 /* Poll (bounded) until at most @want pages of [p1, +n1 pages) and
  * [p2, +n2 pages) together are present (the evictor counts installs a
