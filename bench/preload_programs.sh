@@ -7,6 +7,10 @@
 # sqlite3 over a 200k-row database, redis-server under redis-benchmark,
 # whose requests per second are shown instead of a time). A program that is
 # not installed is left out (scripts/deps.sh installs them all).
+# Then UFAULT_MEMORY_LIMIT: tests/preload/preload_touch (1 GiB written and
+# checked twice, built with the tests), heavy.py and GcHeavy under a limit
+# against the same program without the shim, and preload_touch's peak RSS
+# (VmHWM before its fork) without the shim and under the limit.
 set -u
 build=${1:-build} runs=${2:-3}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,3 +97,21 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
 	printf '%-28s %10.0f/s %10.0f/s %8.3f\n' "redis SET (requests/s)" "$ma" "$mb" \
 		"$(awk -v a="$ma" -v b="$mb" 'BEGIN {print (a > 0) ? b / a : 0}')"
 fi
+
+touch=$build/tests/preload/preload_touch
+echo "UFAULT_MEMORY_LIMIT ('with': the shim and the limit; 'without': neither)"
+if [ -x "$touch" ]; then
+	time_program "touch 1 GiB, limit 256M" env UFAULT_MEMORY_LIMIT=256M "$touch" 1024 64 "$tmp/rss"
+	"$touch" 1024 64 "$tmp/rss.0" >/dev/null 2>&1
+	env UFAULT_MEMORY_LIMIT=256M LD_PRELOAD="$shim" "$touch" 1024 64 "$tmp/rss.1" >/dev/null 2>&1
+	printf '%-28s %8d MiB %8d MiB\n' "  peak RSS (VmHWM)" $(($(cat "$tmp/rss.0") / 1024)) \
+		$(($(cat "$tmp/rss.1") / 1024))
+else
+	echo "(no $touch: build the tests for the 1 GiB row)"
+fi
+command -v python3 >/dev/null &&
+	time_program "python3 heavy.py, limit 32M" env UFAULT_MEMORY_LIMIT=32M python3 \
+		"$src/tests/preload/heavy.py"
+command -v java >/dev/null &&
+	time_program "java GcHeavy, limit 64M" env UFAULT_MEMORY_LIMIT=64M java -Xmx256m \
+		-XX:+UseParallelGC "$src/tests/preload/GcHeavy.java"

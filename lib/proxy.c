@@ -155,6 +155,46 @@ bool ufault__ctx_has_region(struct ufault_ctx *ctx, uint64_t start, uint64_t end
 	return any;
 }
 
+bool ufault__ctx_covered(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
+{
+	struct ufault__mm_held h;
+	uint64_t at = start;
+
+	if (end <= start)
+		return false;
+	ufault__mm_read_lock(&ctx->mm, &h, start, end);
+	for (struct ufault_region *r; at < end; at = ufault__region_end(r)) {
+		r = ufault__regions_first(&ctx->regions, at, at + 1);
+		if (!r)
+			break;
+	}
+	ufault__mm_read_unlock(&ctx->mm, &h);
+	return at >= end;
+}
+
+void ufault__ctx_each_callback_region(struct ufault_ctx *ctx, ufault_fill_fn fill,
+				      void (*fn)(void *arg, const struct ufault__piece *p),
+				      void *arg)
+{
+	const uint64_t top = 1ull << 63; /* above any user address */
+	struct ufault__mm_held h;
+
+	ufault__mm_read_lock(&ctx->mm, &h, 0, top);
+	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, 0, top); r;
+	     r = ufault__regions_first(&ctx->regions, ufault__region_end(r), top)) {
+		const struct ufault_source *s = &r->src->user;
+
+		if (s->type != UFAULT_SOURCE_CALLBACK || s->callback.fill != fill)
+			continue;
+		fn(arg, &(struct ufault__piece){
+			    .start = ufault__region_start(r),
+			    .end = ufault__region_end(r),
+			    .offset = ufault__region_offset(r, ufault__region_start(r)),
+			    .arg = s->callback.arg});
+	}
+	ufault__mm_read_unlock(&ctx->mm, &h);
+}
+
 /* --- telling sources what left (ufault_discard_fn) ------------------------- */
 
 /* [start, end) of @r left it: its source may forget those offsets. */

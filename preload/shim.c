@@ -33,6 +33,7 @@
 
 #include "proxy.h"
 #include "shim.h"
+#include "swap.h"
 
 #define SHIM_API __attribute__((visibility("default")))
 
@@ -58,13 +59,21 @@ static bool anonymous_kind(int flags)
 
 /* A region, through ufault_mmap() (MAP_POPULATE: prefetched, as the kernel
  * would have filled it; best effort, a full queue leaves it to the faults),
- * noted for the bounds and the report. MAP_FAILED with errno if refused. */
+ * noted for the bounds and the report. Under UFAULT_MEMORY_LIMIT, a
+ * write-back region over an area of the swap file (discarding: its writes
+ * matter only while it is mapped). MAP_FAILED with errno if refused. */
 static void *make_region(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags)
 {
+	struct ufault_source swap;
+	bool limited;
 	void *p;
 
 	shim_enter();
-	p = ufault_mmap(ctx, addr, len, prot, flags & PROXY_FLAGS, NULL, 0);
+	limited = shim_limited() && swap_source(&swap);
+	p = ufault_mmap(ctx, addr, len, prot, flags & PROXY_FLAGS, limited ? &swap : NULL,
+			limited ? UFAULT_REGION_WRITEBACK | UFAULT_REGION_DISCARD : 0);
+	if (p == MAP_FAILED && limited) /* no release hook: the area goes back */
+		swap.release(swap.release_arg);
 	if (p != MAP_FAILED && (flags & MAP_POPULATE))
 		(void)ufault_prefetch(ctx, p, len);
 	shim_leave();
@@ -99,24 +108,45 @@ static struct ufault_ctx *ctx_region(const void *addr, size_t len)
 }
 
 /*
- * MAP_FIXED of a mapping that is not a region's kind over a region. The
- * kernel replaces what is there atomically; ufault cannot: a private
- * anonymous one goes to ufault_mmap() (which keeps the range mapped
- * throughout) and becomes a (small) region; any other (a file, a
- * MAP_STACK...) is mapped once the regions there are unmapped, with a
- * moment between in which another thread's mmap could take the range.
+ * MAP_FIXED over a region. The kernel replaces what is there atomically;
+ * ufault cannot always:
+ *  - private anonymous memory goes to ufault_mmap(), which keeps the range
+ *    mapped throughout, and becomes a (small) region;
+ *  - under UFAULT_MEMORY_LIMIT (write-back regions, which ufault_mmap()
+ *    does not replace) private anonymous memory wholly over regions
+ *    (a JVM committing or uncommitting part of its heap) keeps them: the
+ *    pages are dropped (zeros, their swap slots freed) and the protection
+ *    set, so the range stays mapped throughout;
+ *  - anything else (a file, a MAP_STACK, anonymous memory over a region's
+ *    edge under the limit) is mapped once the regions there are
+ *    unmapped, with a moment between in which another thread's mmap could
+ *    take the range.
  */
 static void *fixed_over_region(struct ufault_ctx *ctx, void *addr, size_t len, int prot, int flags,
 			       int fd, off_t off)
 {
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+	bool anon = anonymous_kind(flags);
 	int ret;
 
-	if (anonymous_kind(flags))
+	if (anon && !shim_limited())
 		return make_region(ctx, addr, len, prot, flags);
 	shim_enter();
+	if (anon && ufault__ctx_covered(ctx, a, a + len)) {
+		ret = ufault_madvise(ctx, addr, len, MADV_DONTNEED);
+		if (!ret)
+			ret = ufault_mprotect(ctx, addr, len, prot);
+		if (!ret && (flags & MAP_POPULATE))
+			(void)ufault_prefetch(ctx, addr, len);
+		shim_leave();
+		return ret ? MAP_FAILED : addr;
+	}
 	ret = ufault_munmap(ctx, addr, len);
 	shim_leave();
-	return ret ? MAP_FAILED : sys_mmap(addr, len, prot, flags, fd, off);
+	if (ret)
+		return MAP_FAILED;
+	return anon ? make_region(ctx, addr, len, prot, flags | MAP_FIXED)
+		    : sys_mmap(addr, len, prot, flags, fd, off);
 }
 
 SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -125,17 +155,20 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 	struct ufault_ctx *ctx;
 	void *p;
 
+	bool region;
+
 	if (shim_inside())
 		return sys_mmap(addr, len, prot, flags, fd, off);
-	if (!anonymous_kind(flags) || len < shim_min_bytes()) {
-		if ((flags & MAP_FIXED) && (ctx = ctx_region(addr, len))) {
-			p = fixed_over_region(ctx, addr, len, prot, flags, fd, off);
-			if (p != MAP_FAILED)
-				errno = saved;
-			return p;
-		}
-		return sys_mmap(addr, len, prot, flags, fd, off);
+	region = anonymous_kind(flags) && len >= shim_min_bytes();
+	/* Over regions: what only ufault_mmap() cannot do (fixed_over_region). */
+	if ((flags & MAP_FIXED) && (!region || shim_limited()) && (ctx = ctx_region(addr, len))) {
+		p = fixed_over_region(ctx, addr, len, prot, flags, fd, off);
+		if (p != MAP_FAILED)
+			errno = saved;
+		return p;
 	}
+	if (!region)
+		return sys_mmap(addr, len, prot, flags, fd, off);
 	ctx = shim_ctx_current();
 	if (!ctx) {
 		errno = saved;

@@ -39,6 +39,14 @@ void shim_note_unmap(void *p, size_t len);
 void shim_note_remap(void *old, size_t old_len, void *p, size_t len);
 void shim_count_refused(void);
 
+/* A line on stderr, with no allocation (the program may be inside its
+ * allocator). */
+__attribute__((format(printf, 1, 2))) void shim_say(const char *fmt, ...);
+
+/* UFAULT_MEMORY_LIMIT is in force: regions are made with a swap source
+ * (swap.h) under the context's budget. */
+bool shim_limited(void);
+
 /* The UFAULT_TRACE report of this process, if asked for, once. */
 void shim_report(void);
 

@@ -10,6 +10,11 @@
  *                     per fault, as the kernel's anonymous memory; a
  *                     sequential toucher then pays a round trip per page);
  *   UFAULT_TRACE      a file the first-touch report is appended to at exit;
+ *   UFAULT_MEMORY_LIMIT  a budget (N, NK, NM, NG; at least 1M) for the
+ *                     regions: they are made write-back over a swap file
+ *                     (swap.h), and the context's evictor keeps at most
+ *                     that much of them resident;
+ *   UFAULT_SWAP_DIR   where that file is made (default $TMPDIR, /var/tmp);
  *   UFAULT_LOCK_MODE, UFAULT_LOG  read by libufault itself.
  *
  * The context and its workers are made when the shim is loaded (its
@@ -26,6 +31,14 @@
  * before it touches anything: pages the parent filled are copied, the
  * others read zeros, as they would have from the zero source. Every call
  * of the child goes to the kernel; an exec(2) starts the shim afresh.
+ * Under UFAULT_MEMORY_LIMIT the pages in the swap file must be in memory
+ * for that: before the fork the budget is removed (in force when the call
+ * returns: nothing is evicted after it) and every page in the file is read
+ * back (swap_bring_back()); after it the parent sets the budget again and
+ * its evictor brings it down. So a fork costs the reading back, and for a
+ * moment the whole of the regions is resident. The child runs without a
+ * limit until it execs. vfork(2) and posix_spawn(3) run no fork handlers
+ * and need none: the child shares the memory until it execs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,12 +54,14 @@
 #include <ufault/ufault.h>
 
 #include "shim.h"
+#include "swap.h"
 #include "util.h"
 
 #define DEFAULT_MIN_BYTES (1u << 20)
 #define DEFAULT_WORKERS 2u
 #define TRACE_MAX 65536u /* mappings the report can list */
 #define HEAT_CELLS 64u	 /* columns of a mapping's heat map */
+#define MIN_LIMIT (1u << 20)
 
 static __thread unsigned int inside __attribute__((tls_model("initial-exec")));
 
@@ -62,6 +77,8 @@ static struct {
 	pthread_mutex_t lock;	/* creation, fork, the mappings */
 	struct ufault_ctx *ctx; /* atomic: this process's, or NULL */
 	size_t min_bytes, fault_around;
+	size_t limit; /* UFAULT_MEMORY_LIMIT asked for (0: none) */
+	bool limited; /* ... and in force */
 	unsigned int workers;
 	pid_t pid;	 /* the process the state is of (not a vfork child) */
 	int reported;	 /* the report is written */
@@ -96,7 +113,7 @@ void shim_leave(void)
 
 /* A line on stderr, with no allocation (the program may be inside its
  * allocator). */
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+void shim_say(const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -111,14 +128,42 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 		return;
 }
 
+/* The context's budget: UFAULT_MEMORY_LIMIT's bytes, or none (0). */
+static int set_budget(struct ufault_ctx *c, size_t bytes)
+{
+	struct ufault_budget b = {.size = sizeof(b), .bytes = bytes};
+
+	return ufault_ctx_set_budget(c, &b);
+}
+
 static void fork_prepare(void)
 {
+	struct ufault_ctx *c = shim_ctx_current();
+
+	if (c && S.limited && !shim_inside()) {
+		shim_enter();
+		if (set_budget(c, 0))
+			shim_say("ufault_preload: fork: the budget cannot be lifted: pages in the "
+				 "swap file may read as zeros in the child\n");
+		swap_bring_back(c);
+		shim_leave();
+	}
 	pthread_mutex_lock(&S.lock);
 }
 
 static void fork_parent(void)
 {
+	struct ufault_ctx *c = shim_ctx_current();
+
 	pthread_mutex_unlock(&S.lock);
+	if (c && S.limited && !shim_inside()) {
+		shim_enter();
+		swap_after_fork(c);
+		if (set_budget(c, S.limit))
+			shim_say("ufault_preload: after fork: the budget cannot be set again: no "
+				 "memory limit from now on\n");
+		shim_leave();
+	}
 }
 
 /* The child: one thread, this one. Its regions are plain memory already. */
@@ -132,6 +177,7 @@ static void fork_child(void)
 	for (unsigned int i = 0; i < S.nr_map; i++)
 		S.map[i].live = 0;
 	S.made = S.refused = 0;
+	S.limited = false; /* the child has no context, so no budget */
 	S.pid = getpid();
 	S.reported = 0;
 	pthread_mutex_unlock(&S.lock);
@@ -151,11 +197,13 @@ static void env_size(const char *name, uint64_t min, uint64_t max, size_t *out)
 		return;
 	}
 	if (max == SIZE_MAX)
-		say("ufault_preload: %s=%s: not a size (N, NK, NM, NG) of at least %llu; using "
+		shim_say(
+		    "ufault_preload: %s=%s: not a size (N, NK, NM, NG) of at least %llu; using "
 		    "%zu\n",
 		    name, v, (unsigned long long)min, *out);
 	else
-		say("ufault_preload: %s=%s: not a size (N, NK, NM, NG) from %llu to %llu; using "
+		shim_say(
+		    "ufault_preload: %s=%s: not a size (N, NK, NM, NG) from %llu to %llu; using "
 		    "%zu\n",
 		    name, v, (unsigned long long)min, (unsigned long long)max, *out);
 }
@@ -170,15 +218,21 @@ static void configure(void)
 	env_size("UFAULT_WORKERS", 1, 64, &workers);
 	S.workers = (unsigned int)workers;
 	env_size("UFAULT_FAULT_AROUND", 0, 2u << 20, &S.fault_around);
+	env_size("UFAULT_MEMORY_LIMIT", MIN_LIMIT, SIZE_MAX, &S.limit);
 	v = getenv("UFAULT_TRACE");
 	if (v && *v) {
 		if (strlen(v) < sizeof(S.trace))
 			strcpy(S.trace, v);
 		else
-			say("ufault_preload: UFAULT_TRACE: path too long: no report\n");
+			shim_say("ufault_preload: UFAULT_TRACE: path too long: no report\n");
 	}
 	if (pthread_atfork(fork_prepare, fork_parent, fork_child))
-		say("ufault_preload: pthread_atfork failed\n");
+		shim_say("ufault_preload: pthread_atfork failed\n");
+}
+
+bool shim_limited(void)
+{
+	return S.limited;
 }
 
 size_t shim_min_bytes(void)
@@ -241,16 +295,27 @@ __attribute__((constructor)) static void start(void)
 	if (!ret && !kernel_faults_served(c)) {
 		ufault_ctx_destroy(c);
 		shim_leave();
-		say("ufault_preload: this process's userfaultfd takes user-mode faults only (an "
+		shim_say(
+		    "ufault_preload: this process's userfaultfd takes user-mode faults only (an "
 		    "unprivileged process's, with vm.unprivileged_userfaultfd 0 and no access to "
 		    "/dev/userfaultfd): a system call into memory never touched would fail, so "
 		    "every mapping is the kernel's\n");
 		return;
 	}
+	if (!ret && S.limit) {
+		int err = swap_open();
+
+		if (!err)
+			err = set_budget(c, S.limit);
+		if (err)
+			shim_say("ufault_preload: UFAULT_MEMORY_LIMIT: %s: no memory limit\n",
+				 ufault_strerror(err));
+		S.limited = !err;
+	}
 	shim_leave();
 	if (ret) {
-		say("ufault_preload: no context (%s): every mapping is the kernel's\n",
-		    ufault_strerror(ret));
+		shim_say("ufault_preload: no context (%s): every mapping is the kernel's\n",
+			 ufault_strerror(ret));
 		return;
 	}
 	__atomic_store_n(&S.ctx, c, __ATOMIC_RELEASE);
@@ -373,6 +438,8 @@ void shim_count_refused(void)
  * UFAULT_TRACE: at exit (exit(3), or _exit(2), which shim.c interposes for
  * it), appended to the file, one block per process:
  *   ufault_preload pid P: R regions made, F refused; faults N, pages installed M
+ *   ufault_preload pid P: memory limit L: resident ..., evicted ... (with
+ *                                          UFAULT_MEMORY_LIMIT)
  *   P 0xSTART LEN pages touched T/TOTAL |heat map|
  * where the heat map has HEAT_CELLS cells, each ' ' (none of its pages
  * touched) to '@' (all), and a mapping unmapped before exit shows
@@ -393,7 +460,7 @@ void shim_report(void)
 	shim_enter();
 	fd = open(S.trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		say("ufault_preload: UFAULT_TRACE=%s: %s\n", S.trace, strerror(errno));
+		shim_say("ufault_preload: UFAULT_TRACE=%s: %s\n", S.trace, strerror(errno));
 		shim_leave();
 		return;
 	}
@@ -406,6 +473,18 @@ void shim_report(void)
 		(int)getpid(), (unsigned long long)S.made, (unsigned long long)S.refused,
 		(unsigned long long)st.faults, (unsigned long long)st.pages_installed,
 		S.unlisted ? " (some mappings not listed)" : "");
+	if (S.limited) {
+		unsigned long long stored, written;
+
+		swap_counts(&stored, &written);
+		dprintf(fd,
+			"ufault_preload pid %d: memory limit %zu: resident %llu pages, evicted "
+			"%llu (%llu written to the swap file), refaults %llu; swap file pages %llu "
+			"now, %llu writes\n",
+			(int)getpid(), S.limit, (unsigned long long)st.resident,
+			(unsigned long long)st.evicted, (unsigned long long)st.evicted_dirty,
+			(unsigned long long)st.refaults, stored, written);
+	}
 	for (unsigned int i = 0; i < S.nr_map; i++) {
 		const struct mapping *m = &S.map[i];
 		unsigned int heat[HEAT_CELLS] = {0};

@@ -20,6 +20,16 @@
  *    offsets.
  *  - A caller built against 0.7 (a struct ufault_source without the
  *    field, its size 64): no call, no crash.
+ *  - Stress with an oracle (discard against eviction): a write-back region
+ *    of STRESS_PAGES pages over the miniature swap, under a context budget
+ *    of a quarter of it; two threads, each owning half the pages, loop
+ *    for STRESS_MS: check a page of theirs whole against its generation,
+ *    then either write the next generation or drop it with
+ *    ufault_madvise(MADV_DONTNEED) (generation 0: zeros). The evictor
+ *    writes pages back to the swap meanwhile; a discard ordered wrongly
+ *    with an eviction would bring an old generation back after a drop.
+ *    Every page is checked at the end; evictions and drops must both
+ *    have happened.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -33,13 +43,16 @@
 #define PAGES 16
 #define SOURCE_OFF (1u << 20) /* the region's source offset */
 #define MAX_CALLS 16
+#define STRESS_PAGES 256
+#define STRESS_MS 1500
+#define SLOTS (STRESS_PAGES * 2) /* pages the swap can hold */
 
 static size_t ps;
 
 /* The swap in miniature: PAGES pages from source offset SOURCE_OFF. */
 static struct swap {
 	pthread_mutex_t lock;
-	unsigned char *page[PAGES * 2]; /* NULL: nothing stored */
+	unsigned char *page[SLOTS]; /* NULL: nothing stored */
 	struct {
 		uint64_t off, len;
 	} call[MAX_CALLS];
@@ -50,7 +63,7 @@ static long slot(uint64_t off)
 {
 	uint64_t i = (off - SOURCE_OFF) / ps;
 
-	return off >= SOURCE_OFF && i < PAGES * 2 ? (long)i : -1;
+	return off >= SOURCE_OFF && i < SLOTS ? (long)i : -1;
 }
 
 static int swap_fill(void *arg, uint64_t off, void *buf, size_t len)
@@ -109,7 +122,7 @@ static void swap_discard(void *arg, uint64_t off, uint64_t len)
 
 static void swap_reset(void)
 {
-	for (unsigned int i = 0; i < PAGES * 2; i++) {
+	for (unsigned int i = 0; i < SLOTS; i++) {
 		free(sw.page[i]);
 		sw.page[i] = NULL;
 	}
@@ -121,7 +134,7 @@ static unsigned int stored(void)
 	unsigned int n = 0;
 
 	pthread_mutex_lock(&sw.lock);
-	for (unsigned int i = 0; i < PAGES * 2; i++)
+	for (unsigned int i = 0; i < SLOTS; i++)
 		n += sw.page[i] != NULL;
 	pthread_mutex_unlock(&sw.lock);
 	return n;
@@ -302,11 +315,111 @@ static void test_old_struct(void **state)
 	swap_reset();
 }
 
+/* The stress: one thread's pages and what each must hold. */
+struct owner {
+	struct ufault_ctx *ctx;
+	unsigned char *base;
+	size_t first, n; /* its pages */
+	uint64_t *gen;	 /* each page's generation (0: zeros) */
+	unsigned int seed;
+	uint64_t checks, drops, wrong;
+	const int *stop;
+};
+
+static bool page_holds(const unsigned char *base, size_t pg, uint64_t gen)
+{
+	const unsigned char *p = base + pg * ps;
+
+	return gen ? tu_gen_holds(p, ps, pg, gen, 0, 0) : tu_zero_check(p, ps) == -1;
+}
+
+static void *owner_main(void *arg)
+{
+	struct owner *o = arg;
+
+	while (!__atomic_load_n(o->stop, __ATOMIC_RELAXED)) {
+		size_t pg = o->first + (size_t)rand_r(&o->seed) % o->n;
+		unsigned char *p = o->base + pg * ps;
+
+		o->checks++;
+		if (!page_holds(o->base, pg, o->gen[pg]))
+			o->wrong++;
+		if (rand_r(&o->seed) % 8 == 0) {
+			if (ufault_madvise(o->ctx, p, ps, MADV_DONTNEED))
+				o->wrong++;
+			o->gen[pg] = 0;
+			o->drops++;
+		} else {
+			o->gen[pg]++;
+			tu_gen_write(p, pg, o->gen[pg], 0, ps / 8);
+		}
+	}
+	return NULL;
+}
+
+static void test_stress(void **state)
+{
+	struct ufault_ctx *ctx = ((struct tu_fx *)*state)->ctx;
+	struct ufault_budget b = {.size = sizeof(b), .bytes = STRESS_PAGES / 4 * ps};
+	struct ufault_stats st = {.size = sizeof(st)};
+	struct ufault_source s = swap_source();
+	struct owner o[2];
+	pthread_t t[2];
+	uint64_t *gen = calloc(STRESS_PAGES, sizeof(*gen)), wrong = 0;
+	unsigned char *p;
+	int stop = 0, rc;
+
+	assert_non_null(gen);
+	swap_reset();
+	p = ufault_mmap(ctx, NULL, STRESS_PAGES * ps, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, &s,
+			UFAULT_REGION_WRITEBACK | UFAULT_REGION_DISCARD);
+	assert_true(p != MAP_FAILED);
+	rc = ufault_ctx_set_budget(ctx, &b);
+	if (rc == -EOPNOTSUPP) {
+		print_message("  no UFFD_FEATURE_MOVE: no budget, skipped\n");
+		assert_int_equal(ufault_munmap(ctx, p, STRESS_PAGES * ps), 0);
+		free(gen);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	for (int i = 0; i < 2; i++) {
+		o[i] = (struct owner){.ctx = ctx,
+				      .base = p,
+				      .first = (size_t)i * STRESS_PAGES / 2,
+				      .n = STRESS_PAGES / 2,
+				      .gen = gen,
+				      .seed = 1234u + (unsigned int)i,
+				      .stop = &stop};
+		assert_int_equal(pthread_create(&t[i], NULL, owner_main, &o[i]), 0);
+	}
+	usleep(STRESS_MS * 1000u);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		wrong += o[i].wrong;
+	}
+	for (size_t pg = 0; pg < STRESS_PAGES; pg++)
+		wrong += !page_holds(p, pg, gen[pg]);
+	assert_int_equal(ufault_stats(ctx, &st), 0);
+	print_message("  [%s] %llu checks, %llu drops, %llu evicted (%llu written), %llu wrong\n",
+		      ufault_lock_mode_name(tu_mode),
+		      (unsigned long long)(o[0].checks + o[1].checks),
+		      (unsigned long long)(o[0].drops + o[1].drops), (unsigned long long)st.evicted,
+		      (unsigned long long)st.evicted_dirty, (unsigned long long)wrong);
+	assert_int_equal(wrong, 0);
+	assert_true(st.evicted_dirty > 0);
+	assert_true(o[0].drops + o[1].drops > 0);
+	assert_int_equal(ufault_munmap(ctx, p, STRESS_PAGES * ps), 0);
+	swap_reset();
+	free(gen);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    tu_fx_test(test_munmap_middle), tu_fx_test(test_madvise), tu_fx_test(test_mremap),
-	    tu_fx_test(test_map_fixed),	    tu_fx_test(test_old_struct),
+	    tu_fx_test(test_munmap_middle), tu_fx_test(test_madvise),	 tu_fx_test(test_mremap),
+	    tu_fx_test(test_map_fixed),	    tu_fx_test(test_old_struct), tu_fx_test(test_stress),
 	};
 
 	ps = tu_page_size();

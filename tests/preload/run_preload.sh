@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run_preload.sh SHIM PROBE CASE - a real program with and without
+# run_preload.sh SHIM PROBE CASE [TOUCH] - a real program with and without
 # libufault_preload.so (SHIM): the two runs must give identical results,
 # and, for the programs that make large private anonymous mappings, the
 # shim's UFAULT_TRACE report must show regions made and faults served.
@@ -27,11 +27,23 @@
 #   redis        redis-server filled by DEBUG POPULATE and redis-benchmark
 #                (every client and the server under the shim), DEBUG
 #                DIGEST and DBSIZE compared
+#   memory_limit tests/preload/preload_touch.c (TOUCH) writing and checking
+#                1 GiB of private anonymous memory (16 mappings of 64 MiB;
+#                munmap, MADV_DONTNEED, mremap, MAP_FIXED between; a
+#                forked child checks every page), with UFAULT_MEMORY_LIMIT=
+#                256M under the shim: the same output, a peak RSS of at
+#                least 1 GiB without the shim and at most 256 + 64 MiB
+#                with it, pages evicted and written to the swap file; then
+#                heavy.py (python) under UFAULT_MEMORY_LIMIT=32M: its digest
+#   java_limit   GcHeavy.java on a 256 MiB heap under UFAULT_MEMORY_LIMIT=
+#                64M: the JVM commits its heap with MAP_FIXED over the
+#                reservation; the same checksum, pages evicted
 #
 # Exit 0, 1 (a difference or a check failed) or 77 (the program is not
 # installed: scripts/deps.sh installs it).
 set -u
-shim=$(readlink -f "${1:?usage: run_preload.sh SHIM PROBE CASE}") probe=${2:?} case=${3:?}
+shim=$(readlink -f "${1:?usage: run_preload.sh SHIM PROBE CASE [TOUCH]}") probe=${2:?} case=${3:?}
+touch=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -70,6 +82,18 @@ same()
 	if ! diff -u "$tmp/$name.0" "$tmp/$name.1"; then
 		fail "$name: output differs with the shim"
 	fi
+}
+
+# evicted NAME: the report's memory-limit line shows pages evicted and
+# written to the swap file (in the process that made the regions).
+evicted()
+{
+	local name=$1 n w
+	n=$(awk '/memory limit/ {for (i = 1; i < NF; i++) if ($i == "evicted") n += $(i + 1)} END {print n + 0}' "$tmp/$name.trace")
+	w=$(awk '/memory limit/ {for (i = 2; i <= NF; i++) if ($i == "writes") n += $(i - 1)} END {print n + 0}' "$tmp/$name.trace")
+	echo "run_preload[$case]: $name: $n pages evicted, $w written to the swap file"
+	[ "$n" -gt 0 ] || fail "$name: nothing evicted under the memory limit"
+	[ "$w" -gt 0 ] || fail "$name: nothing written to the swap file"
 }
 
 # served NAME MIN_REGIONS: the report shows at least MIN_REGIONS regions
@@ -226,6 +250,42 @@ EOF
 	same redis
 	grep -q 'redis-benchmark failed' "$tmp/redis.1" && fail "redis: the benchmark failed"
 	served redis 1
+	;;
+memory_limit)
+	[ -x "$touch" ] || fail "no TOUCH program given"
+	"$touch" 1024 64 "$tmp/rss.0" >"$tmp/limit.0" 2>&1
+	echo $? >"$tmp/limit.0.rc"
+	UFAULT_MEMORY_LIMIT=256M UFAULT_TRACE="$tmp/limit.trace" LD_PRELOAD="$shim" \
+		"$touch" 1024 64 "$tmp/rss.1" >"$tmp/limit.1" 2>&1
+	echo $? >"$tmp/limit.1.rc"
+	same limit
+	grep -q '^4 wrong words 0$' "$tmp/limit.1" || fail "limit: wrong bytes"
+	rss0=$(cat "$tmp/rss.0") rss1=$(cat "$tmp/rss.1")
+	echo "run_preload[$case]: limit: peak RSS $((rss0 / 1024)) MiB without the shim, $((rss1 / 1024)) MiB with UFAULT_MEMORY_LIMIT=256M"
+	[ "$rss0" -ge $((1024 * 1024)) ] || fail "limit: peak RSS $rss0 KiB without the shim: 1 GiB not touched"
+	[ "$rss1" -le $(((256 + 64) * 1024)) ] || fail "limit: peak RSS $rss1 KiB over 256 MiB + 64 MiB"
+	served limit 16
+	evicted limit
+	need python3
+	python3 "$(dirname "$0")/heavy.py" >"$tmp/plimit.0" 2>&1
+	echo $? >"$tmp/plimit.0.rc"
+	UFAULT_MEMORY_LIMIT=32M UFAULT_TRACE="$tmp/plimit.trace" LD_PRELOAD="$shim" \
+		python3 "$(dirname "$0")/heavy.py" >"$tmp/plimit.1" 2>&1
+	echo $? >"$tmp/plimit.1.rc"
+	same plimit
+	evicted plimit
+	;;
+java_limit)
+	need java
+	java -Xmx256m -XX:+UseParallelGC "$(dirname "$0")/GcHeavy.java" >"$tmp/jlimit.0" 2>&1
+	echo $? >"$tmp/jlimit.0.rc"
+	UFAULT_MEMORY_LIMIT=64M UFAULT_TRACE="$tmp/jlimit.trace" LD_PRELOAD="$shim" \
+		java -Xmx256m -XX:+UseParallelGC "$(dirname "$0")/GcHeavy.java" >"$tmp/jlimit.1" 2>&1
+	echo $? >"$tmp/jlimit.1.rc"
+	same jlimit
+	grep -q '^checksum ' "$tmp/jlimit.1" || fail "java_limit: GcHeavy printed no checksum"
+	served jlimit 1
+	evicted jlimit
 	;;
 *)
 	fail "unknown case"
