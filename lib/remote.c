@@ -763,6 +763,22 @@ int ufault_remote_unregister(struct ufault_remote *rm, void *addr, size_t len)
 	return ret;
 }
 
+int ufault_remote_stats(struct ufault_remote *rm, struct ufault_proto_stats *out)
+{
+	int ret;
+
+	if (!rm || !out)
+		return -EINVAL;
+	if (forked(rm))
+		return -ECHILD;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&rm->lock);
+	ret = rm->local ? -ENOTCONN
+			: request(rm, UFAULT_MSG_STATS, NULL, 0, -1, NULL, out, sizeof(*out));
+	pthread_mutex_unlock(&rm->lock);
+	return broken(ret) ? -ENOTCONN : ret;
+}
+
 int ufault_remote_local(const struct ufault_remote *rm)
 {
 	struct ufault_remote *m = (struct ufault_remote *)rm;

@@ -1083,6 +1083,16 @@ UFAULT_API int ufault_remote_unregister(struct ufault_remote *rm, void *addr, si
 /** 1 once the client serves its faults itself (the daemon stayed away). */
 UFAULT_API int ufault_remote_local(const struct ufault_remote *rm);
 
+struct ufault_proto_stats; /* <ufault/protocol.h> */
+
+/**
+ * ufault_remote_stats() - (since 0.8) this client's counters as the daemon
+ * keeps them (its STATS reply: faults, pages, errors, regions, latency
+ * percentiles, budget). Errors: -EINVAL, -ECHILD (in a child), -ENOTCONN
+ * (serving in-process after a takeover, or the daemon away right now).
+ */
+UFAULT_API int ufault_remote_stats(struct ufault_remote *rm, struct ufault_proto_stats *out);
+
 /**
  * ufault_remote_close() - disconnect (the daemon frees what it held for the
  * client), unregister every region (pages never filled then read zeros:

@@ -1236,7 +1236,9 @@ static void test_remote_release(void **state)
  * A ufault_remote client forks: the child reads its copy of the region
  * through its own uffd (the daemon serves it as a client of its own); the
  * parent's handle answers ECHILD there and its close in the child leaves
- * the parent's session, monitor and registrations alone.
+ * the parent's session, monitor and registrations alone. Before the fork,
+ * ufault_remote_stats() gives the daemon's counters of the client (one
+ * region, the pages touched); in the child it answers ECHILD.
  */
 static void remote_fork_child(const struct ctl *c, const void *arg)
 {
@@ -1260,6 +1262,17 @@ static void remote_fork_child(const struct ctl *c, const void *arg)
 	TU_CHILD_CHECK(!ufault_remote_register(rm, p, len, file, off, 0), 4);
 	tu_touch_spread(p, half / ps, ps, 2);
 	child_check(p, half, off, PAT_SEED, 5);
+	/* The daemon's counters of this client: the half touched, one region. */
+	{
+		struct ufault_proto_stats st;
+
+		TU_CHILD_CHECK(ufault_remote_stats(rm, NULL) == -EINVAL, 30);
+		TU_CHILD_CHECK(ufault_remote_stats(NULL, &st) == -EINVAL, 31);
+		TU_CHILD_CHECK(!ufault_remote_stats(rm, &st), 32);
+		TU_CHILD_CHECK(st.regions == 1 && st.pages >= half / ps && st.faults > 0 &&
+				   st.faults <= st.pages && st.errors == 0,
+			       33);
+	}
 	/* Given up before the fork: zeros in the parent, and in the child's
 	 * copy (the daemon gives the child its parent's removed ranges). */
 	TU_CHILD_CHECK(!madvise(p + half, gone, MADV_DONTNEED), 12);
@@ -1270,6 +1283,11 @@ static void remote_fork_child(const struct ctl *c, const void *arg)
 		TU_CHILD_CHECK(ufault_remote_register(rm, q, len, file, q_off, 0) == -ECHILD, 20);
 		TU_CHILD_CHECK(ufault_remote_unregister(rm, p, len) == -ECHILD, 21);
 		TU_CHILD_CHECK(ufault_remote_local(rm) == 0, 22);
+		{
+			struct ufault_proto_stats st;
+
+			TU_CHILD_CHECK(ufault_remote_stats(rm, &st) == -ECHILD, 24);
+		}
 		ufault_remote_close(rm);
 		/* Read in order by this one thread (a child of a threaded
 		 * process starts none: TSan refuses). */
