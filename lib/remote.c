@@ -45,6 +45,7 @@
 
 #include <ufault/ufault.h>
 
+#include "alloc.h"
 #include "proto.h"
 #include "stats.h"
 #include "uffd.h"
@@ -574,6 +575,29 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 
 /* Register @r (its fds ours now, closed on failure) with the uffd in
  * @mode, then with the daemon or the in-process context. */
+/* *@v, an array of *@cap elements of @size bytes, made room for one more
+ * (at least @min in all). From raw pages, never the program's allocator:
+ * the preload shim registers from inside it (an mmap of jemalloc's, which
+ * holds its lock). 0 or -ENOMEM. */
+static int grow(void **v, unsigned int *cap, size_t size, unsigned int n)
+{
+	unsigned int c = *cap ? *cap * 2 : 64;
+	void *nv;
+
+	if (n < *cap)
+		return 0;
+	nv = ufault__pages_map(c * size);
+	if (!nv)
+		return -ENOMEM;
+	if (*v) {
+		memcpy(nv, *v, *cap * size);
+		ufault__pages_unmap(*v, *cap * size);
+	}
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
 static int add_region(struct ufault_remote *rm, struct remote_region *rr, uint64_t mode)
 {
 	struct remote_region r = *rr;
@@ -582,16 +606,8 @@ static int add_region(struct ufault_remote *rm, struct remote_region *rr, uint64
 
 	pthread_mutex_lock(&rm->lock);
 	ret = rm->nr >= UFAULT_PROTO_MAX_REGIONS ? -ENOSPC : 0;
-	if (!ret && rm->nr == rm->cap) {
-		unsigned int cap = rm->cap ? rm->cap * 2 : 8;
-		void *v = realloc(rm->regions, cap * sizeof(*rm->regions));
-
-		ret = v ? 0 : -ENOMEM;
-		if (v) {
-			rm->regions = v;
-			rm->cap = cap;
-		}
-	}
+	if (!ret)
+		ret = grow((void **)&rm->regions, &rm->cap, sizeof(*rm->regions), rm->nr);
 	if (!ret)
 		ret = ufault__uffd_register(rm->uffd, start, len, mode, NULL);
 	if (!ret) {
@@ -687,15 +703,8 @@ int ufault_remote_map(struct ufault_remote *rm, size_t len, int fd, uint64_t off
 
 static int remember_gone(struct ufault_remote *rm, const struct ufault_proto_range *r)
 {
-	if (rm->nr_gone == rm->cap_gone) {
-		unsigned int cap = rm->cap_gone ? rm->cap_gone * 2 : 8;
-		void *v = realloc(rm->gone, cap * sizeof(*rm->gone));
-
-		if (!v)
-			return -ENOMEM;
-		rm->gone = v;
-		rm->cap_gone = cap;
-	}
+	if (grow((void **)&rm->gone, &rm->cap_gone, sizeof(*rm->gone), rm->nr_gone))
+		return -ENOMEM;
 	rm->gone[rm->nr_gone++] = *r;
 	return 0;
 }
@@ -822,8 +831,10 @@ void ufault_remote_close(struct ufault_remote *rm)
 			ufault__uffd_unregister(rm->uffd, rm->regions[i].start, rm->regions[i].len);
 		region_drop(rm, &rm->regions[i], own);
 	}
-	free(rm->regions);
-	free(rm->gone);
+	if (rm->regions)
+		ufault__pages_unmap(rm->regions, rm->cap * sizeof(*rm->regions));
+	if (rm->gone)
+		ufault__pages_unmap(rm->gone, rm->cap_gone * sizeof(*rm->gone));
 	if (rm->uffd >= 0)
 		close(rm->uffd);
 	if (rm->stop_fd >= 0)
