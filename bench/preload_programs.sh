@@ -10,7 +10,9 @@
 # Then UFAULT_MEMORY_LIMIT: tests/preload/preload_touch (1 GiB written and
 # checked twice, built with the tests), heavy.py and GcHeavy under a limit
 # against the same program without the shim, and preload_touch's peak RSS
-# (VmHWM before its fork) without the shim and under the limit.
+# (VmHWM before its fork) without the shim and under the limit. Then
+# UFAULT_DAEMON: heavy.py and GcHeavy with their regions served by a
+# ufaultd this script starts (build/daemon/ufaultd).
 set -u
 build=${1:-build} runs=${2:-3}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -115,3 +117,21 @@ command -v python3 >/dev/null &&
 command -v java >/dev/null &&
 	time_program "java GcHeavy, limit 64M" env UFAULT_MEMORY_LIMIT=64M java -Xmx256m \
 		-XX:+UseParallelGC "$src/tests/preload/GcHeavy.java"
+
+ufaultd=$build/daemon/ufaultd
+echo "UFAULT_DAEMON ('with': the shim, regions served by a ufaultd of this script's; 'without': no shim)"
+if [ -x "$ufaultd" ]; then
+	"$ufaultd" --socket "$tmp/ufaultd.sock" --no-keeper --log-level warn >"$tmp/ufaultd.log" 2>&1 &
+	dpid=$!
+	for i in $(seq 200); do [ -S "$tmp/ufaultd.sock" ] && break; sleep 0.05; done
+	command -v python3 >/dev/null &&
+		time_program "python3 heavy.py, daemon" env UFAULT_DAEMON="$tmp/ufaultd.sock" \
+			python3 "$src/tests/preload/heavy.py"
+	command -v java >/dev/null &&
+		time_program "java GcHeavy, daemon" env UFAULT_DAEMON="$tmp/ufaultd.sock" java \
+			-Xmx256m -XX:+UseParallelGC "$src/tests/preload/GcHeavy.java"
+	kill $dpid
+	wait $dpid 2>/dev/null
+else
+	echo "(no $ufaultd: build the daemon for these rows)"
+fi

@@ -13,7 +13,10 @@
  * process-wide context (the zero source: it reads as zeros until written,
  * as the kernel's would), made when the shim is loaded (state.c). Calls
  * that touch a region go to the proxies (ufault_munmap(), ...); all other
- * calls go to the kernel unchanged, as raw system calls. A thread inside
+ * calls go to the kernel unchanged, as raw system calls. Under
+ * UFAULT_DAEMON the calls that make, unmap or move regions go to daemon.c
+ * instead (ufaultd serves the regions; mprotect and madvise are the
+ * kernel's). A thread inside
  * ufault (the proxies, the context's creation) is marked: its own mmap
  * calls go straight to the kernel, so nothing re-enters ufault.
  *
@@ -31,6 +34,7 @@
 
 #include <ufault/ufault.h>
 
+#include "daemon.h"
 #include "proxy.h"
 #include "shim.h"
 #include "swap.h"
@@ -160,6 +164,12 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 	if (shim_inside())
 		return sys_mmap(addr, len, prot, flags, fd, off);
 	region = anonymous_kind(flags) && len >= shim_min_bytes();
+	if (daemon_on()) {
+		p = daemon_mmap(addr, len, prot, flags, fd, off, region);
+		if (p != MAP_FAILED)
+			errno = saved;
+		return p;
+	}
 	/* Over regions: what only ufault_mmap() cannot do (fixed_over_region). */
 	if ((flags & MAP_FIXED) && (!region || shim_limited()) && (ctx = ctx_region(addr, len))) {
 		p = fixed_over_region(ctx, addr, len, prot, flags, fd, off);
@@ -196,6 +206,12 @@ SHIM_API int munmap(void *addr, size_t len)
 	struct ufault_ctx *ctx = ctx_over(addr, len);
 	int saved = errno, ret;
 
+	if (!shim_inside() && daemon_on()) {
+		ret = daemon_munmap(addr, len);
+		if (!ret)
+			errno = saved;
+		return ret;
+	}
 	if (!ctx)
 		return (int)syscall(SYS_munmap, addr, len);
 	shim_note_unmap(addr, len);
@@ -252,6 +268,12 @@ SHIM_API void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		new_addr = va_arg(ap, void *);
 		va_end(ap);
 	}
+	if (!shim_inside() && daemon_on()) {
+		p = daemon_mremap(old, old_len, new_len, flags, new_addr);
+		if (p != MAP_FAILED)
+			errno = saved;
+		return p;
+	}
 	ctx = ctx_over(old, old_len);
 	/* A destination over a region: the region goes first, as the
 	 * kernel would unmap it (not atomically: see fixed_over_region). */
@@ -283,8 +305,11 @@ SHIM_API void *shmat(int id, const void *addr, int flags)
 	struct shmid_ds ds;
 	struct ufault_ctx *ctx;
 
-	if ((flags & SHM_REMAP) && addr && !shmctl(id, IPC_STAT, &ds) &&
-	    (ctx = ctx_region(addr, ds.shm_segsz))) {
+	if (!shim_inside() && daemon_on() && (flags & SHM_REMAP) && addr &&
+	    !shmctl(id, IPC_STAT, &ds))
+		daemon_release(addr, ds.shm_segsz);
+	else if ((flags & SHM_REMAP) && addr && !shmctl(id, IPC_STAT, &ds) &&
+		 (ctx = ctx_region(addr, ds.shm_segsz))) {
 		int ret;
 
 		shim_enter();

@@ -43,6 +43,13 @@ void shim_count_refused(void);
  * allocator). */
 __attribute__((format(printf, 1, 2))) void shim_say(const char *fmt, ...);
 
+/* Does a system call into a region page never touched get it (a uffd that
+ * takes the kernel's faults) rather than EFAULT (one limited to user-mode
+ * faults, an unprivileged process's)? Asked of a context @c, or, if NULL,
+ * of the daemon's handle @rm, with a page registered for the question. */
+struct ufault_remote;
+bool shim_kernel_reads(struct ufault_ctx *c, struct ufault_remote *rm);
+
 /* UFAULT_MEMORY_LIMIT is in force: regions are made with a swap source
  * (swap.h) under the context's budget. */
 bool shim_limited(void);

@@ -15,6 +15,9 @@
  *                     (swap.h), and the context's evictor keeps at most
  *                     that much of them resident;
  *   UFAULT_SWAP_DIR   where that file is made (default $TMPDIR, /var/tmp);
+ *   UFAULT_DAEMON     ufaultd's socket: the regions are served by the
+ *                     daemon (daemon.h) instead of a context of this
+ *                     process (if it cannot be reached, in-process);
  *   UFAULT_LOCK_MODE, UFAULT_LOG  read by libufault itself.
  *
  * The context and its workers are made when the shim is loaded (its
@@ -38,7 +41,9 @@
  * its evictor brings it down. So a fork costs the reading back, and for a
  * moment the whole of the regions is resident. The child runs without a
  * limit until it execs. vfork(2) and posix_spawn(3) run no fork handlers
- * and need none: the child shares the memory until it execs.
+ * and need none: the child shares the memory until it execs. Under
+ * UFAULT_DAEMON the daemon serves the child's copies through the child's
+ * own uffd (UFFD_EVENT_FORK), and the child registers nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +58,9 @@
 
 #include <ufault/ufault.h>
 
+#include <ufault/protocol.h>
+
+#include "daemon.h"
 #include "shim.h"
 #include "swap.h"
 #include "util.h"
@@ -85,6 +93,7 @@ static struct {
 	uint64_t lo, hi; /* atomic: the span of the regions made since the fork */
 	uint64_t made, refused;
 	char trace[4096]; /* "": no report */
+	char daemon[108]; /* UFAULT_DAEMON, a socket path ("": in-process) */
 	struct mapping *map;
 	unsigned int nr_map;
 	uint64_t unlisted;
@@ -178,6 +187,7 @@ static void fork_child(void)
 		S.map[i].live = 0;
 	S.made = S.refused = 0;
 	S.limited = false; /* the child has no context, so no budget */
+	daemon_forget();
 	S.pid = getpid();
 	S.reported = 0;
 	pthread_mutex_unlock(&S.lock);
@@ -226,6 +236,14 @@ static void configure(void)
 		else
 			shim_say("ufault_preload: UFAULT_TRACE: path too long: no report\n");
 	}
+	v = getenv("UFAULT_DAEMON");
+	if (v && *v) {
+		if (strlen(v) < sizeof(S.daemon))
+			strcpy(S.daemon, v);
+		else
+			shim_say("ufault_preload: UFAULT_DAEMON: path too long: faults served "
+				 "in-process\n");
+	}
 	if (pthread_atfork(fork_prepare, fork_parent, fork_child))
 		shim_say("ufault_preload: pthread_atfork failed\n");
 }
@@ -246,13 +264,7 @@ struct ufault_ctx *shim_ctx_current(void)
 	return __atomic_load_n(&S.ctx, __ATOMIC_ACQUIRE);
 }
 
-/*
- * Does a system call that reads a region page never touched get it (a
- * uffd that takes the kernel's faults), rather than EFAULT (a uffd limited
- * to user-mode faults: an unprivileged process's, by default)? Under the
- * latter, a program's read(2) into fresh memory would fail: no regions.
- */
-static bool kernel_faults_served(struct ufault_ctx *c)
+bool shim_kernel_reads(struct ufault_ctx *c, struct ufault_remote *rm)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	void *p = (void *)syscall(SYS_mmap, NULL, ps, PROT_READ | PROT_WRITE,
@@ -260,18 +272,22 @@ static bool kernel_faults_served(struct ufault_ctx *c)
 	struct ufault_region *r = NULL;
 	struct ufault_source src;
 	bool ok = false;
-	int pfd[2];
+	int pfd[2], ret;
 
 	if (p == MAP_FAILED)
 		return false;
 	ufault_source_init(&src, UFAULT_SOURCE_ZERO);
-	if (!ufault_region_register(c, p, ps, &src, 0, &r) && !pipe2(pfd, O_CLOEXEC)) {
+	ret = c ? ufault_region_register(c, p, ps, &src, 0, &r)
+		: ufault_remote_register(rm, p, ps, -1, 0, 0);
+	if (!ret && !pipe2(pfd, O_CLOEXEC)) {
 		ok = write(pfd[1], p, 1) == 1;
 		close(pfd[0]);
 		close(pfd[1]);
 	}
 	if (r)
 		ufault_region_unregister(c, r);
+	else if (!c && !ret)
+		ufault_remote_unregister(rm, p, ps);
 	syscall(SYS_munmap, p, ps);
 	return ok;
 }
@@ -285,6 +301,18 @@ __attribute__((constructor)) static void start(void)
 
 	pthread_once(&S.once, configure);
 	shim_enter();
+	if (S.daemon[0]) {
+		ret = daemon_connect(S.daemon);
+		if (!ret && S.limit)
+			shim_say("ufault_preload: UFAULT_MEMORY_LIMIT is not served by ufaultd: no "
+				 "memory limit\n");
+		if (!ret) {
+			shim_leave();
+			return;
+		}
+		shim_say("ufault_preload: UFAULT_DAEMON=%s: %s: faults served in-process\n",
+			 S.daemon, ufault_strerror(ret));
+	}
 	ufault_config_init(&cfg);
 	cfg.nr_workers = S.workers;
 	cfg.fault_around_max = S.fault_around;
@@ -292,7 +320,7 @@ __attribute__((constructor)) static void start(void)
 	 * not ufault's to report: errors only, unless $UFAULT_LOG asks. */
 	cfg.log_level = UFAULT_LOG_ERROR;
 	ret = ufault_ctx_create(&c, &cfg);
-	if (!ret && !kernel_faults_served(c)) {
+	if (!ret && !shim_kernel_reads(c, NULL)) {
 		ufault_ctx_destroy(c);
 		shim_leave();
 		shim_say(
@@ -438,6 +466,8 @@ void shim_count_refused(void)
  * UFAULT_TRACE: at exit (exit(3), or _exit(2), which shim.c interposes for
  * it), appended to the file, one block per process:
  *   ufault_preload pid P: R regions made, F refused; faults N, pages installed M
+ *   ufault_preload pid P: lock mode M, W workers (or: regions served by
+ *                          ufaultd at PATH)
  *   ufault_preload pid P: memory limit L: resident ..., evicted ... (with
  *                                          UFAULT_MEMORY_LIMIT)
  *   P 0xSTART LEN pages touched T/TOTAL |heat map|
@@ -466,6 +496,14 @@ void shim_report(void)
 	}
 	if (!c || ufault_stats(c, &st))
 		memset(&st, 0, sizeof(st));
+	if (daemon_on()) {
+		struct ufault_proto_stats ds;
+
+		if (!daemon_stats(&ds)) {
+			st.faults = ds.faults;
+			st.pages_installed = ds.pages;
+		}
+	}
 	pthread_mutex_lock(&S.lock);
 	dprintf(fd,
 		"ufault_preload pid %d: %llu regions made, %llu refused; faults %llu, pages "
@@ -473,6 +511,12 @@ void shim_report(void)
 		(int)getpid(), (unsigned long long)S.made, (unsigned long long)S.refused,
 		(unsigned long long)st.faults, (unsigned long long)st.pages_installed,
 		S.unlisted ? " (some mappings not listed)" : "");
+	if (daemon_on())
+		dprintf(fd, "ufault_preload pid %d: regions served by ufaultd at %s\n",
+			(int)getpid(), S.daemon);
+	else if (c)
+		dprintf(fd, "ufault_preload pid %d: lock mode %s, %u workers\n", (int)getpid(),
+			ufault_lock_mode_name(ufault_ctx_lock_mode(c)), ufault_ctx_nr_workers(c));
 	if (S.limited) {
 		unsigned long long stored, written;
 

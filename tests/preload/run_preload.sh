@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# run_preload.sh SHIM PROBE CASE [TOUCH] - a real program with and without
+# run_preload.sh SHIM PROBE CASE [TOUCH [UFAULTD]] - a real program with and without
 # libufault_preload.so (SHIM): the two runs must give identical results,
 # and, for the programs that make large private anonymous mappings, the
 # shim's UFAULT_TRACE report must show regions made and faults served.
 #
 # CASE:
 #   probe        tests/preload/preload_probe.c (PROBE): every kind of call;
-#                the report's region lines; UFAULT_MIN_BYTES above every
+#                the report's region lines; the same in each other
+#                UFAULT_LOCK_MODE (region, range, global); UFAULT_MIN_BYTES above every
 #                mapping (no region) and not a size (reported)
 #   python       a memory-heavy python3 script (private anonymous mmap of
 #                256 MiB and many 1 MiB obmalloc arenas), its digest
@@ -38,12 +39,17 @@
 #   java_limit   GcHeavy.java on a 256 MiB heap under UFAULT_MEMORY_LIMIT=
 #                64M: the JVM commits its heap with MAP_FIXED over the
 #                reservation; the same checksum, pages evicted
+#   daemon       a ufaultd (UFAULTD) started on a socket of its own, and
+#                UFAULT_DAEMON pointing at it: the probe (every kind of
+#                call, fork, exec), heavy.py and GcHeavy.java give the same
+#                output, and the report says the regions were served by
+#                the daemon, with the daemon's own count of faults
 #
 # Exit 0, 1 (a difference or a check failed) or 77 (the program is not
 # installed: scripts/deps.sh installs it).
 set -u
 shim=$(readlink -f "${1:?usage: run_preload.sh SHIM PROBE CASE [TOUCH]}") probe=${2:?} case=${3:?}
-touch=${4:-}
+touch=${4:-} ufaultd=${5:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -119,6 +125,16 @@ probe)
 	served probe 90
 	grep -qE '^[0-9]+ 0x[0-9a-f]+ [0-9]+ (pages touched [0-9]+/[0-9]+ \|.{64}\||unmapped, pages touched [0-9]+)$' \
 		"$tmp/probe.trace" || fail "probe: no region line in the report"
+	# UFAULT_LOCK_MODE (read by libufault): the other three modes, the
+	# same output, regions made and faults served in each.
+	for m in region range global; do
+		UFAULT_LOCK_MODE=$m UFAULT_TRACE="$tmp/mode_$m.trace" LD_PRELOAD="$shim" "$probe" \
+			>"$tmp/mode_$m.out" 2>&1 || fail "probe: failed with UFAULT_LOCK_MODE=$m"
+		cmp -s "$tmp/probe.0" "$tmp/mode_$m.out" || fail "probe: output differs with UFAULT_LOCK_MODE=$m"
+		cp "$tmp/mode_$m.trace" "$tmp/mode.trace"
+		served mode 90
+		grep -q "lock mode $m," "$tmp/mode.trace" || fail "probe: UFAULT_LOCK_MODE=$m not in force"
+	done
 	# UFAULT_MIN_BYTES above every mapping the probe makes: no region,
 	# the same output.
 	UFAULT_MIN_BYTES=1G UFAULT_TRACE="$tmp/min.trace" LD_PRELOAD="$shim" "$probe" \
@@ -286,6 +302,39 @@ java_limit)
 	grep -q '^checksum ' "$tmp/jlimit.1" || fail "java_limit: GcHeavy printed no checksum"
 	served jlimit 1
 	evicted jlimit
+	;;
+daemon)
+	[ -x "$ufaultd" ] || fail "no UFAULTD program given"
+	"$ufaultd" --socket "$tmp/ufaultd.sock" --no-keeper --log-level warn >"$tmp/ufaultd.log" 2>&1 &
+	dpid=$!
+	trap 'kill $dpid 2>/dev/null; wait $dpid 2>/dev/null; rm -rf "$tmp"' EXIT
+	for i in $(seq 200); do [ -S "$tmp/ufaultd.sock" ] && break; sleep 0.05; done
+	[ -S "$tmp/ufaultd.sock" ] || fail "ufaultd did not start: $(cat "$tmp/ufaultd.log")"
+	export UFAULT_DAEMON="$tmp/ufaultd.sock"
+	run dprobe "$probe"
+	same dprobe
+	grep -q '^failures 0$' "$tmp/dprobe.1" || fail "dprobe: the probe's own checks failed"
+	served dprobe 90
+	need python3
+	run dpython python3 "$(dirname "$0")/heavy.py"
+	same dpython
+	served dpython 2
+	if command -v java >/dev/null; then
+		run djava java -Xmx256m -XX:+UseParallelGC "$(dirname "$0")/GcHeavy.java"
+		same djava
+		served djava 1
+	fi
+	# Served by the daemon, in every process that made regions.
+	for t in dprobe dpython; do
+		made=$(awk '/^ufault_preload pid .* regions made/ && $4 > 0 {print $3}' "$tmp/$t.trace" | sort -u)
+		by=$(awk '/regions served by ufaultd at/ {print $3}' "$tmp/$t.trace" | sort -u)
+		[ -n "$made" ] || fail "$t: no process made a region"
+		missing=$(comm -23 <(echo "$made") <(echo "$by"))
+		[ -z "$missing" ] || fail "$t: processes with regions not served by ufaultd: $missing"
+	done
+	grep -q 'faults served in-process' "$tmp"/*.1 && fail "a process could not reach ufaultd"
+	kill $dpid
+	wait $dpid
 	;;
 *)
 	fail "unknown case"
