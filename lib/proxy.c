@@ -181,7 +181,7 @@ void ufault__ctx_each_callback_region(struct ufault_ctx *ctx, ufault_fill_fn fil
 
 	ufault__mm_read_lock(&ctx->mm, &h, 0, top);
 	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, 0, top); r;
-	     r = ufault__regions_first(&ctx->regions, ufault__region_end(r), top)) {
+	     r = ufault__regions_next(&ctx->regions, r, top)) {
 		const struct ufault_source *s = &r->src->user;
 
 		if (s->type != UFAULT_SOURCE_CALLBACK || s->callback.fill != fill)
@@ -218,9 +218,7 @@ static void discard_victims(struct ufault_region *victims, uint64_t start, uint6
 static void discard_indexed(struct ufault_ctx *ctx, uint64_t start, uint64_t end)
 {
 	for (struct ufault_region *r = ufault__regions_first(&ctx->regions, start, end); r;
-	     r = ufault__region_end(r) < end
-		     ? ufault__regions_first(&ctx->regions, ufault__region_end(r), end)
-		     : NULL)
+	     r = ufault__regions_next(&ctx->regions, r, end))
 		discard_piece(r, start, end);
 }
 

@@ -256,6 +256,14 @@ void ufault__regions_span(struct ufault__regions *set, uint64_t start, uint64_t 
  * the mm lock (read or write) over the range, so it stays. */
 struct ufault_region *ufault__regions_first(struct ufault__regions *set, uint64_t start,
 					    uint64_t end);
+/* The region after @r overlapping [.., end), or NULL: with
+ * ufault__regions_first(), a walk over the regions of a range. */
+static inline struct ufault_region *
+ufault__regions_next(struct ufault__regions *set, const struct ufault_region *r, uint64_t end)
+{
+	return ufault__region_end(r) < end ? ufault__regions_first(set, ufault__region_end(r), end)
+					   : NULL;
+}
 /* True if [start, end) starts or ends inside a region page. */
 bool ufault__regions_cut_page(struct ufault__regions *set, uint64_t start, uint64_t end);
 /* True if a region of another context of this process overlaps

@@ -573,12 +573,10 @@ int ufault_remote_connect(struct ufault_remote **out, const struct ufault_remote
 	return 0;
 }
 
-/* Register @r (its fds ours now, closed on failure) with the uffd in
- * @mode, then with the daemon or the in-process context. */
-/* *@v, an array of *@cap elements of @size bytes, made room for one more
- * (at least @min in all). From raw pages, never the program's allocator:
- * the preload shim registers from inside it (an mmap of jemalloc's, which
- * holds its lock). 0 or -ENOMEM. */
+/* *@v, an array of *@cap elements of @size bytes holding @n, made room
+ * for one more. From raw pages, never the program's allocator: the preload
+ * shim registers from inside it (an mmap of jemalloc's, which holds its
+ * lock). 0 or -ENOMEM. */
 static int grow(void **v, unsigned int *cap, size_t size, unsigned int n)
 {
 	unsigned int c = *cap ? *cap * 2 : 64;
@@ -598,6 +596,8 @@ static int grow(void **v, unsigned int *cap, size_t size, unsigned int n)
 	return 0;
 }
 
+/* Register @r (its fds ours now, closed on failure) with the uffd in
+ * @mode, then with the daemon or the in-process context. */
 static int add_region(struct ufault_remote *rm, struct remote_region *rr, uint64_t mode)
 {
 	struct remote_region r = *rr;

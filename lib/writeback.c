@@ -281,10 +281,7 @@ int ufault__writeback_flush(struct ufault__writeback *wb, struct ufault__regions
 	struct ufault_region *r;
 	int first = 0;
 
-	for (r = ufault__regions_first(set, start, end); r;
-	     r = ufault__region_end(r) < end
-		     ? ufault__regions_first(set, ufault__region_end(r), end)
-		     : NULL) {
+	for (r = ufault__regions_first(set, start, end); r; r = ufault__regions_next(set, r, end)) {
 		uint64_t s = ufault__region_start(r) > start ? ufault__region_start(r) : start;
 		uint64_t e = ufault__region_end(r) < end ? ufault__region_end(r) : end;
 		int ret;
