@@ -258,8 +258,8 @@ static void test_mremap(void **state)
 	/* Moving q over another region (source offsets PAGES..2 PAGES)
 	 * discards that region's offsets; q keeps its pages. */
 	s.offset = SOURCE_OFF + PAGES * ps;
-	r = ufault_mmap(ctx, NULL, PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &s,
-			UFAULT_REGION_WRITEBACK | UFAULT_REGION_DISCARD);
+	r = ufault_mmap(ctx, NULL, PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			&s, UFAULT_REGION_WRITEBACK | UFAULT_REGION_DISCARD);
 	assert_true(r != MAP_FAILED);
 	sw.nr_calls = 0;
 	p = ufault_mremap(ctx, q, PAGES * ps, PAGES * ps, MREMAP_MAYMOVE | MREMAP_FIXED, r);
