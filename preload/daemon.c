@@ -54,11 +54,6 @@ static struct {
 	uint64_t ps;
 } D = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-}
-
 int daemon_connect(const char *path)
 {
 	struct ufault_remote_config cfg;
@@ -66,10 +61,9 @@ int daemon_connect(const char *path)
 	int ret;
 
 	D.ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	v = sys_mmap(NULL, UFAULT_PROTO_MAX_REGIONS * sizeof(*D.v), PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (v == MAP_FAILED)
-		return -errno;
+	v = shim_pages(UFAULT_PROTO_MAX_REGIONS * sizeof(*D.v));
+	if (!v)
+		return -ENOMEM;
 	ufault_remote_config_init(&cfg);
 	cfg.socket_path = path;
 	ret = ufault_remote_connect(&D.rm, &cfg);
@@ -170,9 +164,9 @@ void *daemon_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	void *p;
 
 	if (!over && !region)
-		return sys_mmap(addr, len, prot, flags, fd, off);
+		return shim_sys_mmap(addr, len, prot, flags, fd, off);
 	if (!over) {
-		p = sys_mmap(addr, len, prot, flags, fd, off);
+		p = shim_sys_mmap(addr, len, prot, flags, fd, off);
 		if (p == MAP_FAILED)
 			return p;
 	}
@@ -181,7 +175,7 @@ void *daemon_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	if (over) {
 		shim_note_unmap(addr, len);
 		carve(a, e);
-		p = sys_mmap(addr, len, prot, flags, fd, off);
+		p = shim_sys_mmap(addr, len, prot, flags, fd, off);
 	}
 	if (p != MAP_FAILED && region)
 		add((uint64_t)(uintptr_t)p, (uint64_t)(uintptr_t)p + round_up(len), true);

@@ -49,11 +49,6 @@
 #define PROXY_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE)
 #define REGION_FLAGS (PROXY_FLAGS | MAP_POPULATE | MAP_DENYWRITE | MAP_EXECUTABLE)
 
-static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-}
-
 /* Private anonymous memory with only flags a region may have. */
 static bool anonymous_kind(int flags)
 {
@@ -150,7 +145,7 @@ static void *fixed_over_region(struct ufault_ctx *ctx, void *addr, size_t len, i
 	if (ret)
 		return MAP_FAILED;
 	return anon ? make_region(ctx, addr, len, prot, flags | MAP_FIXED)
-		    : sys_mmap(addr, len, prot, flags, fd, off);
+		    : shim_sys_mmap(addr, len, prot, flags, fd, off);
 }
 
 SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -162,7 +157,7 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 	bool region;
 
 	if (shim_inside())
-		return sys_mmap(addr, len, prot, flags, fd, off);
+		return shim_sys_mmap(addr, len, prot, flags, fd, off);
 	region = anonymous_kind(flags) && len >= shim_min_bytes();
 	if (daemon_on()) {
 		p = daemon_mmap(addr, len, prot, flags, fd, off, region);
@@ -178,11 +173,11 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		return p;
 	}
 	if (!region)
-		return sys_mmap(addr, len, prot, flags, fd, off);
+		return shim_sys_mmap(addr, len, prot, flags, fd, off);
 	ctx = shim_ctx_current();
 	if (!ctx) {
 		errno = saved;
-		return sys_mmap(addr, len, prot, flags, fd, off);
+		return shim_sys_mmap(addr, len, prot, flags, fd, off);
 	}
 	p = make_region(ctx, addr, len, prot, flags);
 	if (p == MAP_FAILED) {
@@ -192,7 +187,7 @@ SHIM_API void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 			return MAP_FAILED;
 		shim_count_refused();
 		errno = saved;
-		return sys_mmap(addr, len, prot, flags, fd, off);
+		return shim_sys_mmap(addr, len, prot, flags, fd, off);
 	}
 	errno = saved;
 	return p;
@@ -223,34 +218,32 @@ SHIM_API int munmap(void *addr, size_t len)
 	return ret;
 }
 
-SHIM_API int mprotect(void *addr, size_t len, int prot)
+/* mprotect and madvise: over a region, its proxy @proxy; else the kernel's
+ * call @nr. */
+static int proxy_or_kernel(void *addr, size_t len, int arg, long nr,
+			   int (*proxy)(struct ufault_ctx *, void *, size_t, int))
 {
 	struct ufault_ctx *ctx = ctx_over(addr, len);
 	int saved = errno, ret;
 
 	if (!ctx)
-		return (int)syscall(SYS_mprotect, addr, len, prot);
+		return (int)syscall(nr, addr, len, arg);
 	shim_enter();
-	ret = ufault_mprotect(ctx, addr, len, prot);
+	ret = proxy(ctx, addr, len, arg);
 	shim_leave();
 	if (!ret)
 		errno = saved;
 	return ret;
 }
 
+SHIM_API int mprotect(void *addr, size_t len, int prot)
+{
+	return proxy_or_kernel(addr, len, prot, SYS_mprotect, ufault_mprotect);
+}
+
 SHIM_API int madvise(void *addr, size_t len, int advice)
 {
-	struct ufault_ctx *ctx = ctx_over(addr, len);
-	int saved = errno, ret;
-
-	if (!ctx)
-		return (int)syscall(SYS_madvise, addr, len, advice);
-	shim_enter();
-	ret = ufault_madvise(ctx, addr, len, advice);
-	shim_leave();
-	if (!ret)
-		errno = saved;
-	return ret;
+	return proxy_or_kernel(addr, len, advice, SYS_madvise, ufault_madvise);
 }
 
 SHIM_API void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)

@@ -12,8 +12,28 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 struct ufault_ctx;
+
+/* mmap(2) as a raw system call: never the interposed one. */
+static inline void *shim_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+/* @len bytes of zeroed private memory for the shim's own use (raw: the
+ * program's allocator is never used), or NULL. */
+static inline void *shim_pages(size_t len)
+{
+	void *p = shim_sys_mmap(NULL, len, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
 
 /* Is this thread inside ufault (a proxy, the context's creation)? Its
  * mmap calls then go straight to the kernel. */

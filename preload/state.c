@@ -56,9 +56,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <ufault/ufault.h>
-
 #include <ufault/protocol.h>
+#include <ufault/ufault.h>
 
 #include "daemon.h"
 #include "shim.h"
@@ -218,10 +217,23 @@ static void env_size(const char *name, uint64_t min, uint64_t max, size_t *out)
 		    name, v, (unsigned long long)min, (unsigned long long)max, *out);
 }
 
+/* $@name, a path, into @buf (@size bytes); one too long is reported
+ * (then @instead happens) and @buf left empty. */
+static void env_path(const char *name, char *buf, size_t size, const char *instead)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		return;
+	if (strlen(v) < size)
+		strcpy(buf, v);
+	else
+		shim_say("ufault_preload: %s: path too long: %s\n", name, instead);
+}
+
 static void configure(void)
 {
 	size_t workers = S.workers;
-	const char *v;
 
 	S.pid = getpid();
 	env_size("UFAULT_MIN_BYTES", (uint64_t)sysconf(_SC_PAGESIZE), SIZE_MAX, &S.min_bytes);
@@ -229,21 +241,8 @@ static void configure(void)
 	S.workers = (unsigned int)workers;
 	env_size("UFAULT_FAULT_AROUND", 0, 2u << 20, &S.fault_around);
 	env_size("UFAULT_MEMORY_LIMIT", MIN_LIMIT, SIZE_MAX, &S.limit);
-	v = getenv("UFAULT_TRACE");
-	if (v && *v) {
-		if (strlen(v) < sizeof(S.trace))
-			strcpy(S.trace, v);
-		else
-			shim_say("ufault_preload: UFAULT_TRACE: path too long: no report\n");
-	}
-	v = getenv("UFAULT_DAEMON");
-	if (v && *v) {
-		if (strlen(v) < sizeof(S.daemon))
-			strcpy(S.daemon, v);
-		else
-			shim_say("ufault_preload: UFAULT_DAEMON: path too long: faults served "
-				 "in-process\n");
-	}
+	env_path("UFAULT_TRACE", S.trace, sizeof(S.trace), "no report");
+	env_path("UFAULT_DAEMON", S.daemon, sizeof(S.daemon), "faults served in-process");
 	if (pthread_atfork(fork_prepare, fork_parent, fork_child))
 		shim_say("ufault_preload: pthread_atfork failed\n");
 }
@@ -267,14 +266,13 @@ struct ufault_ctx *shim_ctx_current(void)
 bool shim_kernel_reads(struct ufault_ctx *c, struct ufault_remote *rm)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	void *p = (void *)syscall(SYS_mmap, NULL, ps, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = shim_pages(ps);
 	struct ufault_region *r = NULL;
 	struct ufault_source src;
 	bool ok = false;
 	int pfd[2], ret;
 
-	if (p == MAP_FAILED)
+	if (!p)
 		return false;
 	ufault_source_init(&src, UFAULT_SOURCE_ZERO);
 	ret = c ? ufault_region_register(c, p, ps, &src, 0, &r)
@@ -406,13 +404,8 @@ void shim_note_region(void *p, size_t len)
 	if (!tracing())
 		return;
 	pthread_mutex_lock(&S.lock);
-	if (!S.map) {
-		void *m = (void *)syscall(SYS_mmap, NULL, TRACE_MAX * sizeof(*S.map),
-					  PROT_READ | PROT_WRITE,
-					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-		S.map = m == MAP_FAILED ? NULL : m;
-	}
+	if (!S.map)
+		S.map = shim_pages(TRACE_MAX * sizeof(*S.map));
 	if (S.map && S.nr_map < TRACE_MAX)
 		S.map[S.nr_map++] = (struct mapping){.start = a, .len = len, .live = 1};
 	else

@@ -63,14 +63,6 @@ static struct {
 	uint64_t stored, written;
 } W = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 
-static void *raw_map(size_t len)
-{
-	void *p = (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 static void *raw_remap(void *old, size_t old_len, size_t len)
 {
 	void *p = (void *)syscall(SYS_mremap, old, old_len, len, MREMAP_MAYMOVE);
@@ -145,7 +137,7 @@ static void slot_free(uint32_t s)
 		uint64_t cap = W.free_cap ? W.free_cap * 2 : W.ps / sizeof(uint32_t);
 		uint32_t *f = W.free ? raw_remap(W.free, W.free_cap * sizeof(uint32_t),
 						 cap * sizeof(uint32_t))
-				     : raw_map(cap * sizeof(uint32_t));
+				     : shim_pages(cap * sizeof(uint32_t));
 
 		if (!f)
 			return; /* out of memory: the slot is not reused */
@@ -189,7 +181,7 @@ static bool area_reach(struct area *a, uint64_t pg)
 		cap *= 2;
 	t = a->slot ? raw_remap(a->slot, round_page(a->cap * sizeof(uint32_t)),
 				round_page(cap * sizeof(uint32_t)))
-		    : raw_map(round_page(cap * sizeof(uint32_t)));
+		    : shim_pages(round_page(cap * sizeof(uint32_t)));
 	if (!t)
 		return false;
 	a->slot = t;
@@ -281,7 +273,7 @@ bool swap_source(struct ufault_source *src)
 		W.spare = a->next_free;
 	} else {
 		if (!W.chunk || W.chunk_used == AREA_CHUNK / sizeof(*a)) {
-			W.chunk = raw_map(AREA_CHUNK);
+			W.chunk = shim_pages(AREA_CHUNK);
 			W.chunk_used = 0;
 		}
 		a = W.chunk ? &W.chunk[W.chunk_used++] : NULL;
@@ -342,7 +334,7 @@ static void collect_piece(void *arg, const struct ufault__piece *pc)
 		if (c->nr == c->cap) {
 			size_t cap = c->cap ? c->cap * 2 : W.ps;
 			uint64_t *l =
-			    c->list ? raw_remap(c->list, c->cap * 8, cap * 8) : raw_map(cap * 8);
+			    c->list ? raw_remap(c->list, c->cap * 8, cap * 8) : shim_pages(cap * 8);
 
 			if (!l)
 				break;
